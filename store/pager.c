@@ -1,0 +1,238 @@
+/*
+ * store/pager.c — the data file as pages: one read-only shared mapping for every read, pwrite
+ * for every write, the file's size, and the check a page passes before anyone trusts it.
+ *
+ * Mapping.  The file is mapped once with a large reservation (PAGER_MIN_RESERVE, or four times
+ * the file), so growing the file never moves the mapping.  When the file outgrows the
+ * reservation a larger mapping is made and published; the old one stays mapped until close,
+ * because a snapshot that began before may still read through it.  So there is no fixed map
+ * size and no "map full" while the disk has room.
+ *
+ * Checks.  pager_get() checks a page against what its parent expects (page number within the
+ * snapshot's page_count, header pgno, header txnid == the parent's child_txnid, level) on every
+ * visit — a few compares — and its checksum and structure (page_check) once: pages are never
+ * modified while reachable (INV-1), so a verified bit per page (vbits) saves rehashing hot
+ * pages.  The writer clears a page's bit when it reuses the page and sets it when it writes
+ * one.  Any failure is -EUCLEAN with a log line naming the page.
+ *
+ * Growth.  The file grows in chunks (1/8 of its size, 1 MiB to 64 MiB) by fallocate, so most
+ * commits do not change its size; pager_trim() gives a free tail back.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store/checksum.h"
+#include "store/page.h"
+#include "store/store_int.h"
+
+#define PAGER_MIN_RESERVE (16ull << 30)
+
+int pager_init(struct store *st, struct io_file *file, uint64_t file_size)
+{
+	struct pager *pg = &st->pager;
+	pg->file = file;
+	pg->file_size = file_size;
+	atomic_init(&pg->map, NULL);
+	for (int i = 0; i < VBITS_CHUNKS; i++)
+		atomic_init(&pg->vbits[i], NULL);
+	return pager_ensure_map(st, file_size / STORE_PAGE_SIZE);
+}
+
+void pager_destroy(struct pager *pg)
+{
+	struct mapping *m = atomic_load(&pg->map);
+	while (m) {
+		struct mapping *older = m->older;
+		io_unmap(pg->file, m->base, m->reserve);
+		free(m);
+		m = older;
+	}
+	atomic_store(&pg->map, NULL);
+	for (int i = 0; i < VBITS_CHUNKS; i++)
+		free((void *)atomic_load(&pg->vbits[i]));
+}
+
+int pager_ensure_map(struct store *st, uint64_t pages)
+{
+	struct pager *pg = &st->pager;
+	struct mapping *cur = atomic_load_explicit(&pg->map, memory_order_relaxed);
+	uint64_t need = pages * STORE_PAGE_SIZE;
+	if (cur && cur->reserve >= need)
+		return 0;
+	size_t reserve = PAGER_MIN_RESERVE;
+	while (reserve < need * 4)
+		reserve *= 2;
+	struct mapping *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	const void *base;
+	int r = io_map(pg->file, reserve, &base);
+	if (r < 0) {
+		free(m);
+		return r;
+	}
+	m->base = base;
+	m->reserve = reserve;
+	m->older = cur;
+	atomic_store_explicit(&pg->map, m, memory_order_release);
+	return 0;
+}
+
+int pager_ensure_size(struct store *st, uint64_t pages)
+{
+	struct pager *pg = &st->pager;
+	uint64_t need = pages * STORE_PAGE_SIZE;
+	if (need <= pg->file_size)
+		return 0;
+	uint64_t chunk = pg->file_size / 8;
+	if (chunk < (1u << 20))
+		chunk = 1u << 20;
+	if (chunk > (64u << 20))
+		chunk = 64u << 20;
+	uint64_t want = need + chunk - 1;
+	want -= want % chunk;
+	int r = io_allocate(pg->file, pg->file_size, want - pg->file_size);
+	if (r == -ENOSPC && want > need) {
+		want = need; /* a full disk: take exactly what is needed */
+		r = io_allocate(pg->file, pg->file_size, want - pg->file_size);
+	}
+	if (r < 0)
+		return r;
+	pg->file_size = want;
+	return pager_ensure_map(st, pages);
+}
+
+int pager_trim(struct store *st, uint64_t pages)
+{
+	struct pager *pg = &st->pager;
+	uint64_t keep = pages * STORE_PAGE_SIZE;
+	uint64_t slack = pg->file_size / 4 > (4u << 20) ? pg->file_size / 4 : (4u << 20);
+	if (pg->file_size <= keep + slack)
+		return 0;
+	int r = io_truncate(pg->file, keep);
+	if (r < 0)
+		return r;
+	pg->file_size = keep;
+	return 0;
+}
+
+static _Atomic uint64_t *vbits_word(struct pager *pg, pgno_t pgno, bool create)
+{
+	uint64_t ci = pgno / VBITS_CHUNK_PAGES;
+	if (ci >= VBITS_CHUNKS)
+		return NULL;
+	_Atomic uint64_t *c = atomic_load_explicit(&pg->vbits[ci], memory_order_acquire);
+	if (!c && create) {
+		_Atomic uint64_t *fresh = calloc(VBITS_CHUNK_PAGES / 64, sizeof(uint64_t));
+		if (!fresh)
+			return NULL;
+		_Atomic uint64_t *expected = NULL;
+		if (atomic_compare_exchange_strong(&pg->vbits[ci], &expected, fresh)) {
+			c = fresh;
+		} else {
+			free((void *)fresh);
+			c = expected;
+		}
+	}
+	return c ? &c[(pgno % VBITS_CHUNK_PAGES) / 64] : NULL;
+}
+
+static bool vbits_test(struct pager *pg, pgno_t pgno)
+{
+	_Atomic uint64_t *w = vbits_word(pg, pgno, false);
+	return w && (atomic_load_explicit(w, memory_order_relaxed) >> (pgno % 64) & 1);
+}
+
+void pager_mark_verified(struct store *st, pgno_t pgno)
+{
+	_Atomic uint64_t *w = vbits_word(&st->pager, pgno, true);
+	if (w)
+		atomic_fetch_or_explicit(w, 1ull << (pgno % 64), memory_order_relaxed);
+}
+
+void pager_forget(struct store *st, pgno_t pgno, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		_Atomic uint64_t *w = vbits_word(&st->pager, pgno + i, false);
+		if (w)
+			atomic_fetch_and_explicit(w, ~(1ull << ((pgno + i) % 64)),
+						  memory_order_relaxed);
+	}
+}
+
+const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
+			     unsigned expect_level, bool full, char *buf, size_t len)
+{
+	if (full) {
+		if (ld64(p + PH_CHECKSUM) != checksum64(p + 8, STORE_PAGE_SIZE - 8, pgno))
+			return "page checksum mismatch";
+		if (ld64(p + PH_PGNO) != pgno) {
+			snprintf(buf, len, "page header names page %llu (misdirected write)",
+				 (unsigned long long)ld64(p + PH_PGNO));
+			return buf;
+		}
+		const char *why = page_check(p);
+		if (why)
+			return why;
+	}
+	if (page_txnid(p) != expect_txnid) {
+		snprintf(buf, len, "page written by txn %llu, parent expects txn %llu "
+			 "(lost or stale write)", (unsigned long long)page_txnid(p),
+			 (unsigned long long)expect_txnid);
+		return buf;
+	}
+	if (page_level(p) != expect_level) {
+		snprintf(buf, len, "page at level %u, parent expects level %u", page_level(p),
+			 expect_level);
+		return buf;
+	}
+	return NULL;
+}
+
+int pager_get(struct store *st, const struct mapping *map, uint64_t page_count, pgno_t pgno,
+	      txnid_t expect_txnid, unsigned expect_level, const uint8_t **out)
+{
+	if (pgno < FIRST_DATA_PGNO || pgno >= page_count)
+		return CORRUPT(st, pgno, "page number out of range (page_count %llu)",
+			       (unsigned long long)page_count);
+	const uint8_t *p = map->base + pgno * STORE_PAGE_SIZE;
+	bool full = !vbits_test(&st->pager, pgno);
+	char buf[160];
+	const char *why = pager_check_page(p, pgno, expect_txnid, expect_level, full, buf,
+					   sizeof(buf));
+	if (why)
+		return CORRUPT(st, pgno, "%s", why);
+	if (full)
+		pager_mark_verified(st, pgno);
+	*out = p;
+	return 0;
+}
+
+int pager_get_overflow(struct store *st, const struct mapping *map, uint64_t page_count,
+		       pgno_t pgno, uint32_t vlen, uint64_t sum, const uint8_t **out)
+{
+	uint64_t n = ovf_pages(vlen);
+	if (pgno < FIRST_DATA_PGNO || pgno >= page_count || n > page_count - pgno)
+		return CORRUPT(st, pgno, "overflow run of %llu pages out of range (page_count "
+			       "%llu)", (unsigned long long)n, (unsigned long long)page_count);
+	const uint8_t *p = map->base + pgno * STORE_PAGE_SIZE;
+	if (!vbits_test(&st->pager, pgno)) {
+		if (checksum64(p, vlen, pgno) != sum)
+			return CORRUPT(st, pgno, "overflow run checksum mismatch (%u bytes)", vlen);
+		pager_mark_verified(st, pgno);
+	}
+	*out = p;
+	return 0;
+}
+
+int pager_write(struct store *st, pgno_t pgno, const void *buf, size_t n)
+{
+	ssize_t r = io_pwrite(st->pager.file, buf, n * STORE_PAGE_SIZE, pgno * STORE_PAGE_SIZE);
+	if (r < 0)
+		return store_fail(st, (int)r);
+	uint64_t end = (pgno + n) * STORE_PAGE_SIZE;
+	if (end > st->pager.file_size)
+		st->pager.file_size = end;
+	return 0;
+}

@@ -1,0 +1,115 @@
+/*
+ * store/txn.h — transactions and tree handles, shared by txn.c, btree.c, node.c,
+ * freelist.c and verify.c.
+ *
+ * A read transaction is a snapshot: a copy of one published meta page, the mapping current at
+ * that moment, and a reader slot holding its txnid so that the writer keeps its pages.  A
+ * write transaction additionally owns the in-memory nodes of the trees it changes, an arena
+ * for copied keys and values, and the free-list state of freelist.c.
+ */
+#ifndef KVFS_STORE_TXN_H
+#define KVFS_STORE_TXN_H
+
+#include "store/node.h"
+#include "store/store_int.h"
+
+#define MAX_DEPTH 48
+
+struct run {
+	pgno_t pgno;
+	uint64_t count;
+};
+struct runvec {
+	struct run *v;
+	size_t n, cap;
+};
+
+/* freelist.c's per-writer state. */
+struct freelist {
+	struct runvec pool;   /* reusable now; allocation takes from the end (LIFO) */
+	struct runvec freed;  /* freed by this transaction: reusable after the gate passes it */
+	txnid_t gate;         /* chunks keyed <= gate are reusable */
+	bool exhausted;       /* no reusable chunk left in the freedb */
+	uint64_t loaded;      /* pages moved from the free list into pool */
+	bool finalizing;      /* freedb being written: allocate from the reserve only */
+	struct run reserve;   /* pages set aside for the freedb's own pages */
+};
+
+struct store_tree {
+	struct store_txn *txn;
+	struct store_tree *next;
+	uint8_t name[STORE_MAX_TREE_NAME];
+	size_t name_len;
+	bool internal;  /* the catalog or the freedb */
+	bool dirty;     /* changed in this transaction */
+	bool dropped;
+	struct tree_rec rec; /* current record: root, depth, counts */
+	struct node *root;   /* materialized root, or NULL */
+};
+
+struct arena_chunk;
+
+struct store_txn {
+	struct store *st;
+	bool rdonly;
+	txnid_t txnid;       /* snapshot (read) or the commit's (write) */
+	struct meta meta;    /* snapshot meta; for a writer, the state being built */
+	struct mapping *map; /* read transactions: the mapping at begin */
+	struct reader_slot *slot;
+	struct store_tree *trees;
+	struct store_cursor *cursors;
+	int err;             /* writer: a failure that makes commit impossible */
+	/* writer only */
+	struct store_tree catalog, freedb;
+	struct freelist fl;
+	struct node *nodes;  /* every node, for freeing */
+	struct arena_chunk *arena;
+	uint64_t mod_seq;    /* bumped by every change; cursors re-seek when it moved */
+};
+
+/* The mapping to read through: a writer may grow the map mid-transaction. */
+static inline const struct mapping *txn_map(struct store_txn *txn)
+{
+	return txn->rdonly ? txn->map : pager_map(&txn->st->pager);
+}
+
+void *txn_alloc(struct store_txn *txn, size_t len);
+void *txn_memdup(struct store_txn *txn, const void *p, size_t len);
+
+/* ---- node.c ---- */
+int node_load(struct store_tree *t, struct node *parent, unsigned idx, struct node **out);
+struct node *node_new(struct store_tree *t, unsigned level);
+int node_insert(struct node *nd, unsigned idx, const struct ent *e);
+void node_remove(struct node *nd, unsigned idx);
+unsigned node_search(const struct node *nd, const void *key, size_t klen, bool *exact);
+int node_rebalance_tree(struct store_tree *t);
+int node_spill_tree(struct store_tree *t);
+/* An upper bound on the pages node_spill_tree will allocate, with `extra` more bytes of
+ * cells to be added to the materialized nodes. */
+uint64_t node_spill_estimate(struct store_tree *t, uint64_t extra);
+
+/* ---- btree.c (internal) ---- */
+void btree_init(struct store_tree *t, struct store_txn *txn, const struct tree_rec *rec);
+/* Materialize the path to where `key` belongs (the leaf) without changing anything. */
+int btree_touch(struct store_tree *t, const void *key, size_t klen);
+int btree_put(struct store_tree *t, const void *key, size_t klen, const void *val, size_t vlen);
+int btree_del(struct store_tree *t, const void *key, size_t klen);
+int btree_get(struct store_tree *t, const void *key, size_t klen, struct store_val *val);
+/* Free every page of the tree (for drop). */
+int btree_free_all(struct store_tree *t);
+void cursors_free(struct store_txn *txn);
+
+/* ---- freelist.c ---- */
+int freelist_begin(struct store_txn *txn);
+void freelist_end(struct store_txn *txn);
+/* Allocate a run of n contiguous pages.  0 and *pgno, or -errno. */
+int freelist_alloc(struct store_txn *txn, uint64_t n, pgno_t *pgno);
+/* Release a run of n pages that state `page_txnid` wrote. */
+int freelist_free(struct store_txn *txn, pgno_t pgno, uint64_t n, txnid_t page_txnid);
+/* Write the freedb for this commit (after every other tree is spilled). */
+int freelist_commit(struct store_txn *txn);
+/* For verify and stat: call fn for every free run of a snapshot (freedb + deferred). */
+int freelist_walk(struct store_txn *txn, int (*fn)(void *ctx, txnid_t key, pgno_t pgno,
+						   uint64_t count), void *ctx);
+
+#endif
