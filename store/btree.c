@@ -397,6 +397,7 @@ int store_tree_open(struct store_txn *txn, const char *name, size_t name_len, bo
 	memset(&rec, 0, sizeof(rec));
 	struct store_val v;
 	int r = btree_get(&txn->catalog, name, name_len, &v);
+	bool created = r == -ENOENT;
 	if (r == 0) {
 		if (v.len != TREC_SIZE)
 			return CORRUPT(txn->st, txn->catalog.rec.root,
@@ -422,7 +423,10 @@ int store_tree_open(struct store_txn *txn, const char *name, size_t name_len, bo
 	memcpy(t->name, name, name_len);
 	t->name_len = name_len;
 	t->rec = rec;
-	t->dirty = r == -ENOENT; /* a new tree gets its catalog entry at commit */
+	if (created) { /* a new tree is a change even while empty: its catalog entry */
+		t->dirty = true;
+		txn->mod_seq++;
+	}
 	t->next = txn->trees;
 	txn->trees = t;
 	*out = t;

@@ -25,10 +25,14 @@
  *    40     8  lsn           log position this state includes (written by the engine)
  *    48    40  catalog       TREE RECORD of the catalog tree (name -> TREE RECORD)
  *    88    40  freedb        TREE RECORD of the free-list tree (FREE LIST)
- *   128     8  free_pages    pages on the free list, deferred run included
- *   136     8  deferred_pgno   a run of free pages not in the free-list tree (the unused part
- *   144     8  deferred_count  of the reserve taken for the free-list tree's own pages)
- *   152  3944  zero
+ *   128     8  free_pages    pages on the free list, deferred runs included
+ *   136     4  deferred_runs number of deferred runs, 0..META_DEFERRED_MAX
+ *   140     4  zero
+ *   144   192  deferred      META_DEFERRED_MAX runs of 12 bytes, start pgno (u64) + count
+ *                            (u32): free pages not in the free-list tree (the unused part of
+ *                            the reserve taken for the free-list tree's own pages); unused
+ *                            entries zero
+ *   336  3760  zero
  *
  * TREE RECORD (40 bytes; in the meta page and as catalog values)
  *
@@ -92,9 +96,10 @@
 #define META_CATALOG 48
 #define META_FREEDB 88
 #define META_FREE_PAGES 128
-#define META_DEFERRED_PGNO 136
-#define META_DEFERRED_COUNT 144
-#define META_END 152
+#define META_DEFERRED_RUNS 136
+#define META_DEFERRED 144
+#define META_DEFERRED_MAX 16
+#define META_END (META_DEFERRED + META_DEFERRED_MAX * 12)
 
 /* Tree record. */
 #define TREC_ROOT_PGNO 0
@@ -149,6 +154,7 @@
 /* Free list. */
 #define FREE_KEY_SIZE 12
 #define FREE_RUN_SIZE 12
+_Static_assert(FREE_RUN_SIZE == 12, "deferred runs and chunk runs share one layout");
 #define STORE_FREE_CHUNK_RUNS 100
 
 #define META_SLOTS 2
@@ -157,7 +163,7 @@
 _Static_assert(STORE_PAGE_SIZE == 4096, "the format is defined for 4 KiB pages");
 _Static_assert(META_CATALOG + TREC_SIZE == META_FREEDB, "meta: catalog record size");
 _Static_assert(META_FREEDB + TREC_SIZE == META_FREE_PAGES, "meta: freedb record size");
-_Static_assert(META_END <= STORE_PAGE_SIZE, "meta page overflows");
+_Static_assert(META_END == 336, "meta page layout");
 _Static_assert(TREC_PAGES + 8 == TREC_SIZE, "tree record size");
 _Static_assert(PH_UPPER + 4 == PH_SIZE, "page header size");
 _Static_assert(OVF_CHECKSUM + 8 == OVF_SIZE, "overflow ref size");

@@ -12,7 +12,7 @@
  * disk's two meta pages, and with them the gate, only move on durable commits.
  *
  * A write transaction allocates from `pool`, LIFO (the most recently freed reusable pages
- * first): the meta page's deferred run, then the highest reusable chunks, loaded one at a time
+ * first): the meta page's deferred runs, then the highest reusable chunks, loaded one at a time
  * (and deleted from the freedb); when none fits, the file grows.  Pages it frees go to `freed`,
  * except pages it allocated itself, which no one else can see and which go back to `pool`.
  *
@@ -20,12 +20,14 @@
  * writing the freedb allocates and frees pages itself.  The recursion is cut this way:
  *   1. every freedb leaf that will receive a chunk is materialized and the freedb is
  *      rebalanced, repeatedly until no new page is freed (materializing frees the old page);
- *   2. a reserve of pages for the freedb's own pages is set aside from pool (one run) or from
- *      the end of the file, with an upper bound on what the spill can need;
+ *   2. a reserve of pages for the freedb's own pages is set aside from pool (at most
+ *      META_DEFERRED_MAX - 1 runs, LIFO) and, if that is not enough, from the end of the
+ *      file, with an upper bound on what the spill can need;
  *   3. `freed` goes in as chunks (txnid, 0..), `pool` as chunks (0, next..) — reusable at once;
  *   4. the freedb is spilled taking pages only from the reserve (or the file end);
- *   5. the unused tail of the reserve, one run, is the meta page's deferred run.
- * Every page is then reachable, in a freedb chunk, or in the deferred run: INV-2.
+ *   5. the unused tail of the reserve (at most META_DEFERRED_MAX runs) is the meta page's
+ *      deferred runs, which the next write transaction puts in its pool first.
+ * Every page is then reachable, in a freedb chunk, or in a deferred run: INV-2.
  *
  * A free run that ends at the end of the file is cut off instead (page_count shrinks), and
  * pager_trim() gives the file's tail back once both meta pages agree.
@@ -107,14 +109,15 @@ int freelist_begin(struct store_txn *txn)
 	if (oldest < gate)
 		gate = oldest;
 	fl->gate = gate;
-	if (txn->meta.deferred_count) {
-		int r = runvec_push(&fl->pool, txn->meta.deferred_pgno, txn->meta.deferred_count);
+	for (uint32_t i = 0; i < txn->meta.n_deferred; i++) {
+		int r = runvec_push(&fl->pool, txn->meta.deferred[i].pgno,
+				    txn->meta.deferred[i].count);
 		if (r < 0)
 			return r;
-		fl->loaded += txn->meta.deferred_count;
-		txn->meta.deferred_pgno = 0;
-		txn->meta.deferred_count = 0;
+		fl->loaded += txn->meta.deferred[i].count;
 	}
+	txn->meta.n_deferred = 0;
+	memset(txn->meta.deferred, 0, sizeof(txn->meta.deferred));
 	return 0;
 }
 
@@ -122,6 +125,7 @@ void freelist_end(struct store_txn *txn)
 {
 	free(txn->fl.pool.v);
 	free(txn->fl.freed.v);
+	free(txn->fl.reserve.v);
 	memset(&txn->fl, 0, sizeof(txn->fl));
 }
 
@@ -199,10 +203,13 @@ int freelist_alloc(struct store_txn *txn, uint64_t n, pgno_t *pgno)
 	struct freelist *fl = &txn->fl;
 	int r;
 	if (fl->finalizing) {
-		if (fl->reserve.count >= n) {
-			*pgno = fl->reserve.pgno;
-			fl->reserve.pgno += n;
-			fl->reserve.count -= n;
+		while (fl->reserve_next < fl->reserve.n && fl->reserve.v[fl->reserve_next].count < n)
+			fl->reserve_next++; /* the spill takes single pages: nothing is skipped */
+		if (fl->reserve_next < fl->reserve.n) {
+			struct run *run = &fl->reserve.v[fl->reserve_next];
+			*pgno = run->pgno;
+			run->pgno += n;
+			run->count -= n;
 		} else if ((r = alloc_end(txn, n, pgno)) < 0) {
 			return r;
 		}
@@ -329,7 +336,9 @@ int freelist_commit(struct store_txn *txn)
 	if (r < 0)
 		return r;
 	size_t n_w, n_0;
-	/* 1. materialize and rebalance until nothing more is freed */
+	uint64_t need;
+	/* 1. materialize and rebalance until nothing more is freed, with enough reusable pages
+	 *    in pool for the reserve (loading a chunk deletes it: another change) */
 	for (;;) {
 		uint64_t before = runvec_pages(&fl->freed) + runvec_pages(&fl->pool);
 		runvec_normalize(&fl->pool);
@@ -349,32 +358,39 @@ int freelist_commit(struct store_txn *txn)
 		    (r = touch_chunks(txn, txn->txnid, 0, n_w)) < 0 ||
 		    (r = touch_chunks(txn, 0, zc, n_0)) < 0)
 			return r;
+		uint64_t extra = (n_w + n_0) * (2 + LC_HDR + FREE_KEY_SIZE) +
+				 (fl->freed.n + fl->pool.n) * FREE_RUN_SIZE;
+		need = node_spill_estimate(fdb, extra);
+		if (runvec_pages(&fl->pool) < need && !fl->exhausted) {
+			r = load_chunk(txn);
+			if (r == -ENOENT)
+				fl->exhausted = true;
+			else if (r < 0)
+				return r;
+			continue;
+		}
 		if (runvec_pages(&fl->freed) + runvec_pages(&fl->pool) == before)
 			break;
 	}
-	/* 2. the reserve for the freedb's own pages */
-	uint64_t extra = (n_w + n_0) * (2 + LC_HDR + FREE_KEY_SIZE) +
-			 (fl->freed.n + fl->pool.n) * FREE_RUN_SIZE;
-	uint64_t need = node_spill_estimate(fdb, extra);
-	fl->reserve.count = 0;
-	for (size_t i = fl->pool.n; i-- > 0;) {
-		struct run *run = &fl->pool.v[i];
-		if (run->count < need)
-			continue;
-		fl->reserve.pgno = run->pgno;
-		fl->reserve.count = need;
-		run->pgno += need;
-		run->count -= need;
-		if (run->count == 0) {
-			memmove(run, run + 1, (fl->pool.n - i - 1) * sizeof(*run));
-			fl->pool.n--;
-		}
-		break;
-	}
-	if (fl->reserve.count == 0) {
-		if ((r = alloc_end(txn, need, &fl->reserve.pgno)) < 0)
+	/* 2. the reserve for the freedb's own pages: pool runs, LIFO, then the file's end */
+	fl->reserve.n = 0;
+	fl->reserve_next = 0;
+	while (need && fl->pool.n && fl->reserve.n < META_DEFERRED_MAX - 1) {
+		struct run *run = &fl->pool.v[fl->pool.n - 1];
+		uint64_t take = run->count < need ? run->count : need;
+		if ((r = runvec_push(&fl->reserve, run->pgno, take)) < 0)
 			return r;
-		fl->reserve.count = need;
+		run->pgno += take;
+		run->count -= take;
+		if (run->count == 0)
+			fl->pool.n--;
+		need -= take;
+	}
+	if (need) {
+		pgno_t pgno;
+		if ((r = alloc_end(txn, need, &pgno)) < 0 ||
+		    (r = runvec_push(&fl->reserve, pgno, need)) < 0)
+			return r;
 	}
 	/* 3. record freed and pool; nothing may be materialized any more */
 	uint64_t freed_pages = runvec_pages(&fl->freed), pool_pages = runvec_pages(&fl->pool);
@@ -392,11 +408,19 @@ int freelist_commit(struct store_txn *txn)
 	if ((r = node_spill_tree(fdb)) < 0)
 		return r;
 	/* 5. the rest of the reserve waits in the meta page */
-	txn->meta.deferred_pgno = fl->reserve.count ? fl->reserve.pgno : 0;
-	txn->meta.deferred_count = fl->reserve.count;
+	uint64_t deferred_pages = 0;
+	txn->meta.n_deferred = 0;
+	for (size_t i = fl->reserve_next; i < fl->reserve.n; i++) {
+		if (fl->reserve.v[i].count == 0)
+			continue;
+		txn->meta.deferred[txn->meta.n_deferred].pgno = fl->reserve.v[i].pgno;
+		txn->meta.deferred[txn->meta.n_deferred].count = fl->reserve.v[i].count;
+		txn->meta.n_deferred++;
+		deferred_pages += fl->reserve.v[i].count;
+	}
 	txn->meta.freedb = fdb->rec;
 	txn->meta.free_pages = txn->meta.free_pages - fl->loaded + freed_pages + pool_pages +
-			       fl->reserve.count;
+			       deferred_pages;
 	return 0;
 }
 
@@ -422,7 +446,8 @@ int freelist_walk(struct store_txn *txn, int (*fn)(void *ctx, txnid_t key, pgno_
 	store_cursor_close(c);
 	if (r != -ENOENT)
 		return r;
-	if (txn->meta.deferred_count)
-		return fn(ctx, 0, txn->meta.deferred_pgno, txn->meta.deferred_count);
+	for (uint32_t i = 0; i < txn->meta.n_deferred; i++)
+		if ((r = fn(ctx, 0, txn->meta.deferred[i].pgno, txn->meta.deferred[i].count)) < 0)
+			return r;
 	return 0;
 }

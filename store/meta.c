@@ -44,8 +44,11 @@ void meta_encode(const struct meta *m, unsigned slot, uint8_t *page)
 	trec_encode(&m->catalog, page + META_CATALOG);
 	trec_encode(&m->freedb, page + META_FREEDB);
 	st64(page + META_FREE_PAGES, m->free_pages);
-	st64(page + META_DEFERRED_PGNO, m->deferred_pgno);
-	st64(page + META_DEFERRED_COUNT, m->deferred_count);
+	st32(page + META_DEFERRED_RUNS, m->n_deferred);
+	for (uint32_t i = 0; i < m->n_deferred; i++) {
+		st64(page + META_DEFERRED + 12 * i, m->deferred[i].pgno);
+		st32(page + META_DEFERRED + 12 * i + 8, (uint32_t)m->deferred[i].count);
+	}
 	st64(page + META_CHECKSUM, checksum64(page + 8, STORE_PAGE_SIZE - 8, slot));
 }
 
@@ -81,9 +84,16 @@ int meta_decode(const uint8_t *page, unsigned slot, struct meta *m, const char *
 	trec_decode(page + META_CATALOG, &m->catalog);
 	trec_decode(page + META_FREEDB, &m->freedb);
 	m->free_pages = ld64(page + META_FREE_PAGES);
-	m->deferred_pgno = ld64(page + META_DEFERRED_PGNO);
-	m->deferred_count = ld64(page + META_DEFERRED_COUNT);
-	for (size_t i = META_END; i < STORE_PAGE_SIZE; i++) {
+	m->n_deferred = ld32(page + META_DEFERRED_RUNS);
+	if (m->n_deferred > META_DEFERRED_MAX || ld32(page + META_DEFERRED_RUNS + 4)) {
+		*why = "deferred run count out of range";
+		return -EUCLEAN;
+	}
+	for (uint32_t i = 0; i < m->n_deferred; i++) {
+		m->deferred[i].pgno = ld64(page + META_DEFERRED + 12 * i);
+		m->deferred[i].count = ld32(page + META_DEFERRED + 12 * i + 8);
+	}
+	for (size_t i = META_DEFERRED + 12 * m->n_deferred; i < STORE_PAGE_SIZE; i++) {
 		if (page[i]) {
 			*why = "reserved bytes not zero";
 			return -EUCLEAN;
@@ -97,11 +107,17 @@ int meta_decode(const uint8_t *page, unsigned slot, struct meta *m, const char *
 		*why = "tree record out of range";
 		return -EUCLEAN;
 	}
-	if (m->free_pages > m->page_count ||
-	    (m->deferred_count && (m->deferred_pgno < FIRST_DATA_PGNO ||
-				   m->deferred_pgno + m->deferred_count > m->page_count))) {
-		*why = "free-list counts out of range";
+	if (m->free_pages > m->page_count) {
+		*why = "free_pages out of range";
 		return -EUCLEAN;
+	}
+	for (uint32_t i = 0; i < m->n_deferred; i++) {
+		if (m->deferred[i].count == 0 || m->deferred[i].pgno < FIRST_DATA_PGNO ||
+		    m->deferred[i].pgno >= m->page_count ||
+		    m->deferred[i].count > m->page_count - m->deferred[i].pgno) {
+			*why = "deferred run out of range";
+			return -EUCLEAN;
+		}
 	}
 	return 0;
 }
@@ -119,10 +135,11 @@ void meta_to_words(const struct meta *m, uint64_t w[META_WORDS])
 		w[6 + i * 5] = r[i]->entries;
 		w[7 + i * 5] = r[i]->pages;
 	}
-	w[13] = m->free_pages;
-	w[14] = m->deferred_pgno;
-	w[15] = m->deferred_count;
-	w[16] = w[17] = 0;
+	w[13] = m->free_pages | (uint64_t)m->n_deferred << 56;
+	for (int i = 0; i < META_DEFERRED_MAX; i++) {
+		w[14 + 2 * i] = m->deferred[i].pgno;
+		w[15 + 2 * i] = m->deferred[i].count;
+	}
 }
 
 void meta_from_words(const uint64_t w[META_WORDS], struct meta *m)
@@ -139,7 +156,10 @@ void meta_from_words(const uint64_t w[META_WORDS], struct meta *m)
 		r[i]->entries = w[6 + i * 5];
 		r[i]->pages = w[7 + i * 5];
 	}
-	m->free_pages = w[13];
-	m->deferred_pgno = w[14];
-	m->deferred_count = w[15];
+	m->free_pages = w[13] & ((1ull << 56) - 1);
+	m->n_deferred = (uint32_t)(w[13] >> 56);
+	for (int i = 0; i < META_DEFERRED_MAX; i++) {
+		m->deferred[i].pgno = w[14 + 2 * i];
+		m->deferred[i].count = w[15 + 2 * i];
+	}
 }

@@ -396,8 +396,7 @@ static int node_spill(struct store_tree *t, struct node *nd)
 	}
 	unsigned *cuts = txn_alloc(txn, (nd->n + 1) * sizeof(*cuts));
 	struct ent *pieces = txn_alloc(txn, (nd->n + 1) * sizeof(*pieces));
-	uint8_t *buf = txn_alloc(txn, STORE_PAGE_SIZE);
-	if (!cuts || !pieces || !buf)
+	if (!cuts || !pieces)
 		return -ENOMEM;
 	unsigned np = node_split_points(nd, cuts, nd->n + 1);
 	unsigned from = 0;
@@ -405,10 +404,12 @@ static int node_spill(struct store_tree *t, struct node *nd)
 		pgno_t pgno;
 		if ((r = freelist_alloc(txn, 1, &pgno)) < 0)
 			return r;
+		uint8_t *buf = txn_page_buffer(txn);
+		if (!buf)
+			return -ENOMEM;
 		node_write_page(nd, from, cuts[k], pgno, txn->txnid, buf);
-		if ((r = pager_write(txn->st, pgno, buf, 1)) < 0)
+		if ((r = txn_write_page(txn, pgno, buf)) < 0)
 			return r;
-		pager_mark_verified(txn->st, pgno);
 		t->rec.pages++;
 		struct ent *pe = &pieces[k];
 		memset(pe, 0, sizeof(*pe));
@@ -478,20 +479,30 @@ int node_spill_tree(struct store_tree *t)
 	return node_spill(t, t->root);
 }
 
-static uint64_t estimate(const struct node *nd, uint64_t extra)
+/* Pages a node's spill can take, its subtree's included: every piece but the last holds at
+ * least half a page, and each extra piece of a child adds at most one maximal branch cell to
+ * the node. */
+static uint64_t estimate(const struct node *nd, uint64_t *pieces)
 {
-	uint64_t pages = (node_size(nd) + extra) / (PAGE_USABLE / 2) + 2;
-	if (!node_is_leaf(nd))
-		for (unsigned i = 0; i < nd->n; i++)
-			if (nd->e[i].child_node)
-				pages += estimate(nd->e[i].child_node, extra);
-	return pages;
+	uint64_t pages = 0, size = node_size(nd);
+	if (!node_is_leaf(nd)) {
+		for (unsigned i = 0; i < nd->n; i++) {
+			if (!nd->e[i].child_node)
+				continue;
+			uint64_t cp;
+			pages += estimate(nd->e[i].child_node, &cp);
+			size += (cp - 1) * (2 + BC_HDR + STORE_MAX_KEY);
+		}
+	}
+	*pieces = size / (PAGE_USABLE / 2) + 1;
+	return pages + *pieces;
 }
 
 uint64_t node_spill_estimate(struct store_tree *t, uint64_t extra)
 {
-	if (!t->root)
-		return extra / (PAGE_USABLE / 2) + 2;
-	/* each level may also gain a new root */
-	return estimate(t->root, extra) + t->rec.depth + 2;
+	/* `extra` bytes of new cells: as many more leaf pages, and their branch cells above */
+	uint64_t more = extra / (PAGE_USABLE / 2) + 2;
+	uint64_t pieces, pages = t->root ? estimate(t->root, &pieces) : 0;
+	uint64_t levels = t->rec.depth + 2;
+	return pages + more * levels + levels;
 }

@@ -140,8 +140,7 @@ static _Atomic uint64_t *vbits_word(struct pager *pg, pgno_t pgno, bool create)
 
 static bool vbits_test(struct pager *pg, pgno_t pgno)
 {
-	_Atomic uint64_t *w = vbits_word(pg, pgno, false);
-	return w && (atomic_load_explicit(w, memory_order_relaxed) >> (pgno % 64) & 1);
+	return pager_verified(pg, pgno);
 }
 
 void pager_mark_verified(struct store *st, pgno_t pgno)
@@ -190,8 +189,8 @@ const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid
 	return NULL;
 }
 
-int pager_get(struct store *st, const struct mapping *map, uint64_t page_count, pgno_t pgno,
-	      txnid_t expect_txnid, unsigned expect_level, const uint8_t **out)
+int pager_get_slow(struct store *st, const struct mapping *map, uint64_t page_count,
+		   pgno_t pgno, txnid_t expect_txnid, unsigned expect_level, const uint8_t **out)
 {
 	if (pgno < FIRST_DATA_PGNO || pgno >= page_count)
 		return CORRUPT(st, pgno, "page number out of range (page_count %llu)",

@@ -38,11 +38,12 @@ struct meta {
 	struct tree_rec catalog;
 	struct tree_rec freedb;
 	uint64_t free_pages;
-	pgno_t deferred_pgno;
-	uint64_t deferred_count;
+	uint32_t n_deferred;
+	struct { pgno_t pgno; uint64_t count; } deferred[META_DEFERRED_MAX];
 };
 
-#define META_WORDS 18 /* u64 words of a struct meta, for atomic publication */
+/* u64 words of a struct meta, for atomic publication */
+#define META_WORDS (14 + 2 * META_DEFERRED_MAX)
 
 /* ---- corruption and logging ---- */
 
@@ -86,8 +87,9 @@ int pager_trim(struct store *st, uint64_t pages);
  * header pgno and txnid (== expect_txnid), level (== expect_level), structure.  *out points
  * into the mapping.  0 or -EUCLEAN.
  */
-int pager_get(struct store *st, const struct mapping *map, uint64_t page_count, pgno_t pgno,
-	      txnid_t expect_txnid, unsigned expect_level, const uint8_t **out);
+int pager_get_slow(struct store *st, const struct mapping *map, uint64_t page_count,
+		   pgno_t pgno, txnid_t expect_txnid, unsigned expect_level, const uint8_t **out);
+
 /* The checks of pager_get on mapped page bytes `p` (full: checksum and structure too).
  * NULL when sound, else the problem (possibly formatted into buf). */
 const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
@@ -157,7 +159,36 @@ struct store {
 	struct reader_chunk readers; /* first chunk inline; more appended, never freed */
 
 	_Atomic uint64_t n_commits, n_syncs;
+
+	struct arena_chunk *arena_cache; /* writer: chunks kept between transactions */
+	size_t arena_cached;             /* writer: their bytes */
+	uint8_t *staging;                /* writer: STAGING_BYTES for coalesced page writes */
 };
+
+#define STAGING_BYTES (1u << 20)
+
+static inline bool pager_verified(struct pager *pg, pgno_t pgno)
+{
+	uint64_t ci = pgno / VBITS_CHUNK_PAGES;
+	if (ci >= VBITS_CHUNKS)
+		return false;
+	_Atomic uint64_t *c = atomic_load_explicit(&pg->vbits[ci], memory_order_acquire);
+	return c && (atomic_load_explicit(&c[(pgno % VBITS_CHUNK_PAGES) / 64],
+					  memory_order_relaxed) >> (pgno % 64) & 1);
+}
+/* The hot path of pager_get: a verified page that meets its parent's expectation. */
+static inline int pager_get(struct store *st, const struct mapping *map, uint64_t page_count,
+			    pgno_t pgno, txnid_t expect_txnid, unsigned expect_level,
+			    const uint8_t **out)
+{
+	const uint8_t *p = map->base + pgno * STORE_PAGE_SIZE;
+	if (pgno >= FIRST_DATA_PGNO && pgno < page_count && pager_verified(&st->pager, pgno) &&
+	    ld64(p + PH_TXNID) == expect_txnid && p[PH_LEVEL] == expect_level) {
+		*out = p;
+		return 0;
+	}
+	return pager_get_slow(st, map, page_count, pgno, expect_txnid, expect_level, out);
+}
 
 /* Oldest snapshot txnid among live readers, or UINT64_MAX. */
 txnid_t store_oldest_reader(struct store *st, uint64_t *since_ns, uint64_t *n_readers);

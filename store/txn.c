@@ -89,18 +89,29 @@ struct arena_chunk {
 	_Alignas(16) uint8_t data[];
 };
 
+#define ARENA_CHUNK (256u << 10)
+#define ARENA_CACHE_MAX (64u << 20)
+
 void *txn_alloc(struct store_txn *txn, size_t len)
 {
+	struct store *st = txn->st;
 	len = (len + 15) & ~(size_t)15;
 	struct arena_chunk *c = txn->arena;
 	if (!c || c->cap - c->used < len) {
-		size_t cap = len > (64u << 10) ? len : (64u << 10);
-		struct arena_chunk *n = malloc(sizeof(*n) + cap);
-		if (!n)
-			return NULL;
+		struct arena_chunk *n;
+		if (len <= ARENA_CHUNK && st->arena_cache) { /* writer only: under write_lock */
+			n = st->arena_cache;
+			st->arena_cache = n->next;
+			st->arena_cached -= ARENA_CHUNK;
+		} else {
+			size_t cap = len > ARENA_CHUNK ? len : ARENA_CHUNK;
+			n = malloc(sizeof(*n) + cap);
+			if (!n)
+				return NULL;
+			n->cap = cap;
+		}
 		n->used = 0;
-		n->cap = cap;
-		if (c && len > (64u << 10)) { /* keep the current chunk on top */
+		if (c && len > ARENA_CHUNK) { /* keep the current chunk on top */
 			n->next = c->next;
 			c->next = n;
 		} else {
@@ -112,6 +123,91 @@ void *txn_alloc(struct store_txn *txn, size_t len)
 	void *p = c->data + c->used;
 	c->used += len;
 	return p;
+}
+
+/* Give a writer's arena back, keeping standard chunks for the next writer. */
+static void arena_release(struct store_txn *txn)
+{
+	struct store *st = txn->st;
+	while (txn->arena) {
+		struct arena_chunk *c = txn->arena;
+		txn->arena = c->next;
+		if (!txn->rdonly && c->cap == ARENA_CHUNK && st->arena_cached < ARENA_CACHE_MAX) {
+			c->next = st->arena_cache;
+			st->arena_cache = c;
+			st->arena_cached += ARENA_CHUNK;
+		} else {
+			free(c);
+		}
+	}
+}
+
+uint8_t *txn_page_buffer(struct store_txn *txn)
+{
+	if (txn->n_spare)
+		return txn->spare_pages[--txn->n_spare];
+	return txn_alloc(txn, STORE_PAGE_SIZE);
+}
+
+#define WRITEBACK_MAX_PAGES 4096 /* flush early past 16 MiB of pending pages */
+
+int txn_write_page(struct store_txn *txn, pgno_t pgno, uint8_t *page)
+{
+	if (txn->n_wb == txn->cap_wb) {
+		size_t cap = txn->cap_wb ? txn->cap_wb * 2 : 256;
+		struct pending_write *wb = realloc(txn->wb, cap * sizeof(*wb));
+		if (!wb)
+			return -ENOMEM;
+		txn->wb = wb;
+		txn->cap_wb = cap;
+	}
+	txn->wb[txn->n_wb].pgno = pgno;
+	txn->wb[txn->n_wb].page = page;
+	txn->n_wb++;
+	pager_mark_verified(txn->st, pgno);
+	if (txn->n_wb >= WRITEBACK_MAX_PAGES)
+		return txn_flush_pages(txn);
+	return 0;
+}
+
+static int wb_cmp(const void *a, const void *b)
+{
+	const struct pending_write *x = a, *y = b;
+	return x->pgno < y->pgno ? -1 : x->pgno > y->pgno;
+}
+
+int txn_flush_pages(struct store_txn *txn)
+{
+	struct store *st = txn->st;
+	if (txn->n_wb == 0)
+		return 0;
+	if (!st->staging && !(st->staging = malloc(STAGING_BYTES)))
+		return -ENOMEM;
+	qsort(txn->wb, txn->n_wb, sizeof(txn->wb[0]), wb_cmp);
+	void **spare = realloc(txn->spare_pages, (txn->n_spare + txn->n_wb) * sizeof(void *));
+	if (!spare)
+		return -ENOMEM;
+	txn->spare_pages = spare;
+	int r = 0;
+	for (size_t i = 0; i < txn->n_wb && r == 0;) {
+		size_t n = 1;
+		while (i + n < txn->n_wb && txn->wb[i + n].pgno == txn->wb[i].pgno + n &&
+		       n < STAGING_BYTES / STORE_PAGE_SIZE)
+			n++;
+		const void *src = txn->wb[i].page;
+		if (n > 1) {
+			for (size_t k = 0; k < n; k++)
+				memcpy(st->staging + k * STORE_PAGE_SIZE, txn->wb[i + k].page,
+				       STORE_PAGE_SIZE);
+			src = st->staging;
+		}
+		r = pager_write(st, txn->wb[i].pgno, src, n);
+		i += n;
+	}
+	for (size_t i = 0; i < txn->n_wb; i++)
+		txn->spare_pages[txn->n_spare++] = txn->wb[i].page;
+	txn->n_wb = 0;
+	return r;
 }
 
 void *txn_memdup(struct store_txn *txn, const void *p, size_t len)
@@ -253,15 +349,34 @@ static int store_create_file(struct store *st)
 	memset(&m, 0, sizeof(m));
 	m.txnid = 1;
 	m.page_count = FIRST_DATA_PGNO;
-	uint8_t page[STORE_PAGE_SIZE];
-	for (unsigned slot = 0; slot < META_SLOTS; slot++) {
-		meta_encode(&m, slot, page);
-		ssize_t w = io_pwrite(st->file, page, STORE_PAGE_SIZE,
-				      (uint64_t)slot * STORE_PAGE_SIZE);
-		if (w < 0)
-			return (int)w;
-	}
+	uint8_t pages[META_SLOTS * STORE_PAGE_SIZE];
+	for (unsigned slot = 0; slot < META_SLOTS; slot++)
+		meta_encode(&m, slot, pages + slot * STORE_PAGE_SIZE);
+	ssize_t w = io_pwrite(st->file, pages, sizeof(pages), 0);
+	if (w < 0)
+		return (int)w;
 	return io_sync(st->file);
+}
+
+/* 1 when a file shorter than two meta pages is an empty file or a creation that a crash or
+ * an I/O error cut short (zeros, or our magic first): it is then safe to initialise.  0 for
+ * any other short file, which open refuses untouched. */
+static int unfinished_create(struct store *st, uint64_t size)
+{
+	uint8_t buf[META_SLOTS * STORE_PAGE_SIZE];
+	if (size == 0)
+		return 1;
+	ssize_t n = io_pread(st->file, buf, size, 0);
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n != size)
+		return -EIO;
+	if (size >= 8 + 8 && memcmp(buf + META_MAGIC, STORE_MAGIC, 8) == 0)
+		return 1;
+	for (uint64_t i = 0; i < size; i++)
+		if (buf[i])
+			return 0;
+	return 1;
 }
 
 static void store_free(struct store *st)
@@ -276,6 +391,12 @@ static void store_free(struct store *st)
 		free(c);
 		c = next;
 	}
+	while (st->arena_cache) {
+		struct arena_chunk *a = st->arena_cache;
+		st->arena_cache = a->next;
+		free(a);
+	}
+	free(st->staging);
 	pthread_mutex_destroy(&st->write_lock);
 	free(st->path);
 	free(st);
@@ -300,10 +421,6 @@ static int load_meta(struct store *st, uint64_t file_size)
 			return -EINVAL;
 		const char *why = NULL;
 		err[s] = meta_decode(page, s, &m[s], &why);
-		if (err[s] == 0 && file_size < m[s].page_count * STORE_PAGE_SIZE) {
-			why = "file is shorter than page_count pages (truncated)";
-			err[s] = -EUCLEAN;
-		}
 		if (err[s])
 			store_logf(st, "meta page %u: %s", s, why);
 	}
@@ -316,6 +433,15 @@ static int load_meta(struct store *st, uint64_t file_size)
 		return -EUCLEAN;
 	}
 	unsigned cur = err[0] ? 1 : err[1] ? 0 : m[1].txnid > m[0].txnid ? 1 : 0;
+	/* A commit never leaves the file shorter than either meta page's page_count (the file
+	 * grows before the meta page is written, and shrinks only below both): a short file was
+	 * truncated behind our back.  Refuse rather than fall back to older data. */
+	if (file_size < m[cur].page_count * STORE_PAGE_SIZE) {
+		store_logf(st, "file is %llu bytes, meta page %u says %llu pages: truncated",
+			   (unsigned long long)file_size, cur,
+			   (unsigned long long)m[cur].page_count);
+		return -EUCLEAN;
+	}
 	if (err[cur ^ 1])
 		store_logf(st, "opening from meta page %u (txn %llu)", cur,
 			   (unsigned long long)m[cur].txnid);
@@ -368,7 +494,10 @@ int store_open(const char *path, const struct store_options *opt, struct store *
 	uint64_t size;
 	if ((r = io_size(st->file, &size)) < 0)
 		goto fail_file;
-	if (size == 0 && (opt->flags & STORE_CREATE) && !rdonly) {
+	if ((opt->flags & STORE_CREATE) && !rdonly && size < META_SLOTS * STORE_PAGE_SIZE &&
+	    (r = unfinished_create(st, size)) != 0) {
+		if (r < 0)
+			goto fail_file;
 		if ((r = store_create_file(st)) < 0)
 			goto fail_file;
 		size = (uint64_t)META_SLOTS * STORE_PAGE_SIZE;
@@ -406,8 +535,8 @@ int store_close(struct store *st)
 	if (!st)
 		return 0;
 	int r = 0;
-	if (!(st->flags & STORE_RDONLY) && st->unsynced && !atomic_load(&st->failed))
-		r = store_sync(st);
+	if (!(st->flags & STORE_RDONLY) && st->unsynced)
+		r = atomic_load(&st->failed) ? -EIO : store_sync(st); /* NOSYNC commits lost */
 	store_free(st);
 	return r;
 }
@@ -492,11 +621,9 @@ static void txn_free(struct store_txn *txn)
 		free(nd->e);
 		free(nd);
 	}
-	while (txn->arena) {
-		struct arena_chunk *c = txn->arena;
-		txn->arena = c->next;
-		free(c);
-	}
+	arena_release(txn);
+	free(txn->wb);
+	free(txn->spare_pages);
 	if (txn->rdonly) {
 		reader_release(txn->slot);
 	} else {
@@ -529,7 +656,9 @@ static int commit_trees(struct store_txn *txn)
 	    (r = node_spill_tree(&txn->catalog)) < 0)
 		return r;
 	txn->meta.catalog = txn->catalog.rec;
-	return freelist_commit(txn);
+	if ((r = freelist_commit(txn)) < 0)
+		return r;
+	return txn_flush_pages(txn);
 }
 
 int store_txn_commit(struct store_txn *txn, unsigned flags)

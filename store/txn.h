@@ -32,7 +32,8 @@ struct freelist {
 	bool exhausted;       /* no reusable chunk left in the freedb */
 	uint64_t loaded;      /* pages moved from the free list into pool */
 	bool finalizing;      /* freedb being written: allocate from the reserve only */
-	struct run reserve;   /* pages set aside for the freedb's own pages */
+	struct runvec reserve; /* pages set aside for the freedb's own pages, used in order */
+	size_t reserve_next;  /* first reserve run not used up */
 };
 
 struct store_tree {
@@ -64,6 +65,10 @@ struct store_txn {
 	struct freelist fl;
 	struct node *nodes;  /* every node, for freeing */
 	struct arena_chunk *arena;
+	struct pending_write *wb; /* tree pages written at commit, flushed sorted */
+	size_t n_wb, cap_wb;
+	void **spare_pages;       /* page buffers already flushed, for reuse */
+	size_t n_spare;
 	uint64_t mod_seq;    /* bumped by every change; cursors re-seek when it moved */
 };
 
@@ -73,7 +78,18 @@ static inline const struct mapping *txn_map(struct store_txn *txn)
 	return txn->rdonly ? txn->map : pager_map(&txn->st->pager);
 }
 
+struct pending_write {
+	pgno_t pgno;
+	uint8_t *page;
+};
+
 void *txn_alloc(struct store_txn *txn, size_t len);
+/* A page-sized buffer for a tree page to be written by txn_write_page. */
+uint8_t *txn_page_buffer(struct store_txn *txn);
+/* Queue a finished tree page (from txn_page_buffer) for writing; written in page order, in
+ * runs, by txn_flush_pages (at the latest at commit, before the sync).  0 or -errno. */
+int txn_write_page(struct store_txn *txn, pgno_t pgno, uint8_t *page);
+int txn_flush_pages(struct store_txn *txn);
 void *txn_memdup(struct store_txn *txn, const void *p, size_t len);
 
 /* ---- node.c ---- */
