@@ -30,7 +30,10 @@
  * Every page is then reachable, in a freedb chunk, or in a deferred run: INV-2.
  *
  * A free run that ends at the end of the file is cut off instead (page_count shrinks), and
- * pager_trim() gives the file's tail back once both meta pages agree.
+ * pager_trim() gives the file's tail back once both meta pages agree.  Only runs in pool can
+ * be cut, so when the free list has grown large (a quarter of the file, and twice what it was
+ * after the last such pass) a commit first loads every reusable chunk into pool; what is not
+ * cut goes back as chunks under txnid 0.  That is O(free list), amortized by the doubling.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -337,6 +340,18 @@ int freelist_commit(struct store_txn *txn)
 		return r;
 	size_t n_w, n_0;
 	uint64_t need;
+	struct store *st = txn->st;
+	uint64_t free_now = txn->meta.free_pages;
+	if (free_now >= 256 && free_now >= txn->meta.page_count / 4 && free_now >= st->compact_at) {
+		while (!fl->exhausted) {
+			r = load_chunk(txn);
+			if (r == -ENOENT)
+				fl->exhausted = true;
+			else if (r < 0)
+				return r;
+		}
+		st->compact_at = 0; /* set below from what is left */
+	}
 	/* 1. materialize and rebalance until nothing more is freed, with enough reusable pages
 	 *    in pool for the reserve (loading a chunk deletes it: another change) */
 	for (;;) {
@@ -421,6 +436,8 @@ int freelist_commit(struct store_txn *txn)
 	txn->meta.freedb = fdb->rec;
 	txn->meta.free_pages = txn->meta.free_pages - fl->loaded + freed_pages + pool_pages +
 			       deferred_pages;
+	if (st->compact_at == 0)
+		st->compact_at = 2 * txn->meta.free_pages;
 	return 0;
 }
 

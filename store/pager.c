@@ -90,6 +90,7 @@ int pager_ensure_size(struct store *st, uint64_t pages)
 		chunk = 1u << 20;
 	if (chunk > (64u << 20))
 		chunk = 64u << 20;
+	chunk -= chunk % STORE_PAGE_SIZE;
 	uint64_t want = need + chunk - 1;
 	want -= want % chunk;
 	int r = io_allocate(pg->file, pg->file_size, want - pg->file_size);
@@ -97,8 +98,10 @@ int pager_ensure_size(struct store *st, uint64_t pages)
 		want = need; /* a full disk: take exactly what is needed */
 		r = io_allocate(pg->file, pg->file_size, want - pg->file_size);
 	}
+	if (r == -ENOSPC)
+		return r; /* nothing was written: the transaction fails, the store does not */
 	if (r < 0)
-		return r;
+		return store_fail(st, r);
 	pg->file_size = want;
 	return pager_ensure_map(st, pages);
 }

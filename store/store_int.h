@@ -154,6 +154,8 @@ struct store {
 	_Atomic uint64_t disk_txnid[2];
 	uint64_t disk_pages[2];  /* writer: page_count in each meta slot on disk */
 	bool unsynced;           /* writer: commits since the last durable one */
+	uint64_t compact_at;     /* writer: free pages at which the next commit loads every
+				    reusable chunk to cut the file's free tail (freelist.c) */
 	_Atomic int failed;      /* sticky -errno after a failed write or sync */
 
 	struct reader_chunk readers; /* first chunk inline; more appended, never freed */

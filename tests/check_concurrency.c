@@ -1,0 +1,858 @@
+/*
+ * tests/check_concurrency.c — readers and a writer at once (test case "concurrency").
+ *
+ * One writer thread commits (durable, NOSYNC, and store_sync now and then) to the tree
+ * "data" of a store on a POSIX file, while four reader threads loop taking read snapshots and
+ * scanning or getting, and a fifth, long-lived reader holds one snapshot across 150+ commits.
+ *
+ * The writer keeps invariants that any one commit's state satisfies and that a mix of two
+ * states (a torn snapshot, a page reused under a reader) almost surely breaks:
+ *   - key "!ctl" holds the commit's generation g, the number of "r/" keys, and the sums of
+ *     their ids, generations and lengths;
+ *   - every "b/NNN" key (16 of them) is rewritten by every commit with generation g;
+ *   - "r/NNNNN" keys (from 400 ids) are put, replaced or deleted at random, with values of
+ *     16..300 bytes or, one in twenty, 3000..9000 bytes (overflow runs), so pages are freed
+ *     and reused all the time;
+ *   - every value is [id u32][generation u64][length u32] + bytes derived from (id, gen):
+ *     checkable on its own.
+ * Readers check, in each snapshot: the invariants; that a snapshot's txnid and generation
+ * never go backwards in a thread; that nothing returns -EUCLEAN or any other error.  The
+ * long-lived reader checks that its snapshot reads back the same (a hash of a full scan)
+ * while the writer commits, that store_stat shows it (n_readers, oldest_reader) and shows
+ * pages_pinned > 0 after 100 commits; after it ends, the file stops growing (measured over
+ * 250 more commits).  At the end store_verify is clean and the store, reopened, equals the
+ * writer's model.
+ *
+ * Bounded by operation counts (KVFS_CONC_COMMITS, default 2000 writer commits at least), not
+ * by wall time; sized to stay well under a minute under ThreadSanitizer on two cores.
+ * Failures in threads are recorded (first one wins) and asserted by the main thread.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/format.h"
+#include "store/store.h"
+#include "tests/testutil.h"
+#include "tests/testutil_fault.h"
+
+#define DEFAULT_SEED 0x636f6e63u /* "conc" */
+#define N_READERS 4
+#define N_BATCH 16
+#define N_IDS 400
+#define VAL_HDR 16
+#define TREE "data"
+#define CTL_KEY "!ctl"
+#define CTL_LEN 40
+#define LONG_START 20       /* commits before the long reader takes its snapshot */
+#define LONG_COMMITS 150    /* commits it lives across */
+#define LONG_PINNED_AT 100  /* commits after which pages_pinned must be > 0 */
+#define WARMUP 50           /* commits after the long reader ends, before measuring */
+#define STEADY 250          /* commits over which the file must not grow */
+#define MAX_COMMITS 20000   /* a bound on the writer, whatever the other threads do */
+#define DEFAULT_COMMITS 2000 /* writer commits at least (KVFS_CONC_COMMITS) */
+
+/* ---- shared state ---- */
+
+struct shared {
+	struct store *st;
+	uint64_t seed;
+	unsigned min_commits;
+	/* Failure: the first message wins; every thread stops soon after. */
+	pthread_mutex_t fail_mu;
+	char fail_msg[1024];       /* protected by fail_mu */
+	atomic_bool stop;
+	/* Progress. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t committed;        /* protected by mu: last generation committed */
+	int long_phase;            /* protected by mu: 0 waiting, 1 holding, 2 released */
+	atomic_bool writer_done;
+	atomic_uint_fast64_t reader_snapshots;
+	/* Results for the main thread (written before join). */
+	uint64_t long_commits_seen, long_pinned;
+	/* Sizes (store_stat file_bytes and page_count) when the long reader ended, WARMUP
+	 * commits later (at generation warm_gen), and at the end (end_gen). */
+	struct sizes { uint64_t file, pages; } at_release, warm, end;
+	uint64_t warm_gen, end_gen;
+};
+
+static void failf(struct shared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void failf(struct shared *sh, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&sh->fail_mu);
+	if (!sh->fail_msg[0]) {
+		va_start(ap, fmt);
+		vsnprintf(sh->fail_msg, sizeof(sh->fail_msg), fmt, ap);
+		va_end(ap);
+		if (!sh->fail_msg[0])
+			snprintf(sh->fail_msg, sizeof(sh->fail_msg), "failure");
+	}
+	pthread_mutex_unlock(&sh->fail_mu);
+	atomic_store(&sh->stop, true);
+	pthread_mutex_lock(&sh->mu);
+	pthread_cond_broadcast(&sh->cv);
+	pthread_mutex_unlock(&sh->mu);
+}
+
+static bool stopped(struct shared *sh)
+{
+	return atomic_load(&sh->stop);
+}
+
+/* ---- values ---- */
+
+static uint64_t val_tag(uint32_t id, uint64_t gen)
+{
+	return (uint64_t)id << 40 ^ gen;
+}
+
+static void val_make(uint8_t *buf, uint32_t id, uint64_t gen, uint32_t len)
+{
+	st32(buf, id);
+	st64(buf + 4, gen);
+	st32(buf + 12, len);
+	tf_value_fill(buf + VAL_HDR, len - VAL_HDR, val_tag(id, gen));
+}
+
+/* Check a value: 0 and *gen, or -1 with a message. */
+static int val_check(const struct store_val *v, uint32_t id, uint64_t *gen, char *msg,
+		     size_t len)
+{
+	const uint8_t *p = v->data;
+
+	if (v->len < VAL_HDR) {
+		snprintf(msg, len, "value of %zu bytes", v->len);
+		return -1;
+	}
+	if (ld32(p) != id || ld32(p + 12) != v->len) {
+		snprintf(msg, len, "value header: id %u (expected %u), length %u (is %zu)", ld32(p),
+			 id, ld32(p + 12), v->len);
+		return -1;
+	}
+	*gen = ld64(p + 4);
+	if (!tf_value_check(p + VAL_HDR, v->len - VAL_HDR, val_tag(id, *gen))) {
+		snprintf(msg, len, "value bytes of id %u gen %" PRIu64 " (%zu bytes) are wrong", id,
+			 *gen, v->len);
+		return -1;
+	}
+	return 0;
+}
+
+struct ctl {
+	uint64_t gen, n_r, sum_id, sum_gen, sum_len;
+};
+
+static void ctl_encode(const struct ctl *c, uint8_t *p)
+{
+	st64(p, c->gen);
+	st64(p + 8, c->n_r);
+	st64(p + 16, c->sum_id);
+	st64(p + 24, c->sum_gen);
+	st64(p + 32, c->sum_len);
+}
+
+static int ctl_decode(const struct store_val *v, struct ctl *c)
+{
+	const uint8_t *p = v->data;
+
+	if (v->len != CTL_LEN)
+		return -1;
+	c->gen = ld64(p);
+	c->n_r = ld64(p + 8);
+	c->sum_id = ld64(p + 16);
+	c->sum_gen = ld64(p + 24);
+	c->sum_len = ld64(p + 32);
+	return 0;
+}
+
+static void key_b(char *buf, unsigned i)
+{
+	snprintf(buf, 16, "b/%03u", i);
+}
+
+static void key_r(char *buf, unsigned id)
+{
+	snprintf(buf, 16, "r/%05u", id);
+}
+
+/* ---- checking one snapshot ---- */
+
+/* Full scan of the snapshot: every invariant.  0, or -1 after failf. */
+static int check_full(struct shared *sh, struct store_tree *t, const struct ctl *c,
+		      uint64_t *hash, const char *who)
+{
+	struct store_cursor *cur = NULL;
+	struct ctl got = { 0 };
+	uint64_t n_b = 0, h = 1469598103934665603ULL;
+	char msg[200];
+	int rc = store_cursor_open(t, &cur);
+
+	if (rc) {
+		failf(sh, "%s: store_cursor_open = %s", who, tf_errname(rc));
+		return -1;
+	}
+	for (rc = store_cursor_first(cur); rc == 0; rc = store_cursor_next(cur)) {
+		struct store_val k, v;
+		uint64_t gen;
+		unsigned id;
+		rc = store_cursor_get(cur, &k, &v);
+		if (rc)
+			break;
+		for (size_t i = 0; i < k.len; i++)
+			h = (h ^ ((const uint8_t *)k.data)[i]) * 1099511628211ULL;
+		h = (h ^ v.len) * 1099511628211ULL;
+		if (v.len >= 12)
+			h = (h ^ ld64((const uint8_t *)v.data + 4)) * 1099511628211ULL;
+		if (k.len == strlen(CTL_KEY) && memcmp(k.data, CTL_KEY, k.len) == 0)
+			continue;
+		if (k.len != 5 && k.len != 7)
+			goto bad_key;
+		char kb[8];
+		memcpy(kb, k.data, k.len);
+		kb[k.len] = 0;
+		if (kb[0] == 'b' && sscanf(kb, "b/%3u", &id) == 1) {
+			if (val_check(&v, id, &gen, msg, sizeof(msg))) {
+				failf(sh, "%s: snapshot gen %" PRIu64 ": key %s: %s", who,
+				      c->gen, kb, msg);
+				goto fail;
+			}
+			if (gen != c->gen) {
+				failf(sh, "%s: snapshot gen %" PRIu64 ": key %s has gen %" PRIu64
+				      " (a torn snapshot)", who, c->gen, kb, gen);
+				goto fail;
+			}
+			n_b++;
+		} else if (kb[0] == 'r' && sscanf(kb, "r/%5u", &id) == 1) {
+			if (val_check(&v, id, &gen, msg, sizeof(msg))) {
+				failf(sh, "%s: snapshot gen %" PRIu64 ": key %s: %s", who,
+				      c->gen, kb, msg);
+				goto fail;
+			}
+			if (gen > c->gen) {
+				failf(sh, "%s: snapshot gen %" PRIu64 ": key %s from the future "
+				      "(gen %" PRIu64 ")", who, c->gen, kb, gen);
+				goto fail;
+			}
+			got.n_r++;
+			got.sum_id += id;
+			got.sum_gen += gen;
+			got.sum_len += v.len;
+		} else {
+			goto bad_key;
+		}
+		continue;
+bad_key:
+		failf(sh, "%s: unexpected key of %zu bytes", who, k.len);
+		goto fail;
+	}
+	store_cursor_close(cur);
+	if (rc != -ENOENT) {
+		failf(sh, "%s: scan at gen %" PRIu64 " = %s", who, c->gen, tf_errname(rc));
+		return -1;
+	}
+	if (n_b != N_BATCH || got.n_r != c->n_r || got.sum_id != c->sum_id ||
+	    got.sum_gen != c->sum_gen || got.sum_len != c->sum_len) {
+		failf(sh, "%s: snapshot gen %" PRIu64 ": %" PRIu64 " b/ keys, r/ keys %" PRIu64
+		      " (ctl %" PRIu64 "), sums id %" PRIu64 "/%" PRIu64 " gen %" PRIu64 "/%"
+		      PRIu64 " len %" PRIu64 "/%" PRIu64, who, c->gen, n_b, got.n_r, c->n_r,
+		      got.sum_id, c->sum_id, got.sum_gen, c->sum_gen, got.sum_len, c->sum_len);
+		return -1;
+	}
+	if (hash)
+		*hash = h;
+	return 0;
+fail:
+	store_cursor_close(cur);
+	return -1;
+}
+
+/* Random gets and a prefix scan of b/.  0, or -1 after failf. */
+static int check_gets(struct shared *sh, struct store_tree *t, const struct ctl *c,
+		      struct tu_rng *r, const char *who)
+{
+	char key[16], msg[200];
+	uint64_t gen;
+	int rc;
+
+	for (int i = 0; i < 12; i++) {
+		struct store_val v;
+		unsigned id = (unsigned)tu_rng_below(r, N_IDS);
+		bool b = i % 3 == 0;
+		if (b) {
+			id %= N_BATCH;
+			key_b(key, id);
+		} else {
+			key_r(key, id);
+		}
+		rc = store_get(t, key, strlen(key), &v);
+		if (rc == -ENOENT && !b)
+			continue;
+		if (rc) {
+			failf(sh, "%s: get %s at gen %" PRIu64 " = %s", who, key, c->gen,
+			      tf_errname(rc));
+			return -1;
+		}
+		if (val_check(&v, id, &gen, msg, sizeof(msg))) {
+			failf(sh, "%s: get %s at gen %" PRIu64 ": %s", who, key, c->gen, msg);
+			return -1;
+		}
+		if (b ? gen != c->gen : gen > c->gen) {
+			failf(sh, "%s: get %s at gen %" PRIu64 ": value of gen %" PRIu64, who, key,
+			      c->gen, gen);
+			return -1;
+		}
+	}
+	struct store_cursor *cur = NULL;
+	unsigned n = 0;
+	rc = store_cursor_open(t, &cur);
+	if (rc == 0)
+		rc = store_cursor_set_prefix(cur, "b/", 2);
+	for (rc = rc ? rc : store_cursor_last(cur); rc == 0; rc = store_cursor_prev(cur)) {
+		struct store_val k, v;
+		rc = store_cursor_get(cur, &k, &v);
+		if (rc)
+			break;
+		if (val_check(&v, N_BATCH - 1 - n, &gen, msg, sizeof(msg)) || gen != c->gen) {
+			failf(sh, "%s: backward prefix scan at gen %" PRIu64 ", entry %u: %s gen %"
+			      PRIu64, who, c->gen, n, msg, gen);
+			store_cursor_close(cur);
+			return -1;
+		}
+		n++;
+	}
+	if (cur)
+		store_cursor_close(cur);
+	if (rc != -ENOENT || n != N_BATCH) {
+		failf(sh, "%s: prefix scan at gen %" PRIu64 " = %s after %u entries", who, c->gen,
+		      tf_errname(rc), n);
+		return -1;
+	}
+	return 0;
+}
+
+/* Begin a snapshot, open the tree, read the control record.  0 or -1 after failf. */
+static int snapshot(struct shared *sh, struct store_txn **txn, struct store_tree **t,
+		    struct ctl *c, const char *who)
+{
+	struct store_val v;
+	int rc = store_txn_begin(sh->st, STORE_TXN_RDONLY, txn);
+
+	if (rc) {
+		failf(sh, "%s: store_txn_begin(RDONLY) = %s", who, tf_errname(rc));
+		return -1;
+	}
+	rc = store_tree_open(*txn, TREE, strlen(TREE), false, t);
+	if (rc == 0)
+		rc = store_get(*t, CTL_KEY, strlen(CTL_KEY), &v);
+	if (rc == 0 && ctl_decode(&v, c))
+		rc = -EPROTO;
+	if (rc) {
+		failf(sh, "%s: snapshot %" PRIu64 ": reading %s = %s", who, store_txn_id(*txn),
+		      CTL_KEY, tf_errname(rc));
+		store_txn_abort(*txn);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- threads ---- */
+
+struct reader_arg {
+	struct shared *sh;
+	unsigned idx;
+	uint64_t snapshots;
+};
+
+static void *reader_main(void *p)
+{
+	struct reader_arg *a = p;
+	struct shared *sh = a->sh;
+	struct tu_rng r;
+	char who[32];
+	txnid_t last_id = 0;
+	uint64_t last_gen = 0;
+
+	snprintf(who, sizeof(who), "reader %u", a->idx);
+	tu_rng_init(&r, sh->seed ^ (0x7265616400ULL + a->idx));
+	while (!stopped(sh)) {
+		/* Read writer_done before the snapshot, so the last snapshot sees the end. */
+		bool last = atomic_load(&sh->writer_done);
+		struct store_txn *txn;
+		struct store_tree *t;
+		struct ctl c;
+		if (snapshot(sh, &txn, &t, &c, who))
+			break;
+		txnid_t id = store_txn_id(txn);
+		if (id < last_id || c.gen < last_gen) {
+			failf(sh, "%s: snapshot went backwards: txnid %" PRIu64 " after %" PRIu64
+			      ", gen %" PRIu64 " after %" PRIu64, who, id, last_id, c.gen,
+			      last_gen);
+			store_txn_abort(txn);
+			break;
+		}
+		last_id = id;
+		last_gen = c.gen;
+		int rc = a->snapshots % 3 == 1 ? check_gets(sh, t, &c, &r, who)
+					       : check_full(sh, t, &c, NULL, who);
+		store_txn_abort(txn);
+		if (rc)
+			break;
+		a->snapshots++;
+		atomic_fetch_add(&sh->reader_snapshots, 1);
+		if (last)
+			break;
+		if (a->snapshots % 4 == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+/* Wait until the writer committed generation >= g (or a stop).  False on stop. */
+static bool wait_commit(struct shared *sh, uint64_t g)
+{
+	pthread_mutex_lock(&sh->mu);
+	while (sh->committed < g && !stopped(sh))
+		pthread_cond_wait(&sh->cv, &sh->mu);
+	pthread_mutex_unlock(&sh->mu);
+	return !stopped(sh);
+}
+
+static void *long_reader_main(void *p)
+{
+	struct shared *sh = p;
+	struct store_txn *txn;
+	struct store_tree *t;
+	struct ctl c;
+	uint64_t h0, h, c0 = 0;
+	const char *who = "long reader";
+
+	if (!wait_commit(sh, LONG_START))
+		return NULL;
+	if (snapshot(sh, &txn, &t, &c, who))
+		return NULL;
+	if (check_full(sh, t, &c, &h0, who))
+		goto out;
+	txnid_t id0 = store_txn_id(txn);
+	pthread_mutex_lock(&sh->mu);
+	c0 = sh->committed;
+	sh->long_phase = 1;
+	pthread_cond_broadcast(&sh->cv);
+	pthread_mutex_unlock(&sh->mu);
+
+	for (uint64_t step = 15; step <= LONG_COMMITS; step += 15) {
+		uint64_t target = c0 + (step < LONG_COMMITS ? step : LONG_COMMITS);
+		if (!wait_commit(sh, target))
+			goto out;
+		if (check_full(sh, t, &c, &h, who))
+			goto out;
+		if (h != h0) {
+			failf(sh, "%s: snapshot txnid %" PRIu64 " (gen %" PRIu64 ") reads "
+			      "differently after %" PRIu64 " commits", who, id0, c.gen,
+			      target - c0);
+			goto out;
+		}
+		struct store_stat ss;
+		int rc = store_stat(sh->st, &ss);
+		if (rc) {
+			failf(sh, "%s: store_stat = %s", who, tf_errname(rc));
+			goto out;
+		}
+		/* (A short reader may still hold an older snapshot than ours.) */
+		if (ss.n_readers < 1 || ss.oldest_reader == 0 || ss.oldest_reader > id0) {
+			failf(sh, "%s: store_stat: n_readers %" PRIu64 ", oldest_reader %" PRIu64
+			      ", expected at most this snapshot's txnid %" PRIu64, who,
+			      ss.n_readers, ss.oldest_reader, id0);
+			goto out;
+		}
+		if (target - c0 >= LONG_PINNED_AT && ss.pages_pinned == 0) {
+			failf(sh, "%s: store_stat.pages_pinned is 0 with a snapshot held across %"
+			      PRIu64 " commits", who, target - c0);
+			goto out;
+		}
+		sh->long_pinned = ss.pages_pinned;
+	}
+	struct store_val v;
+	struct ctl c2;
+	int rc = store_get(t, CTL_KEY, strlen(CTL_KEY), &v);
+	if (rc || ctl_decode(&v, &c2) || c2.gen != c.gen) {
+		failf(sh, "%s: %s reread = %s, gen %" PRIu64 " vs %" PRIu64, who, CTL_KEY,
+		      tf_errname(rc), c2.gen, c.gen);
+		goto out;
+	}
+out:
+	store_txn_abort(txn);
+	pthread_mutex_lock(&sh->mu);
+	sh->long_commits_seen = sh->committed - c0;
+	sh->long_phase = 2;
+	pthread_cond_broadcast(&sh->cv);
+	pthread_mutex_unlock(&sh->mu);
+	return NULL;
+}
+
+/* The writer's model of the r/ keys. */
+struct wmodel {
+	bool present[N_IDS];
+	uint64_t gen[N_IDS];
+	uint32_t len[N_IDS];
+	struct ctl c;
+};
+
+static uint32_t pick_len(struct tu_rng *r)
+{
+	if (tu_rng_chance(r, 1, 20))
+		return (uint32_t)tu_rng_range(r, 3000, 9000);
+	return (uint32_t)tu_rng_range(r, VAL_HDR, 300);
+}
+
+/* One commit of generation g.  0, or -1 after failf. */
+static int writer_commit(struct shared *sh, struct wmodel *wm, uint64_t g, struct tu_rng *r,
+			 uint8_t *buf)
+{
+	struct store_txn *txn = NULL;
+	struct store_tree *t = NULL;
+	char key[16];
+	uint8_t ctlv[CTL_LEN];
+	int rc = store_txn_begin(sh->st, 0, &txn);
+
+	if (rc) {
+		failf(sh, "writer: begin gen %" PRIu64 " = %s", g, tf_errname(rc));
+		return -1;
+	}
+	rc = store_tree_open(txn, TREE, strlen(TREE), true, &t);
+	for (unsigned i = 0; i < N_BATCH && rc == 0; i++) {
+		uint32_t len = pick_len(r);
+		key_b(key, i);
+		val_make(buf, i, g, len);
+		rc = store_put(t, key, strlen(key), buf, len);
+	}
+	unsigned nops = (unsigned)tu_rng_range(r, 1, 12);
+	for (unsigned i = 0; i < nops && rc == 0; i++) {
+		unsigned id = (unsigned)tu_rng_below(r, N_IDS);
+		key_r(key, id);
+		if (wm->present[id] && tu_rng_chance(r, 1, 2)) {
+			rc = store_del(t, key, strlen(key));
+			wm->present[id] = false;
+			wm->c.n_r--;
+			wm->c.sum_id -= id;
+			wm->c.sum_gen -= wm->gen[id];
+			wm->c.sum_len -= wm->len[id];
+			continue;
+		}
+		if (wm->present[id]) {
+			wm->c.n_r--;
+			wm->c.sum_id -= id;
+			wm->c.sum_gen -= wm->gen[id];
+			wm->c.sum_len -= wm->len[id];
+		}
+		uint32_t len = pick_len(r);
+		val_make(buf, id, g, len);
+		rc = store_put(t, key, strlen(key), buf, len);
+		wm->present[id] = true;
+		wm->gen[id] = g;
+		wm->len[id] = len;
+		wm->c.n_r++;
+		wm->c.sum_id += id;
+		wm->c.sum_gen += g;
+		wm->c.sum_len += len;
+	}
+	wm->c.gen = g;
+	ctl_encode(&wm->c, ctlv);
+	if (rc == 0)
+		rc = store_put(t, CTL_KEY, strlen(CTL_KEY), ctlv, CTL_LEN);
+	if (rc) {
+		store_txn_abort(txn);
+		failf(sh, "writer: gen %" PRIu64 ": a put or delete = %s", g, tf_errname(rc));
+		return -1;
+	}
+	rc = store_txn_commit(txn, g % 4 == 0 ? 0 : STORE_COMMIT_NOSYNC);
+	if (rc == 0 && g % 25 == 0)
+		rc = store_sync(sh->st);
+	if (rc) {
+		failf(sh, "writer: commit or sync of gen %" PRIu64 " = %s", g, tf_errname(rc));
+		return -1;
+	}
+	pthread_mutex_lock(&sh->mu);
+	sh->committed = g;
+	pthread_cond_broadcast(&sh->cv);
+	pthread_mutex_unlock(&sh->mu);
+	return 0;
+}
+
+struct writer_arg {
+	struct shared *sh;
+	struct wmodel *wm;
+};
+
+static struct sizes sizes_now(struct shared *sh)
+{
+	struct store_stat ss;
+	struct sizes z = { 0, 0 };
+	int rc = store_stat(sh->st, &ss);
+
+	if (rc) {
+		failf(sh, "writer: store_stat = %s", tf_errname(rc));
+		return z;
+	}
+	z.file = ss.file_bytes;
+	z.pages = ss.page_count;
+	return z;
+}
+
+static void *writer_main(void *p)
+{
+	struct writer_arg *a = p;
+	struct shared *sh = a->sh;
+	struct tu_rng r;
+	uint8_t *buf = malloc(9000);
+	uint64_t g = 1; /* generation 1 was committed before the threads started */
+	uint64_t released_at = 0, warm_at = 0;
+	bool verbose = getenv("KVFS_TEST_VERBOSE") != NULL;
+
+	tu_rng_init(&r, sh->seed);
+	if (!buf) {
+		failf(sh, "writer: out of memory");
+		goto out;
+	}
+	while (!stopped(sh) && g < MAX_COMMITS) {
+		int phase;
+		pthread_mutex_lock(&sh->mu);
+		/* Hold at LONG_START until the long reader holds its snapshot. */
+		while (g >= LONG_START && sh->long_phase == 0 && !stopped(sh))
+			pthread_cond_wait(&sh->cv, &sh->mu);
+		phase = sh->long_phase;
+		pthread_mutex_unlock(&sh->mu);
+		if (stopped(sh))
+			break;
+		if (phase == 2 && !released_at) {
+			released_at = g;
+			sh->at_release = sizes_now(sh);
+		}
+		if (released_at && g == released_at + WARMUP) {
+			warm_at = g;
+			sh->warm = sizes_now(sh);
+			sh->warm_gen = g;
+		}
+		if (warm_at && g >= warm_at + STEADY && g >= sh->min_commits)
+			break;
+		g++;
+		if (writer_commit(sh, a->wm, g, &r, buf))
+			break;
+		if (verbose && g % 50 == 0) {
+			struct store_stat ss;
+			if (store_stat(sh->st, &ss) == 0)
+				fprintf(stderr, "writer: gen %" PRIu64 " (long reader phase %d): "
+					"file %" PRIu64 " bytes, page_count %" PRIu64 ", free %"
+					PRIu64 ", pinned %" PRIu64 ", readers %" PRIu64 ", oldest %"
+					PRIu64 ", durable %" PRIu64 "\n", g, phase, ss.file_bytes,
+					ss.page_count, ss.pages_free, ss.pages_pinned, ss.n_readers,
+					ss.oldest_reader, ss.durable_txnid);
+		}
+	}
+	if (!stopped(sh) && g >= MAX_COMMITS)
+		failf(sh, "writer: %d commits and the long reader is not done", MAX_COMMITS);
+	sh->end = sizes_now(sh);
+	sh->end_gen = g;
+out:
+	free(buf);
+	atomic_store(&sh->writer_done, true);
+	return NULL;
+}
+
+/* ---- the test ---- */
+
+static void model_of(const struct wmodel *wm, struct tu_model *m)
+{
+	uint8_t buf[9000], ctlv[CTL_LEN];
+	char key[16];
+
+	/* Only the r/ keys and the control record: b/ lengths are random per commit, so
+	 * final_check checks those keys by invariant. */
+	tu_model_clear(m);
+	for (unsigned id = 0; id < N_IDS; id++) {
+		if (!wm->present[id])
+			continue;
+		key_r(key, id);
+		val_make(buf, id, wm->gen[id], wm->len[id]);
+		tu_model_put(m, key, strlen(key), buf, wm->len[id]);
+	}
+	ctl_encode(&wm->c, ctlv);
+	tu_model_put(m, CTL_KEY, strlen(CTL_KEY), ctlv, CTL_LEN);
+}
+
+/* The store's tree, minus the b/ keys (checked by invariant), must equal the model. */
+static void final_check(struct store *st, const struct wmodel *wm, const char *what)
+{
+	struct tu_model want, got;
+	char msg[600];
+	int rc;
+
+	tu_model_init(&want);
+	tu_model_init(&got);
+	model_of(wm, &want);
+	rc = tu_store_load(st, TREE, &got);
+	TU_ASSERT_EQ(rc, 0, "%s: loading the tree (%s)", what, tf_errname(rc));
+	for (unsigned i = 0; i < N_BATCH; i++) {
+		char key[16];
+		key_b(key, i);
+		const struct tu_ent *e = tu_model_get(&got, key, strlen(key));
+		TU_ASSERT(e != NULL, "%s: %s missing", what, key);
+		TU_ASSERT(e->vlen >= VAL_HDR && ld64(e->val + 4) == wm->c.gen, "%s: %s stale",
+			  what, key);
+		tu_model_del(&got, key, strlen(key));
+	}
+	TU_ASSERT(tu_model_cmp(&got, &want, msg, sizeof(msg)) == 0, "%s: %s", what, msg);
+	tu_model_free(&want);
+	tu_model_free(&got);
+}
+
+START_TEST(test_concurrency_snapshots)
+{
+	struct shared sh;
+	struct tu_env env;
+	struct wmodel *wm = calloc(1, sizeof(*wm));
+	struct reader_arg ra[N_READERS];
+	pthread_t rt[N_READERS], lt, wt;
+	uint8_t buf[64];
+	int rc;
+
+	TU_ASSERT(wm != NULL, "%s", "out of memory");
+	memset(&sh, 0, sizeof(sh));
+	sh.seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
+	sh.min_commits = (unsigned)tu_seed("KVFS_CONC_COMMITS", DEFAULT_COMMITS);
+	tu_seed_begin("KVFS_SEED", sh.seed);
+	pthread_mutex_init(&sh.fail_mu, NULL);
+	pthread_mutex_init(&sh.mu, NULL);
+	pthread_cond_init(&sh.cv, NULL);
+	atomic_init(&sh.stop, false);
+	atomic_init(&sh.writer_done, false);
+	atomic_init(&sh.reader_snapshots, 0);
+
+	tu_env_posix(&env);
+	rc = tu_open(&env, STORE_CREATE, &sh.st);
+	TU_ASSERT_EQ(rc, 0, "store_open(CREATE) = %s", tf_errname(rc));
+
+	/* Generation 1: every b/ key and the control record, before any reader starts. */
+	{
+		struct store_txn *txn = NULL;
+		struct store_tree *t = NULL;
+		char key[16];
+		rc = store_txn_begin(sh.st, 0, &txn);
+		TU_ASSERT_EQ(rc, 0, "%s", "begin");
+		rc = store_tree_open(txn, TREE, strlen(TREE), true, &t);
+		TU_ASSERT_EQ(rc, 0, "%s", "tree_open");
+		for (unsigned i = 0; i < N_BATCH; i++) {
+			key_b(key, i);
+			val_make(buf, i, 1, sizeof(buf));
+			rc = store_put(t, key, strlen(key), buf, sizeof(buf));
+			TU_ASSERT_EQ(rc, 0, "%s", "put");
+		}
+		wm->c.gen = 1;
+		uint8_t ctlv[CTL_LEN];
+		ctl_encode(&wm->c, ctlv);
+		rc = store_put(t, CTL_KEY, strlen(CTL_KEY), ctlv, CTL_LEN);
+		TU_ASSERT_EQ(rc, 0, "%s", "put ctl");
+		rc = store_txn_commit(txn, 0);
+		TU_ASSERT_EQ(rc, 0, "first commit (%s)", tf_errname(rc));
+		sh.committed = 1;
+	}
+
+	struct writer_arg wa = { &sh, wm };
+	for (unsigned i = 0; i < N_READERS; i++) {
+		ra[i].sh = &sh;
+		ra[i].idx = i;
+		ra[i].snapshots = 0;
+		TU_ASSERT_EQ(pthread_create(&rt[i], NULL, reader_main, &ra[i]), 0, "%s", "reader");
+	}
+	TU_ASSERT_EQ(pthread_create(&lt, NULL, long_reader_main, &sh), 0, "%s", "long reader");
+	TU_ASSERT_EQ(pthread_create(&wt, NULL, writer_main, &wa), 0, "%s", "writer");
+	pthread_join(wt, NULL);
+	pthread_join(lt, NULL);
+	for (unsigned i = 0; i < N_READERS; i++)
+		pthread_join(rt[i], NULL);
+
+	TU_ASSERT(sh.fail_msg[0] == 0, "%s", sh.fail_msg);
+	for (unsigned i = 0; i < N_READERS; i++)
+		TU_ASSERT(ra[i].snapshots > 0, "reader %u took no snapshot", i);
+	TU_ASSERT(sh.long_commits_seen >= LONG_COMMITS, "the long reader lived across %" PRIu64
+		  " commits", sh.long_commits_seen);
+	struct store_stat ss;
+	rc = store_stat(sh.st, &ss);
+	TU_ASSERT_EQ(rc, 0, "store_stat (%s)", tf_errname(rc));
+	TU_ASSERT(ss.n_readers == 0 && ss.oldest_reader == 0,
+		  "store_stat after every reader ended: n_readers %" PRIu64 ", oldest %" PRIu64,
+		  ss.n_readers, ss.oldest_reader);
+	tu_verify_ok(sh.st);
+	final_check(sh.st, wm, "at the end");
+	tu_close_ok(sh.st);
+	struct store *st = tu_open_ok(&env, 0);
+	final_check(st, wm, "after reopening");
+	tu_close_ok(st);
+	if (getenv("KVFS_TEST_VERBOSE"))
+		fprintf(stderr, "concurrency: %" PRIu64 " commits, %" PRIu64 " reader snapshots, "
+			"long reader across %" PRIu64 " commits (%" PRIu64 " pages pinned), "
+			"page_count %" PRIu64 " -> %" PRIu64 " -> %" PRIu64 ", file %" PRIu64
+			" -> %" PRIu64 " -> %" PRIu64 " bytes\n", sh.end_gen,
+			(uint64_t)atomic_load(&sh.reader_snapshots), sh.long_commits_seen,
+			sh.long_pinned, sh.at_release.pages, sh.warm.pages, sh.end.pages,
+			sh.at_release.file, sh.warm.file, sh.end.file);
+	tu_env_fini(&env);
+	pthread_mutex_destroy(&sh.fail_mu);
+	pthread_mutex_destroy(&sh.mu);
+	pthread_cond_destroy(&sh.cv);
+	free(wm);
+	/* Once the long reader is gone, the pages it pinned are reused: the state and the file
+	 * stop growing (allowing a few pages for overflow runs that find no free run that fits,
+	 * and one growth step of the file, at most an eighth plus 1 MiB). */
+	TU_ASSERT(sh.end.pages <= sh.warm.pages + 64,
+		  "page_count grew from %" PRIu64 " to %" PRIu64 " over the %" PRIu64 " commits "
+		  "after the long reader ended (+%d warm-up; %" PRIu64 " when it ended): free "
+		  "pages are not reused", sh.warm.pages, sh.end.pages, sh.end_gen - sh.warm_gen,
+		  WARMUP, sh.at_release.pages);
+	TU_ASSERT(sh.end.file <= sh.warm.file + sh.warm.file / 8 + (1u << 20),
+		  "the file grew from %" PRIu64 " to %" PRIu64 " bytes over the %" PRIu64
+		  " commits after the long reader ended", sh.warm.file, sh.end.file,
+		  sh.end_gen - sh.warm_gen);
+	TU_ASSERT(sh.end.file % STORE_PAGE_SIZE == 0,
+		  "the data file is %" PRIu64 " bytes, not a whole number of %u-byte pages",
+		  sh.end.file, STORE_PAGE_SIZE);
+	tu_seed_end();
+}
+END_TEST
+
+static Suite *concurrency_suite(void)
+{
+	Suite *s = suite_create("concurrency");
+	TCase *tc = tcase_create("concurrency");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_concurrency_snapshots);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	sr = srunner_create(concurrency_suite());
+	/* Fork mode, unless CK_FORK=no is set (to run a test under a debugger). */
+	if (!getenv("CK_FORK"))
+		srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
