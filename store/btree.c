@@ -240,6 +240,8 @@ int btree_put(struct store_tree *t, const void *key, size_t klen, const void *va
 		if ((r = node_insert(leaf, idx, &e)) < 0)
 			return r;
 		t->rec.entries++;
+		if (leaf->n > NODE_SPLIT_ENTRIES && (r = node_split(t, leaf)) < 0)
+			return r;
 	}
 	t->dirty = true;
 	txn->mod_seq++;

@@ -205,6 +205,56 @@ static unsigned child_index(const struct node *parent, const struct node *child)
 	abort(); /* N-1 broken: a program bug, not bad input */
 }
 
+/*
+ * Split a node that grew past NODE_SPLIT_ENTRIES into two nodes in memory, so that inserts stay
+ * cheap in a transaction that adds many keys below one page (spill still cuts nodes to pages
+ * at commit).  The right half is a new node (no source page); the parent gets an entry for it,
+ * splitting in turn, and a root that splits gets a new root above it.
+ */
+int node_split(struct store_tree *t, struct node *nd)
+{
+	while (nd->n > NODE_SPLIT_ENTRIES) {
+		struct node *right = node_new(t, nd->level);
+		if (!right)
+			return -ENOMEM;
+		unsigned half = nd->n / 2, moved = nd->n - half;
+		int r = node_reserve(right, moved);
+		if (r < 0)
+			return r;
+		memcpy(right->e, nd->e + half, moved * sizeof(nd->e[0]));
+		right->n = moved;
+		nd->n = half;
+		if (!node_is_leaf(nd))
+			for (unsigned i = 0; i < moved; i++)
+				if (right->e[i].child_node)
+					right->e[i].child_node->parent = right;
+		struct ent sep;
+		memset(&sep, 0, sizeof(sep));
+		sep.key = right->e[0].key; /* N-2: right's entry 0 keeps this key */
+		sep.klen = right->e[0].klen;
+		sep.child_node = right;
+		struct node *parent = nd->parent;
+		if (!parent) {
+			if (nd->level + 2 > MAX_DEPTH)
+				return -EFBIG;
+			parent = node_new(t, nd->level + 1);
+			if (!parent)
+				return -ENOMEM;
+			struct ent left;
+			memset(&left, 0, sizeof(left));
+			left.child_node = nd;
+			if ((r = node_insert(parent, 0, &left)) < 0)
+				return r;
+			t->root = parent;
+			t->rec.depth++;
+		}
+		if ((r = node_insert(parent, child_index(parent, nd) + 1, &sep)) < 0)
+			return r;
+		nd = parent;
+	}
+	return 0;
+}
+
 static void node_kill(struct node *nd)
 {
 	nd->n = 0;
@@ -275,7 +325,7 @@ static int node_rebalance(struct store_tree *t, struct node *nd)
 		return r;
 	for (unsigned k = 0; k < right->n; k++) {
 		left->e[left->n + k] = right->e[k];
-		if (right->e[k].child_node)
+		if (!leaf && right->e[k].child_node)
 			right->e[k].child_node->parent = left;
 	}
 	left->n += right->n;

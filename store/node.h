@@ -25,17 +25,21 @@ struct node;
 struct ent {
 	const uint8_t *key;
 	uint32_t klen;
-	/* leaf */
-	uint8_t vtype;          /* VTYPE_INLINE or VTYPE_OVERFLOW */
-	uint32_t vlen;
-	const uint8_t *val;     /* inline bytes */
-	pgno_t ovf_pgno;        /* overflow ref */
-	txnid_t ovf_txnid;
-	uint64_t ovf_sum;
-	/* branch */
-	pgno_t child;
-	txnid_t child_txnid;
-	struct node *child_node; /* materialized child, or NULL */
+	uint32_t vlen;          /* leaf: value bytes */
+	uint8_t vtype;          /* leaf: VTYPE_INLINE or VTYPE_OVERFLOW */
+	union {
+		const uint8_t *val; /* leaf, inline: the bytes */
+		struct {            /* leaf, overflow: the OVERFLOW REF */
+			pgno_t ovf_pgno;
+			txnid_t ovf_txnid;
+			uint64_t ovf_sum;
+		};
+		struct {            /* branch: the child and what it must carry */
+			pgno_t child;
+			txnid_t child_txnid;
+			struct node *child_node; /* materialized child, or NULL */
+		};
+	};
 };
 
 struct node {

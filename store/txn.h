@@ -98,6 +98,9 @@ struct node *node_new(struct store_tree *t, unsigned level);
 int node_insert(struct node *nd, unsigned idx, const struct ent *e);
 void node_remove(struct node *nd, unsigned idx);
 unsigned node_search(const struct node *nd, const void *key, size_t klen, bool *exact);
+/* Entries past which a node is split in memory at once (node_split). */
+#define NODE_SPLIT_ENTRIES 256
+int node_split(struct store_tree *t, struct node *nd);
 int node_rebalance_tree(struct store_tree *t);
 int node_spill_tree(struct store_tree *t);
 /* An upper bound on the pages node_spill_tree will allocate, with `extra` more bytes of
