@@ -1,0 +1,414 @@
+/*
+ * store/overlay.c — the write overlay (store/overlay.h): an in-memory ordered map from
+ * (tree, key) to a value or a tombstone, kept as a skip list.
+ *
+ * What it does: ordered insert/replace and exact lookup in O(log n) expected; iterators over
+ * one tree that position (first, last, seek, seek_le) in O(log n) and step both ways in O(1);
+ * a walk over every entry in (tree, key) order; an honest account of the memory it holds.
+ *
+ * What it does not do: no removal of single entries (a delete is a tombstone; the engine drops
+ * the whole overlay after a checkpoint), no locking (the engine's lock covers every call), no
+ * bounds on memory (the engine reads overlay_bytes and applies backpressure), no I/O.
+ *
+ * Layout.  One allocation per node: the fixed fields, `height` forward pointers, then the key
+ * bytes.  The value is a second allocation of exactly vlen bytes (none for an empty value or a
+ * tombstone), so replacing a value frees the old one and keeps the node.  A sentinel head node
+ * of OV_MAX_LEVEL pointers precedes every entry.  Level 0 also links backwards (`prev`), which
+ * makes prev O(1); last and seek_le search from the head for the rightmost node <= a bound.
+ *
+ * Node heights come from a per-overlay xorshift64* generator with a fixed seed (no global
+ * state, no rand()): the same sequence of puts always builds the same list, so a failure
+ * replays exactly.  P(height > h) = 4^-h.  The heights do not depend on the keys, so a caller
+ * that knew the sequence and chose the key order adversarially could unbalance the list; the
+ * engine's keys come from its own users, which do not see the overlay's generator state.
+ *
+ * Invariants:
+ *   INV-1  On every level, the nodes linked from the head are in strictly increasing
+ *          (tree, key) order (tree numerically, then key_cmp of store/page.h); level i's list
+ *          is a sub-list of level i-1's.  Enforced by ov_find (one search, every level's
+ *          predecessor recorded) and the splice in overlay_put.
+ *   INV-2  Level 0 is doubly linked: n->next[0]->prev == n, and the first entry's prev is
+ *          NULL (never the head).  Enforced in overlay_put.
+ *   INV-3  A tombstone has val == NULL and vlen == 0; an empty value has val == NULL too and
+ *          is reported with a non-NULL pointer to a static empty buffer.
+ *   INV-4  ov->bytes == sum over entries of ov_cost(node) + ov_cost(value allocation), where
+ *          ov_cost is the allocator's footprint for a request (see ov_alloc_cost); ov->count
+ *          is the number of entries.  Both change only together with the allocations, in
+ *          overlay_put.
+ *   INV-5  Reads (get, iterators, walk, the accessors) never write the overlay, so a frozen
+ *          overlay may be read by any number of threads at once.
+ * tests/check_overlay.c attacks INV-1/2 by comparing every iteration forward and backward with
+ * a reference model, INV-3 in "edge", INV-4 by the accounting tests.
+ */
+#include "store/overlay.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/page.h"
+
+#define OV_MAX_LEVEL 20 /* 4^20 entries before the top level stops sufficing */
+#define OV_SEED 0x6b76667320766c79ull /* any non-zero value: xorshift64* must not start at 0 */
+
+struct ov_node {
+	struct ov_node *prev; /* level 0 predecessor; NULL for the first entry (INV-2) */
+	void *val;            /* vlen bytes; NULL for a tombstone or an empty value (INV-3) */
+	uint32_t vlen;        /* <= STORE_MAX_VALUE */
+	uint16_t klen;        /* 1..STORE_MAX_KEY */
+	uint8_t height;       /* 1..OV_MAX_LEVEL: pointers in next[] */
+	bool tombstone;
+	unsigned tree;
+	struct ov_node *next[]; /* height pointers, then klen key bytes */
+};
+
+struct overlay {
+	struct ov_node *head; /* sentinel: OV_MAX_LEVEL pointers, no key, never returned */
+	unsigned level;       /* levels in use: 1..OV_MAX_LEVEL */
+	size_t bytes;         /* INV-4 */
+	size_t count;
+	uint64_t lsn;
+	uint64_t rng; /* xorshift64* state for node heights; never 0 */
+};
+
+struct overlay_iter {
+	const struct overlay *ov;
+	unsigned tree;
+	const struct ov_node *cur; /* NULL: unpositioned */
+};
+
+/* What a value of length 0 points at: callers get a valid pointer, never NULL (INV-3). */
+static const uint8_t ov_empty[1];
+
+static inline const uint8_t *ov_key(const struct ov_node *n)
+{
+	return (const uint8_t *)&n->next[n->height];
+}
+
+static inline size_t ov_node_size(unsigned height, size_t klen)
+{
+	return sizeof(struct ov_node) + height * sizeof(struct ov_node *) + klen;
+}
+
+/*
+ * The memory an allocation of n bytes takes, by glibc malloc's rules on 64-bit: a chunk of
+ * n + 8 rounded up to 16, at least 32; requests of 128 KiB and more are mmapped whole pages
+ * (n + 16 rounded up to 4 KiB).  An estimate for other allocators, but deterministic and close:
+ * what the engine bounds is the heap, not the payload (a 1-byte key costs a 48-byte chunk).
+ */
+static size_t ov_alloc_cost(size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (n >= 128u * 1024)
+		return (n + 16 + 4095) & ~(size_t)4095;
+	size_t c = (n + 8 + 15) & ~(size_t)15;
+	return c < 32 ? 32 : c;
+}
+
+/* A node height (1..OV_MAX_LEVEL) from the generator state *s, which it advances. */
+static unsigned ov_random_height(uint64_t *s)
+{
+	uint64_t x = *s;
+	unsigned h = 1;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	/* The high bits of xorshift64* are its best: two bits per level, P(next level) = 1/4. */
+	uint64_t r = x * 0x2545f4914f6cdd1dull;
+	while (h < OV_MAX_LEVEL && (r >> 62) == 0) {
+		h++;
+		r <<= 2;
+	}
+	return h;
+}
+
+/* (tree, key) order of node n against the bound (tree, key, klen); `inf` makes the bound's key
+ * greater than every key of its tree. */
+static inline int ov_cmp(const struct ov_node *n, unsigned tree, const void *key, size_t klen,
+			 bool inf)
+{
+	if (n->tree != tree)
+		return n->tree < tree ? -1 : 1;
+	if (inf)
+		return -1;
+	return key_cmp(ov_key(n), n->klen, key, klen);
+}
+
+/*
+ * The rightmost node below the bound: with `incl`, the last node <= (tree, key), else the last
+ * node < (tree, key); the head when there is none.  When `update` is given, update[i] receives
+ * the rightmost such node on each level i < ov->level (the splice points of INV-1).
+ */
+static struct ov_node *ov_find(const struct overlay *ov, unsigned tree, const void *key,
+			       size_t klen, bool inf, bool incl, struct ov_node **update)
+{
+	struct ov_node *x = ov->head, *stop = NULL;
+
+	for (unsigned i = ov->level; i-- > 0;) {
+		/* The node that ended the level above ends this one too: no second comparison. */
+		for (struct ov_node *n = x->next[i]; n && n != stop; n = x->next[i]) {
+			int c = ov_cmp(n, tree, key, klen, inf);
+			if (c > 0 || (c == 0 && !incl)) {
+				stop = n;
+				break;
+			}
+			x = n;
+		}
+		if (update)
+			update[i] = x;
+	}
+	return x;
+}
+
+struct overlay *overlay_new(void)
+{
+	struct overlay *ov = calloc(1, sizeof(*ov));
+
+	if (!ov)
+		return NULL;
+	ov->head = calloc(1, ov_node_size(OV_MAX_LEVEL, 0));
+	if (!ov->head) {
+		free(ov);
+		return NULL;
+	}
+	ov->head->height = OV_MAX_LEVEL;
+	ov->level = 1;
+	ov->rng = OV_SEED;
+	return ov;
+}
+
+void overlay_free(struct overlay *ov)
+{
+	if (!ov)
+		return;
+	struct ov_node *n = ov->head->next[0];
+	while (n) {
+		struct ov_node *next = n->next[0];
+		free(n->val);
+		free(n);
+		n = next;
+	}
+	free(ov->head);
+	free(ov);
+}
+
+int overlay_put(struct overlay *ov, unsigned tree, const void *key, size_t klen,
+		const void *val, size_t vlen, bool tombstone)
+{
+	struct ov_node *update[OV_MAX_LEVEL];
+	void *nv = NULL;
+
+	assert(ov);
+	if (klen < 1 || klen > STORE_MAX_KEY || !key)
+		return -EINVAL;
+	if (tombstone)
+		vlen = 0;
+	if (vlen > STORE_MAX_VALUE || (vlen && !val))
+		return -EINVAL;
+	/* Every allocation first: on -ENOMEM nothing has changed. */
+	if (vlen) {
+		nv = malloc(vlen);
+		if (!nv)
+			return -ENOMEM;
+		memcpy(nv, val, vlen);
+	}
+
+	struct ov_node *x = ov_find(ov, tree, key, klen, false, false, update)->next[0];
+	if (x && ov_cmp(x, tree, key, klen, false) == 0) {
+		/* Replace: the node and key stay, the old value goes (INV-3, INV-4). */
+		ov->bytes -= ov_alloc_cost(x->vlen);
+		free(x->val);
+		x->val = nv;
+		x->vlen = (uint32_t)vlen;
+		x->tombstone = tombstone;
+		ov->bytes += ov_alloc_cost(vlen);
+		return 0;
+	}
+
+	/* The generator advances only when the node is made (the overlay is unchanged on error). */
+	uint64_t rng = ov->rng;
+	unsigned h = ov_random_height(&rng);
+	size_t nsize = ov_node_size(h, klen);
+	struct ov_node *n = malloc(nsize);
+	if (!n) {
+		free(nv);
+		return -ENOMEM;
+	}
+	ov->rng = rng;
+	n->val = nv;
+	n->vlen = (uint32_t)vlen;
+	n->klen = (uint16_t)klen;
+	n->height = (uint8_t)h;
+	n->tombstone = tombstone;
+	n->tree = tree;
+	memcpy((uint8_t *)&n->next[h], key, klen);
+
+	/* Levels above the current top have only the head before them. */
+	for (unsigned i = ov->level; i < h; i++)
+		update[i] = ov->head;
+	if (h > ov->level)
+		ov->level = h;
+	/* INV-1: splice after the rightmost smaller node of every level. */
+	for (unsigned i = 0; i < h; i++) {
+		n->next[i] = update[i]->next[i];
+		update[i]->next[i] = n;
+	}
+	/* INV-2 */
+	n->prev = update[0] == ov->head ? NULL : update[0];
+	if (n->next[0])
+		n->next[0]->prev = n;
+
+	ov->bytes += ov_alloc_cost(nsize) + ov_alloc_cost(vlen);
+	ov->count++;
+	return 0;
+}
+
+int overlay_get(const struct overlay *ov, unsigned tree, const void *key, size_t klen,
+		struct store_val *val)
+{
+	assert(ov);
+	if (klen < 1 || klen > STORE_MAX_KEY || !key)
+		return -ENOENT; /* no entry can have such a key */
+	const struct ov_node *x = ov_find(ov, tree, key, klen, false, false, NULL)->next[0];
+	if (!x || ov_cmp(x, tree, key, klen, false) != 0)
+		return -ENOENT;
+	if (x->tombstone) {
+		if (val)
+			*val = (struct store_val){ NULL, 0 };
+		return 0;
+	}
+	if (val)
+		*val = (struct store_val){ x->val ? x->val : ov_empty, x->vlen };
+	return 1;
+}
+
+size_t overlay_bytes(const struct overlay *ov)
+{
+	return ov->bytes;
+}
+
+size_t overlay_count(const struct overlay *ov)
+{
+	return ov->count;
+}
+
+uint64_t overlay_lsn(const struct overlay *ov)
+{
+	return ov->lsn;
+}
+
+void overlay_set_lsn(struct overlay *ov, uint64_t lsn)
+{
+	if (lsn > ov->lsn)
+		ov->lsn = lsn;
+}
+
+/* ---- iteration ----------------------------------------------------------------------- */
+
+int overlay_iter_new(const struct overlay *ov, unsigned tree, struct overlay_iter **out)
+{
+	struct overlay_iter *it = malloc(sizeof(*it));
+
+	assert(ov && out);
+	*out = NULL;
+	if (!it)
+		return -ENOMEM;
+	it->ov = ov;
+	it->tree = tree;
+	it->cur = NULL;
+	*out = it;
+	return 0;
+}
+
+void overlay_iter_free(struct overlay_iter *it)
+{
+	free(it);
+}
+
+/* Position on n when it is an entry of the iterator's tree, else unposition. */
+static int ov_iter_land(struct overlay_iter *it, const struct ov_node *n)
+{
+	if (!n || n == it->ov->head || n->tree != it->tree) {
+		it->cur = NULL;
+		return -ENOENT;
+	}
+	it->cur = n;
+	return 0;
+}
+
+int overlay_iter_first(struct overlay_iter *it)
+{
+	/* The empty key is below every key (keys have at least one byte). */
+	return overlay_iter_seek(it, NULL, 0);
+}
+
+int overlay_iter_last(struct overlay_iter *it)
+{
+	return ov_iter_land(it, ov_find(it->ov, it->tree, NULL, 0, true, true, NULL));
+}
+
+int overlay_iter_seek(struct overlay_iter *it, const void *key, size_t klen)
+{
+	return ov_iter_land(it, ov_find(it->ov, it->tree, key, klen, false, false, NULL)->next[0]);
+}
+
+int overlay_iter_seek_le(struct overlay_iter *it, const void *key, size_t klen)
+{
+	return ov_iter_land(it, ov_find(it->ov, it->tree, key, klen, false, true, NULL));
+}
+
+int overlay_iter_next(struct overlay_iter *it)
+{
+	if (!it->cur)
+		return -ENOENT;
+	return ov_iter_land(it, it->cur->next[0]);
+}
+
+int overlay_iter_prev(struct overlay_iter *it)
+{
+	if (!it->cur)
+		return -ENOENT;
+	return ov_iter_land(it, it->cur->prev);
+}
+
+void overlay_iter_get(const struct overlay_iter *it, struct store_val *key, struct store_val *val,
+		      bool *tombstone)
+{
+	const struct ov_node *n = it->cur;
+
+	assert(n); /* precondition: positioned */
+	if (!n) {
+		if (key)
+			*key = (struct store_val){ NULL, 0 };
+		if (val)
+			*val = (struct store_val){ NULL, 0 };
+		if (tombstone)
+			*tombstone = false;
+		return;
+	}
+	if (key)
+		*key = (struct store_val){ ov_key(n), n->klen };
+	if (val)
+		*val = n->tombstone ? (struct store_val){ NULL, 0 }
+				    : (struct store_val){ n->val ? n->val : ov_empty, n->vlen };
+	if (tombstone)
+		*tombstone = n->tombstone;
+}
+
+int overlay_walk(const struct overlay *ov,
+		 int (*fn)(void *ctx, unsigned tree, const void *key, size_t klen, const void *val,
+			   size_t vlen, bool tombstone),
+		 void *ctx)
+{
+	for (const struct ov_node *n = ov->head->next[0]; n; n = n->next[0]) {
+		const void *v = n->tombstone ? NULL : n->val ? n->val : ov_empty;
+		int rc = fn(ctx, n->tree, ov_key(n), n->klen, v, n->vlen, n->tombstone);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
