@@ -15,8 +15,9 @@
  * failure; errno is never left as the answer.  Offsets and lengths are in bytes.
  *
  * Thread safety: an io_file may be used from several threads at once for pread and for reading
- * through its mapping; pwrite/sync/truncate/allocate/map are called by one thread at a time
- * (the store's writer), concurrently with readers.
+ * through its mapping.  The data file's pwrite/truncate/allocate/map are called by one thread
+ * at a time (the store's writer), concurrently with readers; the log (wal/log.c) also runs
+ * sync on one thread while another pwrites (group commit), which both implementations allow.
  */
 #ifndef KVFS_STORE_IO_H
 #define KVFS_STORE_IO_H

@@ -43,5 +43,12 @@ if [ "$only" = all ] || [ "$only" = sanitize ]; then
 fi
 if [ "$only" = all ] || [ "$only" = tsan ]; then
   echo "== ThreadSanitizer (concurrency tests) =="
-  TSAN_OPTIONS=halt_on_error=1 run build-tsan "-R concurrency" -DCMAKE_BUILD_TYPE=Debug -DKVFS_TSAN=ON
+  export TSAN_OPTIONS=halt_on_error=1
+  run build-tsan "-R concurrency" -DCMAKE_BUILD_TYPE=Debug -DKVFS_TSAN=ON
+  # the concurrent cases of the log and the engine: group commit, checkpoints vs writers
+  for t in "check_wal groupcommit" "check_engine groupcommit" "check_engine backpressure"; do
+    set -- $t
+    echo "-- $1 ($2) under ThreadSanitizer"
+    (cd build-tsan && CK_RUN_CASE=$2 ./"$1")
+  done
 fi

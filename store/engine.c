@@ -1,0 +1,877 @@
+/*
+ * store/engine.c — the log in front of the tree: commits, reads through the overlays,
+ * checkpoints, recovery.  See engine.h for the contract.
+ *
+ * Locks (in this order when nested):
+ *   ck_run_lock  one checkpoint at a time (the thread, engine_checkpoint, close);
+ *   commit_lock  one commit at a time, so that log order == overlay order (a frozen overlay is
+ *                always a prefix of the log: INV-E1);
+ *   ov_lock      (rwlock) the active/frozen pointers and the active overlay's contents;
+ *                readers hold it shared across a whole lookup, so a checkpoint cannot drop the
+ *                frozen overlay between a reader's look at it and its look at the tree (INV-E2);
+ *   ck_lock      the checkpoint thread's wake-ups and the backpressure waits.
+ *
+ * Checkpoint (ck_run): freeze (active becomes frozen, a new active starts; ov_lock exclusive),
+ * apply the frozen overlay to the store in one write transaction, commit it durably with the
+ * frozen overlay's LSN, drop the frozen overlay (ov_lock exclusive), release the log up to that
+ * LSN.  A crash at any point leaves either the old meta page (replay from the old LSN) or the
+ * new one (replay from the new LSN): every batch whole or absent, in log order.
+ *
+ * Log record: type ENG_REC_BATCH, payload = u32 op count, then per op:
+ *   u8 tree, u8 op (1 put, 2 delete), u16 klen, u32 vlen, key, value.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/engine.h"
+#include "store/format.h"
+#include "store/overlay.h"
+#include "wal/log.h"
+
+#define ENG_REC_BATCH 1u
+#define OP_PUT 1
+#define OP_DEL 2
+#define OP_HDR 8
+
+struct engine_batch {
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t nops;
+};
+
+struct engine {
+	char *path;
+	struct engine_options opt;
+	struct store *st;
+	struct wal *wal;
+	bool rdonly;
+
+	pthread_mutex_t ck_run_lock;
+	pthread_mutex_t commit_lock;
+	pthread_rwlock_t ov_lock;
+	struct overlay *active; /* protected by ov_lock */
+	struct overlay *frozen; /* protected by ov_lock */
+
+	pthread_mutex_t ck_lock;
+	pthread_cond_t ck_wake;  /* the checkpoint thread waits here */
+	pthread_cond_t ck_done;  /* backpressure waits here */
+	bool ck_request;         /* protected by ck_lock */
+	bool stopping;           /* protected by ck_lock */
+	pthread_t thread;
+	bool has_thread;
+
+	_Atomic int failed;
+	_Atomic uint64_t last_lsn;
+	_Atomic uint64_t n_checkpoints, n_sync_calls, n_commits, n_backpressure;
+};
+
+static void eng_logf(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void eng_logf(struct engine *e, const char *fmt, ...)
+{
+	char msg[400], line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(line, sizeof(line), "engine %s: %s", e->path, msg);
+	if (e->opt.log)
+		e->opt.log(e->opt.log_ctx, line);
+	else
+		fprintf(stderr, "kvfs: %s\n", line);
+}
+
+static int eng_fail(struct engine *e, int err)
+{
+	int expected = 0;
+	if (atomic_compare_exchange_strong(&e->failed, &expected, err))
+		eng_logf(e, "failed (%s): every write returns EIO until reopened", strerror(-err));
+	return err;
+}
+
+/* ---- batches ---- */
+
+struct engine_batch *engine_batch_new(void)
+{
+	return calloc(1, sizeof(struct engine_batch));
+}
+
+void engine_batch_free(struct engine_batch *b)
+{
+	if (b) {
+		free(b->buf);
+		free(b);
+	}
+}
+
+void engine_batch_clear(struct engine_batch *b)
+{
+	b->len = 0;
+	b->nops = 0;
+}
+
+static int batch_add(struct engine_batch *b, unsigned tree, int op, const void *key,
+		     size_t klen, const void *val, size_t vlen)
+{
+	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY || vlen > ENGINE_MAX_VALUE ||
+	    (vlen && !val))
+		return -EINVAL;
+	size_t need = b->len + OP_HDR + klen + vlen;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *nb = realloc(b->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		b->buf = nb;
+		b->cap = cap;
+	}
+	uint8_t *p = b->buf + b->len;
+	p[0] = (uint8_t)tree;
+	p[1] = (uint8_t)op;
+	st16(p + 2, (uint16_t)klen);
+	st32(p + 4, (uint32_t)vlen);
+	memcpy(p + OP_HDR, key, klen);
+	if (vlen)
+		memcpy(p + OP_HDR + klen, val, vlen);
+	b->len = need;
+	b->nops++;
+	return 0;
+}
+
+int engine_batch_put(struct engine_batch *b, unsigned tree, const void *key, size_t klen,
+		     const void *val, size_t vlen)
+{
+	return batch_add(b, tree, OP_PUT, key, klen, val, vlen);
+}
+
+int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, size_t klen)
+{
+	return batch_add(b, tree, OP_DEL, key, klen, NULL, 0);
+}
+
+/* Apply an encoded batch (nops ops in buf[0..len)) to an overlay.  -EUCLEAN when it does not
+ * decode (only possible for a log record whose checksum held: corruption or a bug). */
+static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, size_t len)
+{
+	size_t off = 0;
+	for (uint32_t i = 0; i < nops; i++) {
+		if (len - off < OP_HDR)
+			return -EUCLEAN;
+		const uint8_t *p = buf + off;
+		unsigned tree = p[0], op = p[1];
+		size_t klen = ld16(p + 2), vlen = ld32(p + 4);
+		if (tree >= ENGINE_TREES || (op != OP_PUT && op != OP_DEL) || klen < 1 ||
+		    klen > STORE_MAX_KEY || vlen > ENGINE_MAX_VALUE ||
+		    len - off - OP_HDR < klen + vlen || (op == OP_DEL && vlen))
+			return -EUCLEAN;
+		int r = overlay_put(ov, tree, p + OP_HDR, klen, p + OP_HDR + klen, vlen,
+				    op == OP_DEL);
+		if (r < 0)
+			return r;
+		off += OP_HDR + klen + vlen;
+	}
+	return off == len ? 0 : -EUCLEAN;
+}
+
+/* ---- checkpoints ---- */
+
+static void tree_name(unsigned tree, char name[4])
+{
+	name[0] = 't';
+	name[1] = (char)('0' + tree);
+	name[2] = 0;
+}
+
+struct apply_ctx {
+	struct store_txn *txn;
+	struct store_tree *trees[ENGINE_TREES];
+};
+
+static int apply_entry(void *ctx, unsigned tree, const void *key, size_t klen, const void *val,
+		       size_t vlen, bool tombstone)
+{
+	struct apply_ctx *a = ctx;
+	if (!a->trees[tree]) {
+		char name[4];
+		tree_name(tree, name);
+		int r = store_tree_open(a->txn, name, 2, true, &a->trees[tree]);
+		if (r < 0)
+			return r;
+	}
+	if (tombstone) {
+		int r = store_del(a->trees[tree], key, klen);
+		return r == -ENOENT ? 0 : r;
+	}
+	return store_put(a->trees[tree], key, klen, val, vlen);
+}
+
+static uint64_t overlays_bytes(struct engine *e)
+{
+	pthread_rwlock_rdlock(&e->ov_lock);
+	uint64_t b = overlay_bytes(e->active) + (e->frozen ? overlay_bytes(e->frozen) : 0);
+	pthread_rwlock_unlock(&e->ov_lock);
+	return b;
+}
+
+static int ck_run(struct engine *e)
+{
+	pthread_mutex_lock(&e->ck_run_lock);
+	int r = atomic_load(&e->failed) ? -EIO : 0;
+	if (r || e->rdonly) {
+		pthread_mutex_unlock(&e->ck_run_lock);
+		return r;
+	}
+	pthread_rwlock_wrlock(&e->ov_lock);
+	if (overlay_count(e->active) == 0) {
+		pthread_rwlock_unlock(&e->ov_lock);
+		pthread_mutex_unlock(&e->ck_run_lock);
+		return 0;
+	}
+	struct overlay *fresh = overlay_new();
+	if (!fresh) {
+		pthread_rwlock_unlock(&e->ov_lock);
+		pthread_mutex_unlock(&e->ck_run_lock);
+		return -ENOMEM;
+	}
+	e->frozen = e->active;
+	e->active = fresh;
+	pthread_rwlock_unlock(&e->ov_lock);
+
+	/* The frozen overlay has no writer now: read it without the lock. */
+	uint64_t lsn = overlay_lsn(e->frozen);
+	struct apply_ctx a;
+	memset(&a, 0, sizeof(a));
+	r = store_txn_begin(e->st, 0, &a.txn);
+	if (r == 0) {
+		r = overlay_walk(e->frozen, apply_entry, &a);
+		if (r == 0) {
+			store_txn_set_lsn(a.txn, lsn);
+			r = store_txn_commit(a.txn, 0);
+		} else {
+			store_txn_abort(a.txn);
+		}
+	}
+	if (r < 0) {
+		/* The frozen overlay stays readable; the log still holds it.  Nothing more may be
+		 * committed: a later checkpoint would record an LSN past these batches. */
+		eng_logf(e, "checkpoint failed: %s", strerror(-r));
+		eng_fail(e, r);
+	} else {
+		pthread_rwlock_wrlock(&e->ov_lock);
+		overlay_free(e->frozen);
+		e->frozen = NULL;
+		pthread_rwlock_unlock(&e->ov_lock);
+		wal_release(e->wal, lsn);
+		atomic_fetch_add(&e->n_checkpoints, 1);
+	}
+	pthread_mutex_unlock(&e->ck_run_lock);
+	pthread_mutex_lock(&e->ck_lock);
+	pthread_cond_broadcast(&e->ck_done);
+	pthread_mutex_unlock(&e->ck_lock);
+	return r;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static bool ck_due(struct engine *e)
+{
+	uint64_t ring = 0;
+	struct wal_stat ws;
+	wal_stat(e->wal, &ws);
+	ring = ws.ring_bytes;
+	return overlays_bytes(e) >= e->opt.ckpt_overlay_bytes || wal_used(e->wal) >= ring / 2;
+}
+
+static void *ck_thread(void *arg)
+{
+	struct engine *e = arg;
+	uint64_t last = now_ms();
+	pthread_mutex_lock(&e->ck_lock);
+	while (!e->stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		uint64_t wait_ms = e->opt.ckpt_interval_ms < 1000 ? e->opt.ckpt_interval_ms : 1000;
+		until.tv_sec += (time_t)(wait_ms / 1000);
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (!e->ck_request)
+			pthread_cond_timedwait(&e->ck_wake, &e->ck_lock, &until);
+		if (e->stopping)
+			break;
+		bool go = e->ck_request;
+		e->ck_request = false;
+		pthread_mutex_unlock(&e->ck_lock);
+		if (!go)
+			go = ck_due(e) || now_ms() - last >= e->opt.ckpt_interval_ms;
+		if (go && !atomic_load(&e->failed)) {
+			ck_run(e);
+			last = now_ms();
+		}
+		pthread_mutex_lock(&e->ck_lock);
+	}
+	pthread_mutex_unlock(&e->ck_lock);
+	return NULL;
+}
+
+static void ck_kick(struct engine *e)
+{
+	pthread_mutex_lock(&e->ck_lock);
+	e->ck_request = true;
+	pthread_cond_signal(&e->ck_wake);
+	pthread_mutex_unlock(&e->ck_lock);
+}
+
+int engine_checkpoint(struct engine *e)
+{
+	return ck_run(e);
+}
+
+/* ---- commit, sync, reads ---- */
+
+/* Writers wait while the overlays are over the memory limit (a checkpoint will free one). */
+static void backpressure(struct engine *e)
+{
+	if (!e->has_thread || overlays_bytes(e) < e->opt.mem_limit)
+		return;
+	atomic_fetch_add(&e->n_backpressure, 1);
+	pthread_mutex_lock(&e->ck_lock);
+	while (!atomic_load(&e->failed) && !e->stopping) {
+		e->ck_request = true;
+		pthread_cond_signal(&e->ck_wake);
+		pthread_mutex_unlock(&e->ck_lock);
+		bool over = overlays_bytes(e) >= e->opt.mem_limit;
+		pthread_mutex_lock(&e->ck_lock);
+		if (!over)
+			break;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 50 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&e->ck_done, &e->ck_lock, &until);
+	}
+	pthread_mutex_unlock(&e->ck_lock);
+}
+
+int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
+{
+	if (e->rdonly)
+		return -EROFS;
+	if (atomic_load(&e->failed))
+		return -EIO;
+	if (b->nops == 0) {
+		if (lsn)
+			*lsn = atomic_load(&e->last_lsn);
+		return 0;
+	}
+	backpressure(e);
+	uint8_t hdr[4];
+	st32(hdr, b->nops);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { b->buf, b->len } };
+	pthread_mutex_lock(&e->commit_lock);
+	if (atomic_load(&e->failed)) {
+		pthread_mutex_unlock(&e->commit_lock);
+		return -EIO;
+	}
+	lsn_t end;
+	int r = wal_append(e->wal, ENG_REC_BATCH, iov, 2, &end);
+	if (r < 0) {
+		pthread_mutex_unlock(&e->commit_lock);
+		if (r == -EFBIG)
+			return r;
+		return eng_fail(e, r == -ENOSPC ? r : -EIO);
+	}
+	pthread_rwlock_wrlock(&e->ov_lock);
+	r = batch_apply(e->active, b->nops, b->buf, b->len);
+	if (r == 0)
+		overlay_set_lsn(e->active, end);
+	pthread_rwlock_unlock(&e->ov_lock);
+	if (r < 0) { /* logged but not applied: reads would not show it; stop here */
+		pthread_mutex_unlock(&e->commit_lock);
+		return eng_fail(e, r);
+	}
+	atomic_store(&e->last_lsn, end);
+	atomic_fetch_add(&e->n_commits, 1);
+	pthread_mutex_unlock(&e->commit_lock);
+	if (lsn)
+		*lsn = end;
+	if (e->has_thread && ck_due(e))
+		ck_kick(e);
+	if (e->opt.sync_every_write)
+		return engine_sync(e, end);
+	return 0;
+}
+
+int engine_sync(struct engine *e, uint64_t lsn)
+{
+	if (e->rdonly)
+		return 0;
+	atomic_fetch_add(&e->n_sync_calls, 1);
+	if (atomic_load(&e->failed))
+		return -EIO;
+	if (lsn == 0)
+		lsn = atomic_load(&e->last_lsn);
+	int r = wal_wait_durable(e->wal, lsn);
+	if (r < 0)
+		return eng_fail(e, -EIO);
+	return 0;
+}
+
+static int copy_out(const struct store_val *v, void *buf, size_t cap, size_t *vlen)
+{
+	if (cap && v->len)
+		memcpy(buf, v->data, v->len < cap ? v->len : cap);
+	*vlen = v->len;
+	return 0;
+}
+
+/* Look key up in the tree snapshot: 1 found (copied), -ENOENT, -errno. */
+static int tree_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
+		    size_t cap, size_t *vlen)
+{
+	struct store_txn *txn;
+	int r = store_txn_begin(e->st, STORE_TXN_RDONLY, &txn);
+	if (r < 0)
+		return r;
+	char name[4];
+	tree_name(tree, name);
+	struct store_tree *t;
+	struct store_val v;
+	r = store_tree_open(txn, name, 2, false, &t);
+	if (r == 0)
+		r = store_get(t, key, klen, &v);
+	if (r == 0)
+		copy_out(&v, buf, cap, vlen);
+	store_txn_abort(txn);
+	return r;
+}
+
+int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
+	       size_t cap, size_t *vlen)
+{
+	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY)
+		return -EINVAL;
+	struct store_val v;
+	pthread_rwlock_rdlock(&e->ov_lock); /* INV-E2 */
+	int r = overlay_get(e->active, tree, key, klen, &v);
+	if (r == -ENOENT && e->frozen)
+		r = overlay_get(e->frozen, tree, key, klen, &v);
+	if (r == 1)
+		r = copy_out(&v, buf, cap, vlen);
+	else if (r == 0)
+		r = -ENOENT;
+	else
+		r = tree_get(e, tree, key, klen, buf, cap, vlen);
+	pthread_rwlock_unlock(&e->ov_lock);
+	return r;
+}
+
+/* ---- iteration ---- */
+
+struct engine_iter {
+	struct engine *e;
+	unsigned tree;
+	uint8_t *lo, *hi;
+	size_t lolen, hilen;
+	uint8_t last[STORE_MAX_KEY];
+	size_t lastlen;
+	bool started;
+};
+
+int engine_iter_new(struct engine *e, unsigned tree, const void *lo, size_t lolen,
+		    const void *hi, size_t hilen, struct engine_iter **out)
+{
+	if (tree >= ENGINE_TREES || lolen > STORE_MAX_KEY || hilen > STORE_MAX_KEY + 1)
+		return -EINVAL;
+	struct engine_iter *it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->e = e;
+	it->tree = tree;
+	if (lo && lolen) {
+		it->lo = malloc(lolen);
+		if (!it->lo)
+			goto nomem;
+		memcpy(it->lo, lo, lolen);
+		it->lolen = lolen;
+	}
+	if (hi && hilen) {
+		it->hi = malloc(hilen);
+		if (!it->hi)
+			goto nomem;
+		memcpy(it->hi, hi, hilen);
+		it->hilen = hilen;
+	}
+	*out = it;
+	return 0;
+nomem:
+	engine_iter_free(it);
+	return -ENOMEM;
+}
+
+void engine_iter_free(struct engine_iter *it)
+{
+	if (!it)
+		return;
+	free(it->lo);
+	free(it->hi);
+	free(it);
+}
+
+/* One source's candidate: the first key after the iterator's position. */
+struct cand {
+	bool has;
+	struct store_val key, val;
+	bool tombstone;
+};
+
+static bool after_pos(const struct engine_iter *it, const struct store_val *k)
+{
+	if (!it->started)
+		return true;
+	const uint8_t *kk = k->data;
+	size_t n = k->len < it->lastlen ? k->len : it->lastlen;
+	int c = n ? memcmp(kk, it->last, n) : 0;
+	return c > 0 || (c == 0 && k->len > it->lastlen);
+}
+
+static bool below_hi(const struct engine_iter *it, const struct store_val *k)
+{
+	if (!it->hi)
+		return true;
+	size_t n = k->len < it->hilen ? k->len : it->hilen;
+	int c = n ? memcmp(k->data, it->hi, n) : 0;
+	return c < 0 || (c == 0 && k->len < it->hilen);
+}
+
+static int ov_cand(const struct engine_iter *it, const struct overlay *ov, struct cand *c,
+		   struct overlay_iter **oi)
+{
+	c->has = false;
+	if (!ov)
+		return 0;
+	int r = overlay_iter_new(ov, it->tree, oi);
+	if (r < 0)
+		return r;
+	if (it->started)
+		r = overlay_iter_seek(*oi, it->last, it->lastlen);
+	else if (it->lo)
+		r = overlay_iter_seek(*oi, it->lo, it->lolen);
+	else
+		r = overlay_iter_first(*oi);
+	while (r == 0) {
+		overlay_iter_get(*oi, &c->key, &c->val, &c->tombstone);
+		if (after_pos(it, &c->key))
+			break;
+		r = overlay_iter_next(*oi);
+	}
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	c->has = below_hi(it, &c->key);
+	return 0;
+}
+
+static int key_order(const struct store_val *a, const struct store_val *b)
+{
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = n ? memcmp(a->data, b->data, n) : 0;
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+int engine_iter_next(struct engine_iter *it, void *key, size_t kcap, size_t *klen, void *val,
+		     size_t vcap, size_t *vlen)
+{
+	struct engine *e = it->e;
+	pthread_rwlock_rdlock(&e->ov_lock);
+	struct store_txn *txn = NULL;
+	struct store_cursor *cur = NULL;
+	struct overlay_iter *ai = NULL, *fi = NULL;
+	char name[4];
+	tree_name(it->tree, name);
+	struct store_tree *t;
+	int r = store_txn_begin(e->st, STORE_TXN_RDONLY, &txn);
+	if (r == 0) {
+		r = store_tree_open(txn, name, 2, false, &t);
+		if (r == 0)
+			r = store_cursor_open(t, &cur);
+		if (r == 0)
+			r = store_cursor_set_range(cur, it->lo, it->lolen, it->hi, it->hilen);
+		else if (r == -ENOENT)
+			r = 0; /* no tree yet: the overlays only */
+	}
+	for (;;) {
+		if (r < 0)
+			break;
+		struct cand ca, cf, ct = { 0 };
+		overlay_iter_free(ai);
+		overlay_iter_free(fi);
+		ai = fi = NULL;
+		if ((r = ov_cand(it, e->active, &ca, &ai)) < 0 ||
+		    (r = ov_cand(it, e->frozen, &cf, &fi)) < 0)
+			break;
+		if (cur) {
+			int cr = it->started ? store_cursor_seek(cur, it->last, it->lastlen) :
+				 store_cursor_first(cur);
+			while (cr == 0) {
+				cr = store_cursor_get(cur, &ct.key, &ct.val);
+				if (cr == 0 && after_pos(it, &ct.key))
+					break;
+				if (cr == 0)
+					cr = store_cursor_next(cur);
+			}
+			if (cr < 0 && cr != -ENOENT) {
+				r = cr;
+				break;
+			}
+			ct.has = cr == 0;
+		}
+		/* the smallest key wins; on equal keys active > frozen > tree */
+		struct cand *best = NULL;
+		struct cand *order[3] = { &ca, &cf, &ct };
+		for (int i = 0; i < 3; i++)
+			if (order[i]->has && (!best || key_order(&order[i]->key, &best->key) < 0))
+				best = order[i];
+		if (!best) {
+			r = -ENOENT;
+			break;
+		}
+		memcpy(it->last, best->key.data, best->key.len);
+		it->lastlen = best->key.len;
+		it->started = true;
+		if (best->tombstone)
+			continue;
+		if (kcap && key)
+			memcpy(key, best->key.data, best->key.len < kcap ? best->key.len : kcap);
+		*klen = best->key.len;
+		copy_out(&best->val, val, vcap, vlen);
+		r = 0;
+		break;
+	}
+	overlay_iter_free(ai);
+	overlay_iter_free(fi);
+	if (txn)
+		store_txn_abort(txn);
+	pthread_rwlock_unlock(&e->ov_lock);
+	return r;
+}
+
+/* ---- open / close ---- */
+
+static int replay(void *ctx, lsn_t lsn, unsigned type, const void *payload, size_t len)
+{
+	struct engine *e = ctx;
+	if (type != ENG_REC_BATCH || len < 4) {
+		eng_logf(e, "log record at LSN %llu: unknown type %u or short payload",
+			 (unsigned long long)lsn, type);
+		return -EUCLEAN;
+	}
+	const uint8_t *p = payload;
+	int r = batch_apply(e->active, ld32(p), p + 4, len - 4);
+	if (r == -EUCLEAN)
+		eng_logf(e, "log record at LSN %llu does not decode", (unsigned long long)lsn);
+	if (r < 0)
+		return r;
+	lsn_t end = lsn + ((WAL_REC_HDR + len + 7) & ~(uint64_t)7);
+	overlay_set_lsn(e->active, end);
+	atomic_store(&e->last_lsn, end);
+	return 0;
+}
+
+static void engine_free(struct engine *e)
+{
+	if (e->wal)
+		wal_close(e->wal);
+	if (e->st)
+		store_close(e->st);
+	overlay_free(e->active);
+	overlay_free(e->frozen);
+	pthread_mutex_destroy(&e->ck_run_lock);
+	pthread_mutex_destroy(&e->commit_lock);
+	pthread_rwlock_destroy(&e->ov_lock);
+	pthread_mutex_destroy(&e->ck_lock);
+	pthread_cond_destroy(&e->ck_wake);
+	pthread_cond_destroy(&e->ck_done);
+	free(e->path);
+	free(e);
+}
+
+int engine_open(const char *path, const struct engine_options *opt, struct engine **out)
+{
+	struct engine_options dflt;
+	if (!opt) {
+		memset(&dflt, 0, sizeof(dflt));
+		opt = &dflt;
+	}
+	struct engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->opt = *opt;
+	if (!e->opt.ckpt_overlay_bytes)
+		e->opt.ckpt_overlay_bytes = 16u << 20;
+	if (!e->opt.ckpt_interval_ms)
+		e->opt.ckpt_interval_ms = 30000;
+	if (!e->opt.mem_limit)
+		e->opt.mem_limit = 4 * e->opt.ckpt_overlay_bytes;
+	if (!e->opt.log_ring_bytes) {
+		e->opt.log_ring_bytes = 4 * e->opt.ckpt_overlay_bytes;
+		if (e->opt.log_ring_bytes < WAL_DEFAULT_RING)
+			e->opt.log_ring_bytes = WAL_DEFAULT_RING;
+	}
+	e->rdonly = opt->flags & STORE_RDONLY;
+	pthread_mutex_init(&e->ck_run_lock, NULL);
+	pthread_mutex_init(&e->commit_lock, NULL);
+	pthread_rwlock_init(&e->ov_lock, NULL);
+	pthread_mutex_init(&e->ck_lock, NULL);
+	pthread_cond_init(&e->ck_wake, NULL);
+	pthread_cond_init(&e->ck_done, NULL);
+	size_t plen = strlen(path);
+	e->path = malloc(plen + 5);
+	e->active = overlay_new();
+	if (!e->path || !e->active) {
+		engine_free(e);
+		return -ENOMEM;
+	}
+	memcpy(e->path, path, plen + 1);
+	struct io_env *io = opt->io ? opt->io : io_posix_env();
+
+	/* A data file about to be created must not meet an old log: remove any. */
+	struct io_file *probe;
+	int r = io_open(io, path, IO_OPEN_RDONLY, 0, &probe);
+	bool exists = r == 0;
+	if (exists)
+		io_close(probe);
+	char *wal_path = malloc(plen + 5);
+	if (!wal_path) {
+		engine_free(e);
+		return -ENOMEM;
+	}
+	memcpy(wal_path, path, plen);
+	memcpy(wal_path + plen, "-wal", 5);
+	if (!exists && (opt->flags & STORE_CREATE) && !e->rdonly)
+		io->unlink(io, wal_path);
+
+	struct store_options so = {
+		.flags = opt->flags, .mode = opt->mode, .io = opt->io,
+		.log = opt->log, .log_ctx = opt->log_ctx,
+	};
+	r = store_open(path, &so, &e->st);
+	if (r < 0) {
+		e->st = NULL;
+		goto fail;
+	}
+	struct wal_options wo = {
+		.io = opt->io, .create = !e->rdonly, .rdonly = e->rdonly,
+		.ring_bytes = e->opt.log_ring_bytes, .log = opt->log, .log_ctx = opt->log_ctx,
+	};
+	r = wal_open(wal_path, &wo, &e->wal);
+	if (r == -ENOENT && e->rdonly) {
+		e->wal = NULL; /* read-only without a log: the last checkpoint is the state */
+		r = 0;
+	}
+	if (r < 0) {
+		e->wal = NULL;
+		goto fail;
+	}
+	struct store_txn *txn;
+	if ((r = store_txn_begin(e->st, STORE_TXN_RDONLY, &txn)) < 0)
+		goto fail;
+	lsn_t from = store_txn_lsn(txn);
+	store_txn_abort(txn);
+	atomic_store(&e->last_lsn, from);
+	if (e->wal) {
+		lsn_t end;
+		r = wal_recover(e->wal, from, replay, e, &end);
+		if (r < 0)
+			goto fail;
+		atomic_store(&e->last_lsn, end);
+	}
+	if (!e->rdonly && !opt->no_checkpoint_thread) {
+		if (pthread_create(&e->thread, NULL, ck_thread, e) != 0) {
+			r = -EAGAIN;
+			goto fail;
+		}
+		e->has_thread = true;
+	}
+	free(wal_path);
+	*out = e;
+	return 0;
+fail:
+	free(wal_path);
+	engine_free(e);
+	return r;
+}
+
+int engine_close(struct engine *e)
+{
+	if (!e)
+		return 0;
+	if (e->has_thread) {
+		pthread_mutex_lock(&e->ck_lock);
+		e->stopping = true;
+		pthread_cond_broadcast(&e->ck_wake);
+		pthread_cond_broadcast(&e->ck_done);
+		pthread_mutex_unlock(&e->ck_lock);
+		pthread_join(e->thread, NULL);
+	}
+	int r = 0;
+	if (!e->rdonly && e->wal) {
+		r = ck_run(e);
+		if (r == 0 && atomic_load(&e->failed))
+			r = -EIO;
+		if (r == 0 && wal_used(e->wal) == 0)
+			r = wal_reset(e->wal); /* a new salt: nothing before can replay */
+	}
+	engine_free(e);
+	return r;
+}
+
+/* ---- statistics ---- */
+
+int engine_stat(struct engine *e, struct engine_stat *out)
+{
+	memset(out, 0, sizeof(*out));
+	int r = store_stat(e->st, &out->store);
+	if (r < 0)
+		return r;
+	pthread_rwlock_rdlock(&e->ov_lock);
+	out->overlay_bytes = overlay_bytes(e->active) + (e->frozen ? overlay_bytes(e->frozen) : 0);
+	out->overlay_entries =
+		overlay_count(e->active) + (e->frozen ? overlay_count(e->frozen) : 0);
+	pthread_rwlock_unlock(&e->ov_lock);
+	if (e->wal) {
+		struct wal_stat ws;
+		wal_stat(e->wal, &ws);
+		out->log_bytes = ws.end - ws.released;
+		out->log_ring_bytes = ws.ring_bytes;
+		out->n_fdatasync = ws.n_syncs;
+	}
+	out->n_checkpoints = atomic_load(&e->n_checkpoints);
+	out->n_sync_calls = atomic_load(&e->n_sync_calls);
+	out->n_commits = atomic_load(&e->n_commits);
+	out->n_backpressure = atomic_load(&e->n_backpressure);
+	return 0;
+}
+
+struct store *engine_store(struct engine *e)
+{
+	return e->st;
+}

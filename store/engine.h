@@ -1,0 +1,131 @@
+/*
+ * store/engine.h — the engine: the write-ahead log in front of the B+tree store.
+ *
+ * A mutation batch (puts and deletes over the engine's trees) is appended to the log as one
+ * record and applied to the in-memory overlay, atomically with respect to readers; it returns
+ * once the record is written (it survives a crash of the process) and is durable after
+ * engine_sync() covers its LSN (group commit: concurrent syncs share one fdatasync).  Reads
+ * consult the active overlay, then the frozen one, then a snapshot of the B+tree.  A background
+ * checkpoint thread freezes the overlay (by size, log use, time, or on request), applies it to
+ * the B+tree in one durable copy-on-write commit that records the overlay's LSN in the meta
+ * page, then releases that much of the log.  Open replays the log after the meta page's LSN.
+ *
+ * Files: STORE (the data file, store.h) and STORE-wal (the log, wal/log.h).
+ *
+ * Trees: ENGINE_TREES small integers, each a named tree of the store ("t0", "t1", ...); the
+ * file namespace (namespace.c) gives them meaning.  Keys 1..STORE_MAX_KEY bytes, values up to
+ * ENGINE_MAX_VALUE bytes.
+ *
+ * Errors: 0 or -errno as store.h; after a failed log write or sync, or a failed checkpoint
+ * commit, the engine is failed: every later mutation and sync returns -EIO until reopened.
+ *
+ * Thread safety: every call may be made from any thread concurrently, except open and close.
+ */
+#ifndef KVFS_STORE_ENGINE_H
+#define KVFS_STORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/io.h"
+#include "store/store.h"
+
+#define ENGINE_TREES 8
+#define ENGINE_MAX_VALUE (1u << 20)
+
+struct engine;
+
+struct engine_options {
+	unsigned flags;           /* STORE_CREATE | STORE_RDONLY */
+	mode_t mode;              /* for created files; 0: 0644 */
+	struct io_env *io;        /* NULL: POSIX */
+	bool sync_every_write;    /* every mutation waits until durable */
+	uint64_t ckpt_overlay_bytes; /* checkpoint when the overlay holds this much; 0: 16 MiB */
+	uint64_t ckpt_interval_ms;   /* checkpoint at least this often when dirty; 0: 30 s */
+	uint64_t mem_limit;       /* overlay bytes (active + frozen) at which writers wait;
+				     0: 4 x ckpt_overlay_bytes */
+	uint64_t log_ring_bytes;  /* size of a new log's ring; 0: 4 x ckpt_overlay_bytes, at least
+				     WAL_DEFAULT_RING */
+	bool no_checkpoint_thread; /* tests: checkpoints only through engine_checkpoint() */
+	void (*log)(void *ctx, const char *line);
+	void *log_ctx;
+};
+
+/*
+ * Open the store at `path` and its log `path`-wal (created with STORE_CREATE when missing),
+ * replay the log after the data file's LSN, and start the checkpoint thread.
+ * Errors: those of store_open and wal_open; -EUCLEAN for a log record that validates but does
+ * not decode (corruption, not a torn tail).
+ */
+int engine_open(const char *path, const struct engine_options *opt, struct engine **out);
+
+/* Checkpoint everything, reset the log, close.  Always frees `e`; 0 or the -errno of the
+ * final checkpoint or sync (the data then stands as the log and the last checkpoint left it:
+ * nothing acknowledged is lost). */
+int engine_close(struct engine *e);
+
+/* A batch of mutations applied atomically. */
+struct engine_batch;
+struct engine_batch *engine_batch_new(void);
+void engine_batch_free(struct engine_batch *b);
+/* Add a put or delete; bytes are copied.  0, -EINVAL (tree, key or value size), -ENOMEM. */
+int engine_batch_put(struct engine_batch *b, unsigned tree, const void *key, size_t klen,
+		     const void *val, size_t vlen);
+int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, size_t klen);
+/* Empty the batch for reuse. */
+void engine_batch_clear(struct engine_batch *b);
+
+/*
+ * Log and apply the batch (an empty batch is a no-op).  Deleting a missing key is not an
+ * error.  Returns 0 and *lsn (may be NULL): the LSN to pass to engine_sync for this batch.
+ * Waits while the overlay is over mem_limit and a checkpoint is running (backpressure).
+ *   -EIO (failed), -EROFS, -EFBIG (batch larger than half the log), -ENOMEM.
+ */
+int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn);
+
+/* Wait until everything up to `lsn` (0: everything committed so far) is durable.  0, -EIO. */
+int engine_sync(struct engine *e, uint64_t lsn);
+
+/*
+ * Read a value: copies min(cap, length) bytes into buf and sets *vlen to its full length.
+ * 0, -ENOENT, -EINVAL, -EUCLEAN, -ENOMEM.
+ */
+int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
+	       size_t cap, size_t *vlen);
+
+/*
+ * Ordered iteration of one tree over keys in [lo, hi) (NULL/0: open), merging the overlays and
+ * the B+tree.  Each step sees the latest committed state after the previous key (not one
+ * snapshot for the whole walk): keys added behind the iterator are not seen, keys added ahead
+ * are.  engine_iter_next copies the next key and value (up to the caps) and returns 0, or
+ * -ENOENT at the end, -EUCLEAN, -ENOMEM; *klen and *vlen receive the full lengths.
+ */
+struct engine_iter;
+int engine_iter_new(struct engine *e, unsigned tree, const void *lo, size_t lolen,
+		    const void *hi, size_t hilen, struct engine_iter **out);
+int engine_iter_next(struct engine_iter *it, void *key, size_t kcap, size_t *klen, void *val,
+		     size_t vcap, size_t *vlen);
+void engine_iter_free(struct engine_iter *it);
+
+/* Run a checkpoint now and wait for it.  0, -EIO, -ENOSPC, -EUCLEAN. */
+int engine_checkpoint(struct engine *e);
+
+struct engine_stat {
+	struct store_stat store;
+	uint64_t overlay_bytes;   /* active + frozen */
+	uint64_t overlay_entries;
+	uint64_t log_bytes;       /* unreleased bytes in the log */
+	uint64_t log_ring_bytes;
+	uint64_t n_checkpoints;
+	uint64_t n_fdatasync;     /* of the log */
+	uint64_t n_sync_calls;    /* engine_sync calls */
+	uint64_t n_commits;       /* engine_commit calls that logged a record */
+	uint64_t n_backpressure;  /* commits that waited for a checkpoint */
+};
+int engine_stat(struct engine *e, struct engine_stat *out);
+
+/* The store underneath (for verification in tests and kvfs-check). */
+struct store *engine_store(struct engine *e);
+
+#endif

@@ -1,0 +1,2077 @@
+/*
+ * store/namespace.c — the file namespace on the engine: keys as paths, inodes, directories,
+ * file data, symlinks, hard links, xattrs, orphans.  Implements kvfs.h.
+ *
+ * Trees (engine tree numbers; man/kvfs.5 "NAMESPACE"), TableFS-style:
+ *   T_INODE   ino (BE u64)                 -> INODE RECORD (+ inline data or symlink target)
+ *   T_DIRENT  parent ino (BE u64) + name   -> ino (u64) + type (u8, DT_*)
+ *   T_DATA    ino (BE u64) + block (BE u64) -> one 4096-byte block (a missing block is a hole)
+ *   T_XATTR   ino (BE u64) + name          -> value
+ *   T_ORPHAN  ino (BE u64)                 -> empty: unlinked while open, purge at next open
+ *   T_SUPER   "next_ino"                   -> u64, the next inode number to hand out
+ *
+ * A file of at most INLINE_MAX bytes keeps its bytes in its inode record (one B+tree value of
+ * ~100 bytes of metadata + the data); a larger one keeps them in whole blocks, so that a 4 KiB
+ * write into a 10 GiB file rewrites one block.  A symlink's target is always inline.
+ *
+ * Every change is one engine batch (engine.c): atomic, logged, in order.  Changes are
+ * serialized by ns_lock (a read-modify-write of several keys must not interleave); reads take
+ * no lock — each key they read is consistent, and a read racing a write sees either side of
+ * it per block, as POSIX allows.
+ *
+ * Invariants:
+ *   NS-1  every dirent names a live inode of the type it records;
+ *   NS-2  an inode's nlink equals the dirents naming it (+1 for a directory's own ".", + one per
+ *         subdirectory's ".."), except while it is an orphan (nlink 0, open);
+ *   NS-3  a directory's `parent` field names the one directory holding its dirent;
+ *   NS-4  data blocks and xattrs exist only for live inodes (purge removes them with the
+ *         inode, in the same batch).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/engine.h"
+#include "store/format.h"
+#include "store/kvfs.h"
+
+enum { T_INODE = 0, T_DIRENT = 1, T_DATA = 2, T_XATTR = 3, T_ORPHAN = 4, T_SUPER = 5 };
+
+#define BLOCK 4096u
+#define INLINE_MAX 2048u /* see kvfs_write: a file up to this size lives in its inode */
+#define XATTR_VALUE_MAX (64u << 10)
+#define SYMLINK_MAX 4095u
+
+/* INODE RECORD */
+#define IN_MODE 0
+#define IN_NLINK 4
+#define IN_UID 8
+#define IN_GID 12
+#define IN_SIZE 16
+#define IN_ATIME 24
+#define IN_MTIME 32
+#define IN_CTIME 40
+#define IN_GEN 48
+#define IN_RDEV 56
+#define IN_BLOCKS 64
+#define IN_PARENT 72
+#define IN_FLAGS 80
+#define IN_HDR 88
+#define INODE_INLINE 1u
+
+struct inode {
+	uint64_t ino;
+	uint32_t mode, nlink, uid, gid;
+	uint64_t size;
+	int64_t atime, mtime, ctime;
+	uint64_t gen, rdev, blocks, parent;
+	uint32_t flags;
+	uint8_t data[SYMLINK_MAX + 1 > INLINE_MAX ? SYMLINK_MAX + 1 : INLINE_MAX];
+};
+
+struct open_ref {
+	uint64_t ino;
+	uint32_t count;
+	struct open_ref *next;
+};
+
+struct kvfs {
+	struct engine *e;
+	bool rdonly, sync_writes;
+	pthread_mutex_t ns_lock;
+	uint64_t next_ino;          /* protected by ns_lock */
+	struct open_ref *open_refs; /* protected by ns_lock */
+	void (*log)(void *ctx, const char *line);
+	void *log_ctx;
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void ino_key(uint8_t k[8], uint64_t ino) { stbe64(k, ino); }
+
+static void block_key(uint8_t k[16], uint64_t ino, uint64_t blk)
+{
+	stbe64(k, ino);
+	stbe64(k + 8, blk);
+}
+
+static int name_check(const char *name, size_t *len)
+{
+	size_t n = strnlen(name, KVFS_NAME_MAX + 1);
+	if (n == 0 || memchr(name, '/', n) || (n == 1 && name[0] == '.') ||
+	    (n == 2 && name[0] == '.' && name[1] == '.'))
+		return -EINVAL;
+	if (n > KVFS_NAME_MAX)
+		return -ENAMETOOLONG;
+	*len = n;
+	return 0;
+}
+
+static size_t dirent_key(uint8_t *k, uint64_t parent, const char *name, size_t len)
+{
+	stbe64(k, parent);
+	memcpy(k + 8, name, len);
+	return 8 + len;
+}
+
+static unsigned mode_dt(uint32_t mode)
+{
+	return (mode & S_IFMT) >> 12; /* DT_* == S_IFMT >> 12 on Linux */
+}
+
+/* ---- inode records ---- */
+
+static size_t inode_encode(const struct inode *in, uint8_t *buf)
+{
+	st32(buf + IN_MODE, in->mode);
+	st32(buf + IN_NLINK, in->nlink);
+	st32(buf + IN_UID, in->uid);
+	st32(buf + IN_GID, in->gid);
+	st64(buf + IN_SIZE, in->size);
+	st64(buf + IN_ATIME, (uint64_t)in->atime);
+	st64(buf + IN_MTIME, (uint64_t)in->mtime);
+	st64(buf + IN_CTIME, (uint64_t)in->ctime);
+	st64(buf + IN_GEN, in->gen);
+	st64(buf + IN_RDEV, in->rdev);
+	st64(buf + IN_BLOCKS, in->blocks);
+	st64(buf + IN_PARENT, in->parent);
+	st32(buf + IN_FLAGS, in->flags);
+	st32(buf + IN_FLAGS + 4, 0);
+	size_t n = (in->flags & INODE_INLINE) ? in->size : 0;
+	memcpy(buf + IN_HDR, in->data, n);
+	return IN_HDR + n;
+}
+
+static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
+{
+	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
+	size_t len;
+	ino_key(k, ino);
+	int r = engine_get(fs->e, T_INODE, k, 8, buf, sizeof(buf), &len);
+	if (r < 0)
+		return r;
+	if (len < IN_HDR || len > sizeof(buf))
+		return -EUCLEAN;
+	in->ino = ino;
+	in->mode = ld32(buf + IN_MODE);
+	in->nlink = ld32(buf + IN_NLINK);
+	in->uid = ld32(buf + IN_UID);
+	in->gid = ld32(buf + IN_GID);
+	in->size = ld64(buf + IN_SIZE);
+	in->atime = (int64_t)ld64(buf + IN_ATIME);
+	in->mtime = (int64_t)ld64(buf + IN_MTIME);
+	in->ctime = (int64_t)ld64(buf + IN_CTIME);
+	in->gen = ld64(buf + IN_GEN);
+	in->rdev = ld64(buf + IN_RDEV);
+	in->blocks = ld64(buf + IN_BLOCKS);
+	in->parent = ld64(buf + IN_PARENT);
+	in->flags = ld32(buf + IN_FLAGS);
+	size_t n = len - IN_HDR;
+	if ((in->flags & INODE_INLINE) && n != in->size)
+		return -EUCLEAN;
+	memcpy(in->data, buf + IN_HDR, n);
+	return 0;
+}
+
+static int inode_put(struct engine_batch *b, const struct inode *in)
+{
+	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
+	ino_key(k, in->ino);
+	size_t n = inode_encode(in, buf);
+	return engine_batch_put(b, T_INODE, k, 8, buf, n);
+}
+
+static void to_stat(const struct inode *in, struct kvfs_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->ino = in->ino;
+	st->mode = in->mode;
+	st->nlink = in->nlink;
+	st->uid = in->uid;
+	st->gid = in->gid;
+	st->rdev = in->rdev;
+	st->size = in->size;
+	st->blocks = in->blocks * (BLOCK / 512);
+	st->atime_ns = in->atime;
+	st->mtime_ns = in->mtime;
+	st->ctime_ns = in->ctime;
+	st->generation = in->gen;
+}
+
+/* ---- commits ---- */
+
+static int commit(struct kvfs *fs, struct engine_batch *b)
+{
+	uint64_t lsn;
+	int r = engine_commit(fs->e, b, &lsn);
+	if (r == 0 && fs->sync_writes)
+		r = engine_sync(fs->e, lsn);
+	return r;
+}
+
+static int alloc_ino(struct kvfs *fs, struct engine_batch *b, uint64_t *ino)
+{
+	uint8_t v[8];
+	*ino = fs->next_ino;
+	st64(v, fs->next_ino + 1);
+	int r = engine_batch_put(b, T_SUPER, "next_ino", 8, v, 8);
+	if (r == 0)
+		fs->next_ino++;
+	return r;
+}
+
+/* ---- data blocks ---- */
+
+/* Queue the deletion of every block of ino at index >= first (and < end). */
+static int del_blocks(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uint64_t first,
+		      uint64_t end, uint64_t *removed)
+{
+	uint8_t lo[16], hi[16], k[16];
+	block_key(lo, ino, first);
+	block_key(hi, ino, end);
+	struct engine_iter *it;
+	int r = engine_iter_new(fs->e, T_DATA, lo, 16, end == UINT64_MAX ? NULL : hi,
+				end == UINT64_MAX ? 0 : 16, &it);
+	if (r < 0)
+		return r;
+	if (end == UINT64_MAX) { /* bound by the inode: keys of ino + 1 are not ours */
+		block_key(hi, ino + 1, 0);
+		engine_iter_free(it);
+		if ((r = engine_iter_new(fs->e, T_DATA, lo, 16, hi, 16, &it)) < 0)
+			return r;
+	}
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
+		if (klen != 16)
+			continue;
+		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0)
+			break;
+		(*removed)++;
+	}
+	engine_iter_free(it);
+	return r == -ENOENT ? 0 : r;
+}
+
+static int get_block(struct kvfs *fs, uint64_t ino, uint64_t blk, uint8_t *buf, bool *exists)
+{
+	uint8_t k[16];
+	size_t len;
+	block_key(k, ino, blk);
+	int r = engine_get(fs->e, T_DATA, k, 16, buf, BLOCK, &len);
+	if (r == -ENOENT) {
+		memset(buf, 0, BLOCK);
+		*exists = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (len > BLOCK)
+		return -EUCLEAN;
+	if (len < BLOCK)
+		memset(buf + len, 0, BLOCK - len);
+	*exists = true;
+	return 0;
+}
+
+/* Zero [from, to) inside one block (a partial block at the edge of a truncate or punch). */
+static int zero_in_block(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t from,
+			 uint64_t to)
+{
+	uint64_t blk = from / BLOCK;
+	uint8_t buf[BLOCK], k[16];
+	bool exists;
+	int r = get_block(fs, in->ino, blk, buf, &exists);
+	if (r < 0 || !exists)
+		return r;
+	memset(buf + from % BLOCK, 0, to - from);
+	block_key(k, in->ino, blk);
+	return engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
+}
+
+/* Move an inline file's bytes into block 0. */
+static int uninline(struct engine_batch *b, struct inode *in)
+{
+	if (!(in->flags & INODE_INLINE))
+		return 0;
+	in->flags &= ~INODE_INLINE;
+	if (in->size == 0)
+		return 0;
+	uint8_t buf[BLOCK], k[16];
+	memset(buf, 0, BLOCK);
+	memcpy(buf, in->data, in->size);
+	block_key(k, in->ino, 0);
+	in->blocks = 1;
+	return engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
+}
+
+/* Set the size of a regular file: drop blocks past it, zero the tail of the last one. */
+static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t size)
+{
+	if (size > KVFS_MAX_FILE)
+		return -EFBIG;
+	int r;
+	if (in->flags & INODE_INLINE) {
+		if (size <= INLINE_MAX) {
+			if (size > in->size)
+				memset(in->data + in->size, 0, size - in->size);
+			in->size = size;
+			return 0;
+		}
+		if ((r = uninline(b, in)) < 0)
+			return r;
+	}
+	if (size < in->size) {
+		uint64_t removed = 0;
+		if ((r = del_blocks(fs, b, in->ino, (size + BLOCK - 1) / BLOCK, UINT64_MAX,
+				    &removed)) < 0)
+			return r;
+		in->blocks -= removed < in->blocks ? removed : in->blocks;
+		if (size % BLOCK && (r = zero_in_block(fs, b, in, size,
+						       (size / BLOCK + 1) * BLOCK)) < 0)
+			return r;
+		if (size == 0) { /* back to inline: a small file again costs no block */
+			in->flags |= INODE_INLINE;
+			in->blocks = 0;
+		}
+	}
+	in->size = size;
+	return 0;
+}
+
+/* Delete an inode and everything it owns (NS-4). */
+static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
+{
+	uint8_t k[8], lo[8], hi[8], xk[8 + KVFS_NAME_MAX];
+	uint64_t removed = 0;
+	int r = 0;
+	if (!(in->flags & INODE_INLINE) && S_ISREG(in->mode))
+		r = del_blocks(fs, b, in->ino, 0, UINT64_MAX, &removed);
+	if (r < 0)
+		return r;
+	ino_key(lo, in->ino);
+	ino_key(hi, in->ino + 1);
+	struct engine_iter *it;
+	if ((r = engine_iter_new(fs->e, T_XATTR, lo, 8, hi, 8, &it)) < 0)
+		return r;
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, xk, sizeof(xk), &klen, NULL, 0, &vlen)) == 0)
+		if (klen <= sizeof(xk) && (r = engine_batch_del(b, T_XATTR, xk, klen)) < 0)
+			break;
+	engine_iter_free(it);
+	if (r != -ENOENT && r < 0)
+		return r;
+	ino_key(k, in->ino);
+	if ((r = engine_batch_del(b, T_INODE, k, 8)) < 0)
+		return r;
+	return engine_batch_del(b, T_ORPHAN, k, 8);
+}
+
+static struct open_ref *open_ref_find(struct kvfs *fs, uint64_t ino)
+{
+	for (struct open_ref *o = fs->open_refs; o; o = o->next)
+		if (o->ino == ino)
+			return o;
+	return NULL;
+}
+
+/* The last name of `in` went away: purge it, or keep it as an orphan while open. */
+static int drop_inode(struct kvfs *fs, struct engine_batch *b, struct inode *in)
+{
+	if (open_ref_find(fs, in->ino)) {
+		uint8_t k[8];
+		ino_key(k, in->ino);
+		int r = engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0);
+		return r ? r : inode_put(b, in);
+	}
+	return purge(fs, b, in);
+}
+
+/* ---- open / close ---- */
+
+static int purge_orphans(struct kvfs *fs)
+{
+	struct engine_iter *it;
+	int r = engine_iter_new(fs->e, T_ORPHAN, NULL, 0, NULL, 0, &it);
+	if (r < 0)
+		return r;
+	struct engine_batch *b = engine_batch_new();
+	if (!b) {
+		engine_iter_free(it);
+		return -ENOMEM;
+	}
+	uint8_t k[8];
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
+		struct inode in;
+		if (klen != 8)
+			continue;
+		engine_batch_clear(b);
+		r = inode_get(fs, ldbe64(k), &in);
+		if (r == 0 && in.nlink == 0)
+			r = purge(fs, b, &in);
+		else if (r == -ENOENT || r == 0)
+			r = engine_batch_del(b, T_ORPHAN, k, 8);
+		if (r == 0)
+			r = commit(fs, b);
+		if (r < 0)
+			break;
+	}
+	engine_iter_free(it);
+	engine_batch_free(b);
+	return r == -ENOENT ? 0 : r;
+}
+
+int kvfs_open(const char *path, const struct kvfs_options *opt, struct kvfs **out)
+{
+	struct kvfs_options dflt;
+	if (!opt) {
+		memset(&dflt, 0, sizeof(dflt));
+		opt = &dflt;
+	}
+	struct kvfs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	pthread_mutex_init(&fs->ns_lock, NULL);
+	fs->rdonly = opt->flags & KVFS_RDONLY;
+	fs->sync_writes = opt->flags & KVFS_SYNC_WRITES;
+	fs->log = opt->log;
+	fs->log_ctx = opt->log_ctx;
+	struct engine_options eo = {
+		.flags = (opt->flags & KVFS_CREATE ? STORE_CREATE : 0) |
+			 (fs->rdonly ? STORE_RDONLY : 0),
+		.mode = opt->mode,
+		.ckpt_overlay_bytes = opt->checkpoint_bytes,
+		.ckpt_interval_ms = opt->checkpoint_interval_ms,
+		.mem_limit = opt->memory_limit,
+		.log = opt->log,
+		.log_ctx = opt->log_ctx,
+	};
+	int r = engine_open(path, &eo, &fs->e);
+	if (r < 0) {
+		pthread_mutex_destroy(&fs->ns_lock);
+		free(fs);
+		return r;
+	}
+	uint8_t v[8];
+	size_t len;
+	r = engine_get(fs->e, T_SUPER, "next_ino", 8, v, sizeof(v), &len);
+	if (r == 0 && len == 8) {
+		fs->next_ino = ld64(v);
+	} else if (r == -ENOENT && !fs->rdonly) {
+		/* a new store: the root directory */
+		struct inode root;
+		memset(&root, 0, sizeof(root));
+		root.ino = KVFS_ROOT_INO;
+		root.mode = S_IFDIR | 0755;
+		root.nlink = 2;
+		root.uid = getuid();
+		root.gid = getgid();
+		root.atime = root.mtime = root.ctime = now_ns();
+		root.parent = KVFS_ROOT_INO;
+		fs->next_ino = KVFS_ROOT_INO + 1;
+		struct engine_batch *b = engine_batch_new();
+		st64(v, fs->next_ino);
+		r = b ? 0 : -ENOMEM;
+		if (r == 0)
+			r = inode_put(b, &root);
+		if (r == 0)
+			r = engine_batch_put(b, T_SUPER, "next_ino", 8, v, 8);
+		if (r == 0)
+			r = commit(fs, b);
+		if (r == 0)
+			r = engine_sync(fs->e, 0);
+		engine_batch_free(b);
+	} else if (r == 0 || r == -ENOENT) {
+		r = -EUCLEAN; /* read-only and no root: not a file-system store */
+	}
+	if (r == 0 && !fs->rdonly)
+		r = purge_orphans(fs);
+	if (r < 0) {
+		engine_close(fs->e);
+		pthread_mutex_destroy(&fs->ns_lock);
+		free(fs);
+		return r;
+	}
+	*out = fs;
+	return 0;
+}
+
+int kvfs_close(struct kvfs *fs)
+{
+	if (!fs)
+		return 0;
+	/* Orphans still open are purged now (their handles die with us) or at the next open. */
+	pthread_mutex_lock(&fs->ns_lock);
+	struct open_ref *o = fs->open_refs;
+	fs->open_refs = NULL;
+	pthread_mutex_unlock(&fs->ns_lock);
+	while (o) {
+		struct open_ref *next = o->next;
+		free(o);
+		o = next;
+	}
+	int r = 0;
+	if (!fs->rdonly)
+		r = purge_orphans(fs);
+	int r2 = engine_close(fs->e);
+	pthread_mutex_destroy(&fs->ns_lock);
+	free(fs);
+	return r ? r : r2;
+}
+
+int kvfs_sync(struct kvfs *fs)
+{
+	return engine_sync(fs->e, 0);
+}
+
+int kvfs_fsync(struct kvfs *fs, uint64_t ino)
+{
+	(void)ino; /* one log: syncing it covers every inode */
+	return engine_sync(fs->e, 0);
+}
+
+/* ---- lookups ---- */
+
+static int dirent_get(struct kvfs *fs, uint64_t parent, const char *name, size_t len,
+		      uint64_t *ino, unsigned *type)
+{
+	uint8_t k[8 + KVFS_NAME_MAX], v[9];
+	size_t vlen;
+	int r = engine_get(fs->e, T_DIRENT, k, dirent_key(k, parent, name, len), v, sizeof(v),
+			   &vlen);
+	if (r < 0)
+		return r;
+	if (vlen != 9)
+		return -EUCLEAN;
+	*ino = ld64(v);
+	*type = v[8];
+	return 0;
+}
+
+static int dir_inode(struct kvfs *fs, uint64_t ino, struct inode *in)
+{
+	int r = inode_get(fs, ino, in);
+	if (r < 0)
+		return r;
+	return S_ISDIR(in->mode) ? 0 : -ENOTDIR;
+}
+
+int kvfs_lookup(struct kvfs *fs, uint64_t parent, const char *name, struct kvfs_stat *st)
+{
+	size_t len;
+	struct inode in;
+	int r = name_check(name, &len);
+	if (r < 0)
+		return r;
+	if ((r = dir_inode(fs, parent, &in)) < 0)
+		return r;
+	uint64_t ino;
+	unsigned type;
+	if ((r = dirent_get(fs, parent, name, len, &ino, &type)) < 0)
+		return r;
+	if ((r = inode_get(fs, ino, &in)) < 0)
+		return r == -ENOENT ? -EUCLEAN : r; /* NS-1 broken */
+	to_stat(&in, st);
+	return 0;
+}
+
+int kvfs_getattr(struct kvfs *fs, uint64_t ino, struct kvfs_stat *st)
+{
+	struct inode in;
+	int r = inode_get(fs, ino, &in);
+	if (r == 0)
+		to_stat(&in, st);
+	return r;
+}
+
+/* ---- creating names ---- */
+
+static int touch_dir(struct engine_batch *b, struct inode *dir, int64_t now, int nlink_delta)
+{
+	dir->mtime = dir->ctime = now;
+	dir->nlink = (uint32_t)((int64_t)dir->nlink + nlink_delta);
+	return inode_put(b, dir);
+}
+
+static int put_dirent(struct engine_batch *b, uint64_t parent, const char *name, size_t len,
+		      uint64_t ino, uint32_t mode)
+{
+	uint8_t k[8 + KVFS_NAME_MAX], v[9];
+	st64(v, ino);
+	v[8] = (uint8_t)mode_dt(mode);
+	return engine_batch_put(b, T_DIRENT, k, dirent_key(k, parent, name, len), v, 9);
+}
+
+static int del_dirent(struct engine_batch *b, uint64_t parent, const char *name, size_t len)
+{
+	uint8_t k[8 + KVFS_NAME_MAX];
+	return engine_batch_del(b, T_DIRENT, k, dirent_key(k, parent, name, len));
+}
+
+static int create_node(struct kvfs *fs, uint64_t parent, const char *name, uint32_t mode,
+		       uint64_t rdev, uint32_t uid, uint32_t gid, const char *target,
+		       struct kvfs_stat *st)
+{
+	size_t len, tlen = 0;
+	int r = name_check(name, &len);
+	if (r < 0)
+		return r;
+	if (fs->rdonly)
+		return -EROFS;
+	if (target) {
+		tlen = strlen(target);
+		if (tlen == 0)
+			return -ENOENT;
+		if (tlen > SYMLINK_MAX)
+			return -ENAMETOOLONG;
+	}
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode dir, in;
+	struct engine_batch *b = engine_batch_new();
+	uint64_t ino;
+	unsigned type;
+	if (!b) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = dir_inode(fs, parent, &dir)) < 0)
+		goto out;
+	if (dir.nlink == 0) { /* a removed directory still open */
+		r = -ENOENT;
+		goto out;
+	}
+	r = dirent_get(fs, parent, name, len, &ino, &type);
+	if (r == 0) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (r != -ENOENT)
+		goto out;
+	if (S_ISDIR(mode) && dir.nlink >= UINT32_MAX - 1) {
+		r = -EMLINK;
+		goto out;
+	}
+	memset(&in, 0, sizeof(in));
+	if ((r = alloc_ino(fs, b, &in.ino)) < 0)
+		goto out;
+	int64_t now = now_ns();
+	in.mode = mode;
+	in.nlink = S_ISDIR(mode) ? 2 : 1;
+	in.uid = uid;
+	in.gid = gid;
+	if (dir.mode & S_ISGID) { /* the setgid-directory rule */
+		in.gid = dir.gid;
+		if (S_ISDIR(mode))
+			in.mode |= S_ISGID;
+	}
+	in.rdev = rdev;
+	in.atime = in.mtime = in.ctime = now;
+	in.gen = 1;
+	in.parent = S_ISDIR(mode) ? parent : 0;
+	in.flags = INODE_INLINE;
+	if (target) {
+		memcpy(in.data, target, tlen);
+		in.size = tlen;
+	}
+	if ((r = inode_put(b, &in)) < 0 || (r = put_dirent(b, parent, name, len, in.ino, mode)) < 0 ||
+	    (r = touch_dir(b, &dir, now, S_ISDIR(mode) ? 1 : 0)) < 0)
+		goto out;
+	if ((r = commit(fs, b)) < 0)
+		goto out;
+	if (st)
+		to_stat(&in, st);
+out:
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+int kvfs_mknod(struct kvfs *fs, uint64_t parent, const char *name, uint32_t mode, uint64_t rdev,
+	       uint32_t uid, uint32_t gid, struct kvfs_stat *st)
+{
+	if ((mode & S_IFMT) == 0)
+		mode |= S_IFREG;
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISCHR(mode) &&
+	    !S_ISBLK(mode))
+		return -EINVAL;
+	return create_node(fs, parent, name, mode & (S_IFMT | 07777), rdev, uid, gid, NULL, st);
+}
+
+int kvfs_mkdir(struct kvfs *fs, uint64_t parent, const char *name, uint32_t mode, uint32_t uid,
+	       uint32_t gid, struct kvfs_stat *st)
+{
+	return create_node(fs, parent, name, S_IFDIR | (mode & 07777), 0, uid, gid, NULL, st);
+}
+
+int kvfs_symlink(struct kvfs *fs, uint64_t parent, const char *name, const char *target,
+		 uint32_t uid, uint32_t gid, struct kvfs_stat *st)
+{
+	return create_node(fs, parent, name, S_IFLNK | 0777, 0, uid, gid, target, st);
+}
+
+ssize_t kvfs_readlink(struct kvfs *fs, uint64_t ino, char *buf, size_t cap)
+{
+	struct inode in;
+	int r = inode_get(fs, ino, &in);
+	if (r < 0)
+		return r;
+	if (!S_ISLNK(in.mode))
+		return -EINVAL;
+	size_t n = in.size < cap ? in.size : cap;
+	memcpy(buf, in.data, n);
+	return (ssize_t)n;
+}
+
+int kvfs_link(struct kvfs *fs, uint64_t ino, uint64_t newparent, const char *newname,
+	      struct kvfs_stat *st)
+{
+	size_t len;
+	int r = name_check(newname, &len);
+	if (r < 0)
+		return r;
+	if (fs->rdonly)
+		return -EROFS;
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode in, dir;
+	uint64_t other;
+	unsigned type;
+	struct engine_batch *b = engine_batch_new();
+	if (!b) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = inode_get(fs, ino, &in)) < 0)
+		goto out;
+	if (S_ISDIR(in.mode)) {
+		r = -EPERM;
+		goto out;
+	}
+	if (in.nlink == 0) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (in.nlink >= UINT32_MAX - 1) {
+		r = -EMLINK;
+		goto out;
+	}
+	if ((r = dir_inode(fs, newparent, &dir)) < 0)
+		goto out;
+	r = dirent_get(fs, newparent, newname, len, &other, &type);
+	if (r == 0)
+		r = -EEXIST;
+	if (r != -ENOENT)
+		goto out;
+	int64_t now = now_ns();
+	in.nlink++;
+	in.ctime = now;
+	if ((r = inode_put(b, &in)) < 0 ||
+	    (r = put_dirent(b, newparent, newname, len, ino, in.mode)) < 0 ||
+	    (r = touch_dir(b, &dir, now, 0)) < 0 || (r = commit(fs, b)) < 0)
+		goto out;
+	if (st)
+		to_stat(&in, st);
+out:
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+/* ---- removing names ---- */
+
+static int dir_empty(struct kvfs *fs, uint64_t ino)
+{
+	uint8_t lo[8], hi[8], k[8 + KVFS_NAME_MAX];
+	ino_key(lo, ino);
+	ino_key(hi, ino + 1);
+	struct engine_iter *it;
+	int r = engine_iter_new(fs->e, T_DIRENT, lo, 8, hi, 8, &it);
+	if (r < 0)
+		return r;
+	size_t klen, vlen;
+	r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen);
+	engine_iter_free(it);
+	if (r == 0)
+		return -ENOTEMPTY;
+	return r == -ENOENT ? 0 : r;
+}
+
+/* Add to `b` the removal of `name` (len bytes) from `parent`; ns_lock held.  want_dir: rmdir
+ * rules, else unlink rules; -1 for either (kvfs_delete). */
+static int remove_name_b(struct kvfs *fs, struct engine_batch *b, uint64_t parent,
+			 const char *name, size_t len, int want_dir)
+{
+	struct inode dir, in;
+	uint64_t ino;
+	unsigned type;
+	int r;
+	if ((r = dir_inode(fs, parent, &dir)) < 0 ||
+	    (r = dirent_get(fs, parent, name, len, &ino, &type)) < 0 ||
+	    (r = inode_get(fs, ino, &in)) < 0)
+		return r;
+	int64_t now = now_ns();
+	bool isdir = S_ISDIR(in.mode);
+	if (want_dir == 1 && !isdir)
+		return -ENOTDIR;
+	if (want_dir == 0 && isdir)
+		return -EISDIR;
+	if (isdir) {
+		if (ino == KVFS_ROOT_INO)
+			return -EBUSY;
+		if ((r = dir_empty(fs, ino)) < 0)
+			return r;
+		in.nlink = 0;
+	} else {
+		in.nlink--;
+	}
+	in.ctime = now;
+	if ((r = del_dirent(b, parent, name, len)) < 0 ||
+	    (r = touch_dir(b, &dir, now, isdir ? -1 : 0)) < 0)
+		return r;
+	return in.nlink ? inode_put(b, &in) : drop_inode(fs, b, &in);
+}
+
+static int remove_name(struct kvfs *fs, uint64_t parent, const char *name, int want_dir)
+{
+	size_t len;
+	int r = name_check(name, &len);
+	if (r < 0)
+		return r;
+	if (fs->rdonly)
+		return -EROFS;
+	struct engine_batch *b = engine_batch_new();
+	if (!b)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->ns_lock);
+	r = remove_name_b(fs, b, parent, name, len, want_dir);
+	if (r == 0)
+		r = commit(fs, b);
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+int kvfs_unlink(struct kvfs *fs, uint64_t parent, const char *name)
+{
+	return remove_name(fs, parent, name, 0);
+}
+
+int kvfs_rmdir(struct kvfs *fs, uint64_t parent, const char *name)
+{
+	return remove_name(fs, parent, name, 1);
+}
+
+/* ---- rename ---- */
+
+/* -EINVAL when directory `dir` is `anc` or lies below it (NS-3 walks up). */
+static int not_below(struct kvfs *fs, uint64_t dir, uint64_t anc)
+{
+	for (int depth = 0; depth < 4096; depth++) {
+		if (dir == anc)
+			return -EINVAL;
+		if (dir == KVFS_ROOT_INO)
+			return 0;
+		struct inode in;
+		int r = inode_get(fs, dir, &in);
+		if (r < 0)
+			return r;
+		dir = in.parent;
+	}
+	return -EUCLEAN; /* a cycle: NS-3 broken */
+}
+
+int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t newparent,
+		const char *newname, unsigned flags)
+{
+	size_t len, nlen;
+	int r;
+	if ((flags & ~(unsigned)(KVFS_RENAME_NOREPLACE | KVFS_RENAME_EXCHANGE)) ||
+	    (flags == (KVFS_RENAME_NOREPLACE | KVFS_RENAME_EXCHANGE)))
+		return -EINVAL;
+	if ((r = name_check(name, &len)) < 0 || (r = name_check(newname, &nlen)) < 0)
+		return r;
+	if (fs->rdonly)
+		return -EROFS;
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode sdir, ddir, src, dst;
+	uint64_t sino, dino = 0;
+	unsigned stype, dtype;
+	bool have_dst;
+	struct engine_batch *b = engine_batch_new();
+	if (!b) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = dir_inode(fs, parent, &sdir)) < 0 || (r = dir_inode(fs, newparent, &ddir)) < 0 ||
+	    (r = dirent_get(fs, parent, name, len, &sino, &stype)) < 0 ||
+	    (r = inode_get(fs, sino, &src)) < 0)
+		goto out;
+	r = dirent_get(fs, newparent, newname, nlen, &dino, &dtype);
+	if (r < 0 && r != -ENOENT)
+		goto out;
+	have_dst = r == 0;
+	if (have_dst && (r = inode_get(fs, dino, &dst)) < 0)
+		goto out;
+	r = 0;
+	if ((flags & KVFS_RENAME_EXCHANGE) && !have_dst) {
+		r = -ENOENT;
+		goto out;
+	}
+	if ((flags & KVFS_RENAME_NOREPLACE) && have_dst) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (have_dst && dino == sino) /* the same inode under both names: nothing to do */
+		goto out;
+	bool sdirp = S_ISDIR(src.mode), ddirp = have_dst && S_ISDIR(dst.mode);
+	if (sdirp && newparent != parent && (r = not_below(fs, newparent, sino)) < 0)
+		goto out;
+	if ((flags & KVFS_RENAME_EXCHANGE) && ddirp && newparent != parent &&
+	    (r = not_below(fs, parent, dino)) < 0)
+		goto out;
+	int64_t now = now_ns();
+	bool same_dir = parent == newparent;
+	if (flags & KVFS_RENAME_EXCHANGE) {
+		if ((r = put_dirent(b, parent, name, len, dino, dst.mode)) < 0 ||
+		    (r = put_dirent(b, newparent, newname, nlen, sino, src.mode)) < 0)
+			goto out;
+		src.ctime = dst.ctime = now;
+		if (sdirp)
+			src.parent = newparent;
+		if (ddirp)
+			dst.parent = parent;
+		if (!same_dir && sdirp != ddirp) {
+			int delta = sdirp ? 1 : -1; /* a directory moves to newparent */
+			ddir.nlink = (uint32_t)((int64_t)ddir.nlink + delta);
+			sdir.nlink = (uint32_t)((int64_t)sdir.nlink - delta);
+		}
+		if ((r = inode_put(b, &src)) < 0 || (r = inode_put(b, &dst)) < 0)
+			goto out;
+	} else {
+		if (have_dst) {
+			if (sdirp && !ddirp) {
+				r = -ENOTDIR;
+				goto out;
+			}
+			if (!sdirp && ddirp) {
+				r = -EISDIR;
+				goto out;
+			}
+			if (ddirp) {
+				if ((r = dir_empty(fs, dino)) < 0)
+					goto out;
+				dst.nlink = 0;
+				ddir.nlink--; /* its ".." goes */
+			} else {
+				dst.nlink--;
+			}
+			dst.ctime = now;
+			r = dst.nlink ? inode_put(b, &dst) : drop_inode(fs, b, &dst);
+			if (r < 0)
+				goto out;
+		}
+		if ((r = del_dirent(b, parent, name, len)) < 0 ||
+		    (r = put_dirent(b, newparent, newname, nlen, sino, src.mode)) < 0)
+			goto out;
+		src.ctime = now;
+		if (sdirp && !same_dir) {
+			src.parent = newparent;
+			sdir.nlink--;
+			ddir.nlink++;
+		}
+		if ((r = inode_put(b, &src)) < 0)
+			goto out;
+	}
+	sdir.mtime = sdir.ctime = now;
+	if (same_dir) {
+		/* one directory: the counts above were made on two copies; merge them */
+		sdir.nlink = ddir.nlink;
+		if ((r = inode_put(b, &sdir)) < 0)
+			goto out;
+	} else {
+		ddir.mtime = ddir.ctime = now;
+		if ((r = inode_put(b, &sdir)) < 0 || (r = inode_put(b, &ddir)) < 0)
+			goto out;
+	}
+	r = commit(fs, b);
+out:
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+/* ---- attributes ---- */
+
+int kvfs_setattr(struct kvfs *fs, uint64_t ino, const struct kvfs_stat *sa, unsigned mask,
+		 struct kvfs_stat *st)
+{
+	if (fs->rdonly)
+		return -EROFS;
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode in;
+	struct engine_batch *b = engine_batch_new();
+	int r = b ? inode_get(fs, ino, &in) : -ENOMEM;
+	if (r < 0)
+		goto out;
+	int64_t now = now_ns();
+	if (mask & KVFS_SET_SIZE) {
+		if (S_ISDIR(in.mode)) {
+			r = -EISDIR;
+			goto out;
+		}
+		if (!S_ISREG(in.mode)) {
+			r = -EINVAL;
+			goto out;
+		}
+		if (sa->size != in.size) {
+			if ((r = set_size(fs, b, &in, sa->size)) < 0)
+				goto out;
+			in.mtime = now;
+		}
+	}
+	if (mask & KVFS_SET_MODE)
+		in.mode = (in.mode & S_IFMT) | (sa->mode & 07777);
+	if (mask & KVFS_SET_UID)
+		in.uid = sa->uid;
+	if (mask & KVFS_SET_GID)
+		in.gid = sa->gid;
+	if (mask & KVFS_SET_ATIME)
+		in.atime = sa->atime_ns;
+	if (mask & KVFS_SET_MTIME)
+		in.mtime = sa->mtime_ns;
+	in.ctime = (mask & KVFS_SET_CTIME) ? sa->ctime_ns : now;
+	if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+		goto out;
+	if (st)
+		to_stat(&in, st);
+out:
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+/* ---- file data ---- */
+
+ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off)
+{
+	struct inode in;
+	int r = inode_get(fs, ino, &in);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(in.mode))
+		return -EISDIR;
+	if (!S_ISREG(in.mode))
+		return -EINVAL;
+	if (off >= in.size)
+		return 0;
+	if (len > in.size - off)
+		len = (size_t)(in.size - off);
+	if (in.flags & INODE_INLINE) {
+		memcpy(buf, in.data + off, len);
+		return (ssize_t)len;
+	}
+	uint8_t *out = buf;
+	size_t done = 0;
+	uint8_t block[BLOCK];
+	while (done < len) {
+		uint64_t pos = off + done, blk = pos / BLOCK;
+		size_t in_blk = (size_t)(pos % BLOCK), n = BLOCK - in_blk;
+		if (n > len - done)
+			n = len - done;
+		bool exists;
+		if ((r = get_block(fs, ino, blk, block, &exists)) < 0)
+			return r;
+		memcpy(out + done, block + in_blk, n);
+		done += n;
+	}
+	return (ssize_t)len;
+}
+
+/* Largest write made as one batch (atomic); larger writes are split. */
+#define WRITE_BATCH_MAX (4u << 20)
+
+static ssize_t write_locked(struct kvfs *fs, struct engine_batch *b, uint64_t ino,
+			    const uint8_t *buf, size_t len, uint64_t off)
+{
+	struct inode in;
+	int r = inode_get(fs, ino, &in);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(in.mode))
+		return -EISDIR;
+	if (!S_ISREG(in.mode))
+		return -EINVAL;
+	if (off > KVFS_MAX_FILE || len > KVFS_MAX_FILE - off)
+		return -EFBIG;
+	uint64_t end = off + len;
+	int64_t now = now_ns();
+	if ((in.flags & INODE_INLINE) && end <= INLINE_MAX) {
+		if (off > in.size)
+			memset(in.data + in.size, 0, off - in.size);
+		memcpy(in.data + off, buf, len);
+		if (end > in.size)
+			in.size = end;
+	} else {
+		/* An inline file moving to blocks: block 0 is in this batch, not yet readable
+		 * through the engine, so keep it at hand. */
+		uint8_t block0[BLOCK];
+		bool have_b0 = false, b0_exists = false;
+		if (in.flags & INODE_INLINE) {
+			memset(block0, 0, BLOCK);
+			memcpy(block0, in.data, in.size);
+			have_b0 = true;
+			b0_exists = in.size > 0;
+			if ((r = uninline(b, &in)) < 0)
+				return r;
+		}
+		uint8_t block[BLOCK], k[16];
+		size_t done = 0;
+		while (done < len) {
+			uint64_t pos = off + done, blk = pos / BLOCK;
+			size_t in_blk = (size_t)(pos % BLOCK), n = BLOCK - in_blk;
+			if (n > len - done)
+				n = len - done;
+			bool exists = false;
+			block_key(k, ino, blk);
+			if (blk == 0 && have_b0) {
+				memcpy(block, block0, BLOCK);
+				exists = b0_exists;
+			} else if (n < BLOCK) {
+				if ((r = get_block(fs, ino, blk, block, &exists)) < 0)
+					return r;
+			} else {
+				size_t vl;
+				r = engine_get(fs->e, T_DATA, k, 16, NULL, 0, &vl);
+				if (r < 0 && r != -ENOENT)
+					return r;
+				exists = r == 0;
+			}
+			memcpy(block + in_blk, buf + done, n);
+			if ((r = engine_batch_put(b, T_DATA, k, 16, block, BLOCK)) < 0)
+				return r;
+			if (!exists)
+				in.blocks++;
+			done += n;
+		}
+		if (end > in.size)
+			in.size = end;
+	}
+	in.mtime = in.ctime = now;
+	if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+		return r;
+	return (ssize_t)len;
+}
+
+ssize_t kvfs_write(struct kvfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off)
+{
+	if (fs->rdonly)
+		return -EROFS;
+	struct engine_batch *b = engine_batch_new();
+	if (!b)
+		return -ENOMEM;
+	const uint8_t *p = buf;
+	size_t done = 0;
+	ssize_t r = 0;
+	pthread_mutex_lock(&fs->ns_lock);
+	do {
+		size_t n = len - done > WRITE_BATCH_MAX ? WRITE_BATCH_MAX : len - done;
+		engine_batch_clear(b);
+		r = write_locked(fs, b, ino, p + done, n, off + done);
+		if (r < 0)
+			break;
+		done += n;
+	} while (done < len);
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	if (r < 0 && done == 0)
+		return r;
+	return (ssize_t)done;
+}
+
+int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+	if (fs->rdonly)
+		return -EROFS;
+	if (mode & ~(KVFS_FALLOC_KEEP_SIZE | KVFS_FALLOC_PUNCH_HOLE))
+		return -EOPNOTSUPP;
+	if ((mode & KVFS_FALLOC_PUNCH_HOLE) && !(mode & KVFS_FALLOC_KEEP_SIZE))
+		return -EINVAL; /* as fallocate(2) */
+	if (len == 0)
+		return -EINVAL;
+	if (off > KVFS_MAX_FILE || len > KVFS_MAX_FILE - off)
+		return -EFBIG;
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode in;
+	struct engine_batch *b = engine_batch_new();
+	int r = b ? inode_get(fs, ino, &in) : -ENOMEM;
+	if (r < 0)
+		goto out;
+	if (S_ISDIR(in.mode)) {
+		r = -EISDIR;
+		goto out;
+	}
+	if (!S_ISREG(in.mode)) {
+		r = -ENODEV;
+		goto out;
+	}
+	uint64_t end = off + len;
+	int64_t now = now_ns();
+	if (mode & KVFS_FALLOC_PUNCH_HOLE) {
+		if (end > in.size)
+			end = in.size;
+		if (off < end) {
+			if (in.flags & INODE_INLINE) {
+				memset(in.data + off, 0, end - off);
+			} else {
+				uint64_t first = (off + BLOCK - 1) / BLOCK, last = end / BLOCK;
+				uint64_t removed = 0;
+				if (first < last &&
+				    (r = del_blocks(fs, b, ino, first, last, &removed)) < 0)
+					goto out;
+				in.blocks -= removed < in.blocks ? removed : in.blocks;
+				if (off / BLOCK == (end - 1) / BLOCK && (off % BLOCK || end % BLOCK)) {
+					r = zero_in_block(fs, b, &in, off, end);
+				} else {
+					if (off % BLOCK)
+						r = zero_in_block(fs, b, &in, off,
+								  (off / BLOCK + 1) * BLOCK);
+					if (r == 0 && end % BLOCK)
+						r = zero_in_block(fs, b, &in, end / BLOCK * BLOCK,
+								  end);
+				}
+				if (r < 0)
+					goto out;
+			}
+			in.mtime = now;
+		}
+	} else if (!(mode & KVFS_FALLOC_KEEP_SIZE) && end > in.size) {
+		/* kvfs allocates lazily: reserving space is extending the size */
+		if ((r = set_size(fs, b, &in, end)) < 0)
+			goto out;
+	}
+	in.ctime = now;
+	if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+		goto out;
+out:
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+/* ---- open references and orphans ---- */
+
+int kvfs_open_ino(struct kvfs *fs, uint64_t ino)
+{
+	struct inode in;
+	pthread_mutex_lock(&fs->ns_lock);
+	int r = inode_get(fs, ino, &in);
+	if (r == 0) {
+		struct open_ref *o = open_ref_find(fs, ino);
+		if (o) {
+			o->count++;
+		} else if ((o = calloc(1, sizeof(*o)))) {
+			o->ino = ino;
+			o->count = 1;
+			o->next = fs->open_refs;
+			fs->open_refs = o;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&fs->ns_lock);
+	return r;
+}
+
+void kvfs_release_ino(struct kvfs *fs, uint64_t ino)
+{
+	pthread_mutex_lock(&fs->ns_lock);
+	struct open_ref **pp = &fs->open_refs;
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	struct open_ref *o = *pp;
+	if (o && --o->count == 0) {
+		*pp = o->next;
+		free(o);
+		struct inode in;
+		if (!fs->rdonly && inode_get(fs, ino, &in) == 0 && in.nlink == 0) {
+			struct engine_batch *b = engine_batch_new();
+			int r = b ? purge(fs, b, &in) : -ENOMEM;
+			if (r == 0)
+				r = commit(fs, b);
+			if (r < 0 && fs->log) {
+				char line[128];
+				snprintf(line, sizeof(line), "purging inode %llu: %s (retried at the "
+					 "next open)", (unsigned long long)ino, strerror(-r));
+				fs->log(fs->log_ctx, line);
+			}
+			engine_batch_free(b);
+		}
+	}
+	pthread_mutex_unlock(&fs->ns_lock);
+}
+
+/* ---- directories ---- */
+
+int kvfs_readdir(struct kvfs *fs, uint64_t ino, const char *after,
+		 int (*fn)(void *ctx, const char *name, uint64_t ino, unsigned type), void *ctx)
+{
+	struct inode dir;
+	int r = dir_inode(fs, ino, &dir);
+	if (r < 0)
+		return r;
+	uint8_t lo[8 + KVFS_NAME_MAX + 1], hi[8], k[8 + KVFS_NAME_MAX], v[9];
+	size_t lolen = 8;
+	ino_key(lo, ino);
+	if (after && *after) {
+		size_t alen = strnlen(after, KVFS_NAME_MAX + 1);
+		if (alen > KVFS_NAME_MAX)
+			return -ENAMETOOLONG;
+		memcpy(lo + 8, after, alen);
+		lo[8 + alen] = 0; /* the smallest key after `after` */
+		lolen = 8 + alen + 1;
+	}
+	ino_key(hi, ino + 1);
+	struct engine_iter *it;
+	if ((r = engine_iter_new(fs->e, T_DIRENT, lo, lolen, hi, 8, &it)) < 0)
+		return r;
+	size_t klen, vlen;
+	char name[KVFS_NAME_MAX + 1];
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
+		if (klen <= 8 || klen > sizeof(k) || vlen != 9) {
+			r = -EUCLEAN;
+			break;
+		}
+		memcpy(name, k + 8, klen - 8);
+		name[klen - 8] = 0;
+		if (fn(ctx, name, ld64(v), v[8]))
+			break;
+	}
+	engine_iter_free(it);
+	return r == -ENOENT || r > 0 ? 0 : r;
+}
+
+/* ---- xattrs ---- */
+
+static int xattr_key(uint8_t *k, uint64_t ino, const char *name, size_t *klen)
+{
+	size_t n = strnlen(name, KVFS_NAME_MAX + 1);
+	if (n == 0)
+		return -EINVAL;
+	if (n > KVFS_NAME_MAX)
+		return -ERANGE;
+	ino_key(k, ino);
+	memcpy(k + 8, name, n);
+	*klen = 8 + n;
+	return 0;
+}
+
+int kvfs_setxattr(struct kvfs *fs, uint64_t ino, const char *name, const void *val, size_t len,
+		  int flags)
+{
+	uint8_t k[8 + KVFS_NAME_MAX];
+	size_t klen, vl;
+	int r = xattr_key(k, ino, name, &klen);
+	if (r < 0)
+		return r;
+	if (len > XATTR_VALUE_MAX)
+		return -E2BIG;
+	if (fs->rdonly)
+		return -EROFS;
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode in;
+	struct engine_batch *b = engine_batch_new();
+	r = b ? inode_get(fs, ino, &in) : -ENOMEM;
+	if (r < 0)
+		goto out;
+	r = engine_get(fs->e, T_XATTR, k, klen, NULL, 0, &vl);
+	if (r < 0 && r != -ENOENT)
+		goto out;
+	if (r == 0 && (flags & 1)) { /* XATTR_CREATE */
+		r = -EEXIST;
+		goto out;
+	}
+	if (r == -ENOENT && (flags & 2)) { /* XATTR_REPLACE */
+		r = -ENODATA;
+		goto out;
+	}
+	in.ctime = now_ns();
+	if ((r = engine_batch_put(b, T_XATTR, k, klen, val, len)) < 0 ||
+	    (r = inode_put(b, &in)) < 0)
+		goto out;
+	r = commit(fs, b);
+out:
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+ssize_t kvfs_getxattr(struct kvfs *fs, uint64_t ino, const char *name, void *buf, size_t cap)
+{
+	uint8_t k[8 + KVFS_NAME_MAX];
+	size_t klen, vlen;
+	struct inode in;
+	int r = xattr_key(k, ino, name, &klen);
+	if (r < 0)
+		return r;
+	if ((r = inode_get(fs, ino, &in)) < 0)
+		return r;
+	r = engine_get(fs->e, T_XATTR, k, klen, buf, cap, &vlen);
+	if (r == -ENOENT)
+		return -ENODATA;
+	if (r < 0)
+		return r;
+	if (cap && vlen > cap)
+		return -ERANGE;
+	return (ssize_t)vlen;
+}
+
+ssize_t kvfs_listxattr(struct kvfs *fs, uint64_t ino, char *buf, size_t cap)
+{
+	struct inode in;
+	int r = inode_get(fs, ino, &in);
+	if (r < 0)
+		return r;
+	uint8_t lo[8], hi[8], k[8 + KVFS_NAME_MAX];
+	ino_key(lo, ino);
+	ino_key(hi, ino + 1);
+	struct engine_iter *it;
+	if ((r = engine_iter_new(fs->e, T_XATTR, lo, 8, hi, 8, &it)) < 0)
+		return r;
+	size_t klen, vlen, total = 0;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
+		if (klen <= 8 || klen > sizeof(k)) {
+			r = -EUCLEAN;
+			break;
+		}
+		size_t n = klen - 8;
+		if (cap) {
+			if (total + n + 1 > cap) {
+				r = -ERANGE;
+				break;
+			}
+			memcpy(buf + total, k + 8, n);
+			buf[total + n] = 0;
+		}
+		total += n + 1;
+	}
+	engine_iter_free(it);
+	if (r != -ENOENT)
+		return r;
+	return (ssize_t)total;
+}
+
+int kvfs_removexattr(struct kvfs *fs, uint64_t ino, const char *name)
+{
+	uint8_t k[8 + KVFS_NAME_MAX];
+	size_t klen, vl;
+	int r = xattr_key(k, ino, name, &klen);
+	if (r < 0)
+		return r;
+	if (fs->rdonly)
+		return -EROFS;
+	pthread_mutex_lock(&fs->ns_lock);
+	struct inode in;
+	struct engine_batch *b = engine_batch_new();
+	r = b ? inode_get(fs, ino, &in) : -ENOMEM;
+	if (r == 0) {
+		r = engine_get(fs->e, T_XATTR, k, klen, NULL, 0, &vl);
+		if (r == -ENOENT)
+			r = -ENODATA;
+	}
+	if (r == 0) {
+		in.ctime = now_ns();
+		r = engine_batch_del(b, T_XATTR, k, klen);
+		if (r == 0)
+			r = inode_put(b, &in);
+		if (r == 0)
+			r = commit(fs, b);
+	}
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+/* ---- keys as paths ---- */
+
+/* Split key into components; *n receives their count.  Each is checked like a name. */
+static int key_split(const char *key, const char *comp[], size_t clen[], int max, int *n)
+{
+	*n = 0;
+	if (!key || !*key)
+		return -EINVAL;
+	const char *p = key;
+	while (*p) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 0)
+			return -EINVAL; /* "/a", "a//b", "a/" */
+		if (len > KVFS_NAME_MAX)
+			return -ENAMETOOLONG;
+		if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+			return -EINVAL;
+		if (*n == max)
+			return -ENAMETOOLONG;
+		comp[*n] = p;
+		clen[*n] = len;
+		(*n)++;
+		if (!slash)
+			break;
+		p = slash + 1;
+		if (!*p)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+#define KEY_DEPTH_MAX 2048
+
+/* Resolve the first `upto` components of a key to a directory inode. */
+static int walk(struct kvfs *fs, const char *comp[], const size_t clen[], int upto,
+		uint64_t *dir)
+{
+	uint64_t cur = KVFS_ROOT_INO;
+	for (int i = 0; i < upto; i++) {
+		uint64_t ino;
+		unsigned type;
+		int r = dirent_get(fs, cur, comp[i], clen[i], &ino, &type);
+		if (r < 0)
+			return r;
+		if (type != DT_DIR)
+			return -ENOTDIR;
+		cur = ino;
+	}
+	*dir = cur;
+	return 0;
+}
+
+struct keypath {
+	const char *comp[KEY_DEPTH_MAX];
+	size_t clen[KEY_DEPTH_MAX];
+	int n;
+	char last[KVFS_NAME_MAX + 1];
+};
+
+static int keypath_parse(const char *key, struct keypath *kp)
+{
+	int r = key_split(key, kp->comp, kp->clen, KEY_DEPTH_MAX, &kp->n);
+	if (r < 0)
+		return r;
+	memcpy(kp->last, kp->comp[kp->n - 1], kp->clen[kp->n - 1]);
+	kp->last[kp->clen[kp->n - 1]] = 0;
+	return 0;
+}
+
+ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap)
+{
+	struct keypath *kp = malloc(sizeof(*kp));
+	if (!kp)
+		return -ENOMEM;
+	uint64_t dir;
+	struct kvfs_stat st;
+	int r = keypath_parse(key, kp);
+	if (r == 0)
+		r = walk(fs, kp->comp, kp->clen, kp->n - 1, &dir);
+	if (r == 0)
+		r = kvfs_lookup(fs, dir, kp->last, &st);
+	free(kp);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(st.mode))
+		return -EISDIR;
+	if (!S_ISREG(st.mode))
+		return -EINVAL;
+	ssize_t n = kvfs_read(fs, st.ino, buf, cap, 0);
+	return n < 0 ? n : (ssize_t)st.size;
+}
+
+int kvfs_exists(struct kvfs *fs, const char *key)
+{
+	struct keypath *kp = malloc(sizeof(*kp));
+	if (!kp)
+		return -ENOMEM;
+	uint64_t dir;
+	struct kvfs_stat st;
+	int r = keypath_parse(key, kp);
+	if (r == 0)
+		r = walk(fs, kp->comp, kp->clen, kp->n - 1, &dir);
+	if (r == 0)
+		r = kvfs_lookup(fs, dir, kp->last, &st);
+	free(kp);
+	if (r == -ENOENT)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
+/* Puts up to this size are one batch (atomic: a reader sees the old or the new contents);
+ * larger ones are written in several and are not atomic. */
+#define PUT_ATOMIC_MAX (64u << 20)
+
+/*
+ * Add to `b` the creation or replacement of the regular file `name` (nlen bytes) in `dir` with
+ * `len` bytes; ns_lock held.  With `split`, a put larger than PUT_ATOMIC_MAX commits `b` in
+ * pieces; without, it is -EFBIG.  The caller commits `b`.
+ */
+static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, const char *name,
+		      size_t nlen, const void *val, size_t len, uint32_t uid, uint32_t gid,
+		      bool split)
+{
+	struct inode d, in;
+	uint64_t ino;
+	unsigned type;
+	int64_t now = now_ns();
+	if (!split && len > PUT_ATOMIC_MAX)
+		return -EFBIG;
+	int r = dir_inode(fs, dir, &d);
+	if (r < 0)
+		return r;
+	r = dirent_get(fs, dir, name, nlen, &ino, &type);
+	if (r == 0) {
+		if ((r = inode_get(fs, ino, &in)) < 0)
+			return r;
+		if (S_ISDIR(in.mode)) {
+			r = -EISDIR;
+			return r;
+		}
+		if (!S_ISREG(in.mode)) { /* a symlink or special file: replaced, as rename would */
+			in.nlink--;
+			in.ctime = now;
+			if ((r = in.nlink ? inode_put(b, &in) : drop_inode(fs, b, &in)) < 0)
+				return r;
+			r = -ENOENT;
+		} else if ((r = set_size(fs, b, &in, 0)) < 0) {
+			return r;
+		}
+	}
+	if (r == -ENOENT) {
+		memset(&in, 0, sizeof(in));
+		if ((r = alloc_ino(fs, b, &in.ino)) < 0)
+			return r;
+		in.mode = S_IFREG | 0644;
+		in.nlink = 1;
+		in.uid = uid;
+		in.gid = (d.mode & S_ISGID) ? d.gid : gid;
+		in.gen = 1;
+		in.atime = now;
+		in.flags = INODE_INLINE;
+		if ((r = put_dirent(b, dir, name, nlen, in.ino, in.mode)) < 0 ||
+		    (r = touch_dir(b, &d, now, 0)) < 0)
+			return r;
+	} else if (r < 0) {
+		return r;
+	}
+	in.mtime = in.ctime = now;
+	const uint8_t *p = val;
+	if (len <= INLINE_MAX) {
+		memcpy(in.data, p, len);
+		in.size = len;
+		return inode_put(b, &in);
+	}
+	/* set_size(0) made the file inline and empty: its blocks are deletes in this batch */
+	in.flags &= ~INODE_INLINE;
+	in.blocks = 0;
+	uint8_t block[BLOCK], k[16];
+	for (size_t off = 0; off < len; off += BLOCK) {
+		size_t n = len - off < BLOCK ? len - off : BLOCK;
+		memcpy(block, p + off, n);
+		if (n < BLOCK)
+			memset(block + n, 0, BLOCK - n);
+		block_key(k, in.ino, off / BLOCK);
+		if ((r = engine_batch_put(b, T_DATA, k, 16, block, BLOCK)) < 0)
+			return r;
+		in.blocks++;
+		in.size = off + n;
+		if (off + n < len && (off + n) % PUT_ATOMIC_MAX == 0) {
+			if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+				return r;
+			engine_batch_clear(b);
+		}
+	}
+	return inode_put(b, &in);
+}
+
+/* Create or replace the regular file `name` in `dir` with `len` bytes. */
+static int put_file(struct kvfs *fs, uint64_t dir, const char *name, const void *val,
+		    size_t len, uint32_t uid, uint32_t gid)
+{
+	size_t nlen;
+	int r = name_check(name, &nlen);
+	if (r < 0)
+		return r;
+	struct engine_batch *b = engine_batch_new();
+	if (!b)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->ns_lock);
+	r = put_file_b(fs, b, dir, name, nlen, val, len, uid, gid, true);
+	if (r == 0)
+		r = commit(fs, b);
+	pthread_mutex_unlock(&fs->ns_lock);
+	engine_batch_free(b);
+	return r;
+}
+
+/* Resolve a key's parent directory, creating missing ones (mode 0755, the caller's ids). */
+static int make_parents(struct kvfs *fs, const struct keypath *kp, uint64_t *out)
+{
+	uint64_t dir = KVFS_ROOT_INO;
+	int r = 0;
+	for (int i = 0; r == 0 && i < kp->n - 1; i++) {
+		char name[KVFS_NAME_MAX + 1];
+		memcpy(name, kp->comp[i], kp->clen[i]);
+		name[kp->clen[i]] = 0;
+		struct kvfs_stat st;
+		r = kvfs_lookup(fs, dir, name, &st);
+		if (r == -ENOENT) {
+			r = kvfs_mkdir(fs, dir, name, 0755, getuid(), getgid(), &st);
+			if (r == -EEXIST) /* made meanwhile by another thread */
+				r = kvfs_lookup(fs, dir, name, &st);
+		}
+		if (r == 0 && !S_ISDIR(st.mode))
+			r = -ENOTDIR;
+		dir = st.ino;
+	}
+	*out = dir;
+	return r;
+}
+
+int kvfs_put(struct kvfs *fs, const char *key, const void *val, size_t len)
+{
+	if (fs->rdonly)
+		return -EROFS;
+	if (len > KVFS_MAX_FILE)
+		return -EFBIG;
+	struct keypath *kp = malloc(sizeof(*kp));
+	if (!kp)
+		return -ENOMEM;
+	uint64_t dir;
+	int r = keypath_parse(key, kp);
+	if (r == 0)
+		r = make_parents(fs, kp, &dir);
+	if (r == 0)
+		r = put_file(fs, dir, kp->last, val, len, getuid(), getgid());
+	free(kp);
+	return r;
+}
+
+/* ---- batches ---- */
+
+struct batch_op {
+	char *key;
+	void *val;
+	size_t len;
+	bool del;
+	size_t seq;
+};
+
+struct kvfs_batch {
+	struct batch_op *ops;
+	size_t n, cap, bytes;
+};
+
+struct kvfs_batch *kvfs_batch_new(void)
+{
+	return calloc(1, sizeof(struct kvfs_batch));
+}
+
+void kvfs_batch_clear(struct kvfs_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->ops[i].key);
+		free(b->ops[i].val);
+	}
+	b->n = 0;
+	b->bytes = 0;
+}
+
+void kvfs_batch_free(struct kvfs_batch *b)
+{
+	if (!b)
+		return;
+	kvfs_batch_clear(b);
+	free(b->ops);
+	free(b);
+}
+
+static int batch_add(struct kvfs_batch *b, const char *key, const void *val, size_t len,
+		     bool del)
+{
+	struct keypath *kp = malloc(sizeof(*kp));
+	if (!kp)
+		return -ENOMEM;
+	int r = keypath_parse(key, kp);
+	free(kp);
+	if (r < 0)
+		return r;
+	if (b->bytes + len > PUT_ATOMIC_MAX)
+		return -EFBIG;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct batch_op *ops = realloc(b->ops, cap * sizeof(*ops));
+		if (!ops)
+			return -ENOMEM;
+		b->ops = ops;
+		b->cap = cap;
+	}
+	struct batch_op *op = &b->ops[b->n];
+	memset(op, 0, sizeof(*op));
+	op->key = strdup(key);
+	op->val = len ? malloc(len) : NULL;
+	if (!op->key || (len && !op->val)) {
+		free(op->key);
+		free(op->val);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(op->val, val, len);
+	op->len = len;
+	op->del = del;
+	op->seq = b->n;
+	b->n++;
+	b->bytes += len;
+	return 0;
+}
+
+int kvfs_batch_put(struct kvfs_batch *b, const char *key, const void *val, size_t len)
+{
+	return batch_add(b, key, val, len, false);
+}
+
+int kvfs_batch_delete(struct kvfs_batch *b, const char *key)
+{
+	return batch_add(b, key, NULL, 0, true);
+}
+
+static int op_cmp(const void *a, const void *b)
+{
+	const struct batch_op *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	if (c)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
+{
+	if (fs->rdonly)
+		return -EROFS;
+	if (b->n == 0)
+		return 0;
+	/* the last operation on a key is the one that counts */
+	qsort(b->ops, b->n, sizeof(b->ops[0]), op_cmp);
+	struct keypath *kp = malloc(sizeof(*kp));
+	uint64_t *dirs = calloc(b->n, sizeof(*dirs));
+	struct engine_batch *eb = engine_batch_new();
+	int r = kp && dirs && eb ? 0 : -ENOMEM;
+	/* parents first, each its own change (as kvfs_put: directories are prefixes) */
+	for (size_t i = 0; r == 0 && i < b->n; i++) {
+		if (i + 1 < b->n && strcmp(b->ops[i].key, b->ops[i + 1].key) == 0)
+			continue;
+		r = keypath_parse(b->ops[i].key, kp);
+		if (r == 0)
+			r = b->ops[i].del ? walk(fs, kp->comp, kp->clen, kp->n - 1, &dirs[i])
+					  : make_parents(fs, kp, &dirs[i]);
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&fs->ns_lock);
+		for (size_t i = 0; r == 0 && i < b->n; i++) {
+			if (i + 1 < b->n && strcmp(b->ops[i].key, b->ops[i + 1].key) == 0)
+				continue;
+			r = keypath_parse(b->ops[i].key, kp);
+			if (r < 0)
+				break;
+			if (b->ops[i].del)
+				r = remove_name_b(fs, eb, dirs[i], kp->last, strlen(kp->last), 0);
+			else
+				r = put_file_b(fs, eb, dirs[i], kp->last, strlen(kp->last),
+					       b->ops[i].val, b->ops[i].len, getuid(), getgid(),
+					       false);
+		}
+		if (r == 0)
+			r = commit(fs, eb);
+		pthread_mutex_unlock(&fs->ns_lock);
+	}
+	engine_batch_free(eb);
+	free(dirs);
+	free(kp);
+	return r;
+}
+
+int kvfs_delete(struct kvfs *fs, const char *key)
+{
+	struct keypath *kp = malloc(sizeof(*kp));
+	if (!kp)
+		return -ENOMEM;
+	uint64_t dir;
+	int r = keypath_parse(key, kp);
+	if (r == 0)
+		r = walk(fs, kp->comp, kp->clen, kp->n - 1, &dir);
+	if (r == 0)
+		r = remove_name(fs, dir, kp->last, -1);
+	free(kp);
+	return r;
+}
+
+struct list_ctx {
+	struct kvfs *fs;
+	int (*fn)(void *ctx, const char *name, const struct kvfs_stat *st);
+	void *ctx;
+	int ret;
+};
+
+static int list_one(void *ctx, const char *name, uint64_t ino, unsigned type)
+{
+	struct list_ctx *lc = ctx;
+	struct kvfs_stat st;
+	int r = kvfs_getattr(lc->fs, ino, &st);
+	if (r < 0) {
+		lc->ret = r;
+		return 1;
+	}
+	lc->ret = lc->fn(lc->ctx, name, &st);
+	return lc->ret;
+}
+
+int kvfs_list(struct kvfs *fs, const char *dir,
+	      int (*fn)(void *ctx, const char *name, const struct kvfs_stat *st), void *ctx)
+{
+	uint64_t ino = KVFS_ROOT_INO;
+	int r = 0;
+	if (dir && *dir) {
+		struct keypath *kp = malloc(sizeof(*kp));
+		if (!kp)
+			return -ENOMEM;
+		r = key_split(dir, kp->comp, kp->clen, KEY_DEPTH_MAX, &kp->n);
+		if (r == 0)
+			r = walk(fs, kp->comp, kp->clen, kp->n, &ino);
+		free(kp);
+		if (r < 0)
+			return r;
+	}
+	struct list_ctx lc = { fs, fn, ctx, 0 };
+	r = kvfs_readdir(fs, ino, NULL, list_one, &lc);
+	return r < 0 ? r : lc.ret;
+}
+
+struct scan_ctx {
+	struct kvfs *fs;
+	const char *lo, *hi;
+	int (*fn)(void *ctx, const char *key, const struct kvfs_stat *st);
+	void *ctx;
+	char *path;   /* PATH_MAX-ish buffer holding the current directory's key prefix */
+	size_t plen, cap;
+	int ret;
+};
+
+static int scan_dir(struct scan_ctx *sc, uint64_t ino, int depth);
+
+static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
+{
+	struct scan_ctx *sc = ctx;
+	size_t nlen = strlen(name), save = sc->plen;
+	if (sc->plen + nlen + 2 > sc->cap) {
+		sc->ret = -ENAMETOOLONG;
+		return 1;
+	}
+	if (sc->plen)
+		sc->path[sc->plen++] = '/';
+	memcpy(sc->path + sc->plen, name, nlen + 1);
+	sc->plen += nlen;
+	/* keys below this entry all start with path + "/": prune outside [lo, hi) */
+	bool past_hi = sc->hi && strcmp(sc->path, sc->hi) >= 0;
+	if (past_hi) {
+		sc->plen = save;
+		sc->path[save] = 0;
+		sc->ret = 0;
+		return 1; /* names are in order: everything after is past hi too */
+	}
+	if (type == DT_DIR) {
+		/* below lo entirely? "dir/..." keys are < lo only when path + "/\xff" < lo */
+		sc->ret = scan_dir(sc, ino, 1);
+	} else if (!sc->lo || strcmp(sc->path, sc->lo) >= 0) {
+		struct kvfs_stat st;
+		sc->ret = kvfs_getattr(sc->fs, ino, &st);
+		if (sc->ret == 0)
+			sc->ret = sc->fn(sc->ctx, sc->path, &st);
+	}
+	sc->plen = save;
+	sc->path[save] = 0;
+	return sc->ret != 0;
+}
+
+static int scan_dir(struct scan_ctx *sc, uint64_t ino, int depth)
+{
+	int r = kvfs_readdir(sc->fs, ino, NULL, scan_one, sc);
+	return r < 0 ? r : sc->ret;
+}
+
+/*
+ * The walk is depth-first in name order: each directory's entries in order, a subdirectory's
+ * keys in place of its name.  That is kvfs.h's key order ("a/b" < "a/b/c" < "a/c" < "ab").
+ * It equals plain byte order of the whole keys only when no component holds a byte below '/'
+ * (0x2f): "a!" sorts before "a/x" as bytes but after it here.
+ */
+int kvfs_scan(struct kvfs *fs, const char *lo, const char *hi,
+	      int (*fn)(void *ctx, const char *key, const struct kvfs_stat *st), void *ctx)
+{
+	struct scan_ctx sc = { .fs = fs, .lo = lo, .hi = hi, .fn = fn, .ctx = ctx };
+	sc.cap = 1u << 16;
+	sc.path = malloc(sc.cap);
+	if (!sc.path)
+		return -ENOMEM;
+	sc.path[0] = 0;
+	int r = scan_dir(&sc, KVFS_ROOT_INO, 0);
+	free(sc.path);
+	return r;
+}
+
+/* ---- statistics ---- */
+
+int kvfs_stats(struct kvfs *fs, struct kvfs_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct engine_stat es;
+	int r = engine_stat(fs->e, &es);
+	if (r < 0)
+		return r;
+	out->pages_used = es.store.pages_used;
+	out->pages_free = es.store.pages_free;
+	out->pages_pinned = es.store.pages_pinned;
+	out->page_size = es.store.page_size;
+	out->log_bytes = es.log_bytes;
+	out->checkpoints = es.n_checkpoints;
+	out->fdatasync_calls = es.n_fdatasync;
+	out->sync_calls = es.n_sync_calls;
+	out->mean_group_size = es.n_fdatasync ? (double)es.n_sync_calls / es.n_fdatasync : 0;
+	out->oldest_snapshot_age_ns = es.store.oldest_reader_age_ns;
+	/* files, dirs, bytes: a walk of the inode tree */
+	struct engine_iter *it;
+	if ((r = engine_iter_new(fs->e, T_INODE, NULL, 0, NULL, 0, &it)) < 0)
+		return r;
+	uint8_t k[8], v[IN_HDR];
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
+		if (vlen < IN_HDR)
+			continue;
+		uint32_t mode = ld32(v + IN_MODE);
+		if (S_ISDIR(mode))
+			out->dirs++;
+		else
+			out->files++;
+		if (S_ISREG(mode))
+			out->bytes += ld64(v + IN_SIZE);
+	}
+	engine_iter_free(it);
+	uint64_t used = es.store.file_bytes;
+	out->space_amplification = out->bytes ? (double)used / (double)out->bytes : 0;
+	return r == -ENOENT ? 0 : r;
+}

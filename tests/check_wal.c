@@ -1,0 +1,2028 @@
+/*
+ * tests/check_wal.c — the write-ahead log (wal/log.h, wal/log.c): Check suite "wal".
+ *
+ * Test cases by kind:
+ *   core         create/open/append/recover round trip (POSIX and io_fault) with the record
+ *                bytes checked against the format by an encoder written here from log.h; LSN
+ *                arithmetic against a model (pad records, gaps, several laps of random sizes);
+ *                release lets appends continue; a full ring makes an append wait for release
+ *                (and for a failure); -EFBIG/-EINVAL/-EROFS/-ENOENT; ring rounding; reset
+ *                renews the salt (-EBUSY when not empty).
+ *   log          what recovery must refuse: a torn tail; a stale record of an earlier lap (LSN)
+ *                and of before a reset (salt); a bad checksum in the middle, then appends
+ *                overwrite from there without the old records after it coming back (INV-5 of
+ *                log.c); bad headers (-EUCLEAN, -EINVAL, -EPROTONOSUPPORT) and interrupted
+ *                creations; crafted records with valid checksums but impossible sizes; random
+ *                garbage in the ring (no crash, a bounded replay, appends continue).
+ *   crash        on io_fault, power cut at every sync point of a writer, for several seeds and
+ *                all three cut modes: every record whose wal_sync returned is recovered with
+ *                its payload, the recovered records are exactly a prefix of the appended ones;
+ *                then a second session appends records of the lost records' sizes (to realign
+ *                with any stale record) and is cut again: still a prefix.
+ *   fault        fail the Nth I/O call with EIO/ENOSPC/short write (N = 1, 2, ... until the
+ *                operation succeeds) in creation, in a writer's appends and syncs, and in
+ *                recovery's erasing writes: the error is returned, the log is failed after,
+ *                it reopens, and recovery gives a prefix holding every synced record.
+ *   groupcommit  16 threads append and wal_wait_durable 200 times each on a POSIX file:
+ *                everything is recovered, and fdatasync runs far fewer times than commits.
+ *
+ * Randomized tests print their seed on failure; KVFS_SEED=N replays it (and a test that loops
+ * over seeds then runs only N).  Leaks are caught by the AddressSanitizer build.  The group
+ * commit test is not named "concurrency" (the TSan CI step); it is TSan-clean all the same.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/checksum.h"
+#include "store/io_fault.h"
+#include "tests/testutil.h"
+#include "tests/testutil_fault.h"
+#include "wal/log.h"
+
+#define DEFAULT_SEED 0x77616c31u /* "wal1" */
+#define RING WAL_MIN_RING
+#define LOGF "/kvfs-test/wal"
+#define HDR WAL_HDR_SIZE
+
+/* ---- records -------------------------------------------------------------------------- */
+
+struct rec {
+	lsn_t lsn, end; /* end: 0 when unknown (recovered) */
+	unsigned type;
+	size_t len;
+	uint8_t *data;
+};
+
+struct recs {
+	struct rec *v;
+	size_t n, cap;
+};
+
+static void recs_add(struct recs *rs, lsn_t lsn, lsn_t end, unsigned type, const void *p,
+		     size_t len)
+{
+	if (rs->n == rs->cap) {
+		rs->cap = rs->cap ? 2 * rs->cap : 64;
+		rs->v = realloc(rs->v, rs->cap * sizeof(*rs->v));
+		TU_ASSERT(rs->v != NULL, "%s", "out of memory");
+	}
+	struct rec *r = &rs->v[rs->n++];
+	r->lsn = lsn;
+	r->end = end;
+	r->type = type;
+	r->len = len;
+	r->data = malloc(len ? len : 1);
+	TU_ASSERT(r->data != NULL, "%s", "out of memory");
+	if (len)
+		memcpy(r->data, p, len);
+}
+
+static void recs_free(struct recs *rs)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		free(rs->v[i].data);
+	free(rs->v);
+	memset(rs, 0, sizeof(*rs));
+}
+
+static int collect(void *ctx, lsn_t lsn, unsigned type, const void *p, size_t len)
+{
+	recs_add(ctx, lsn, 0, type, p, len);
+	return 0;
+}
+
+/* wal_recover from `from` into a fresh list, which must succeed; returns the end. */
+static lsn_t recover_ok(struct wal *w, lsn_t from, struct recs *got)
+{
+	lsn_t end = ~0ull;
+	int rc;
+
+	recs_free(got);
+	rc = wal_recover(w, from, collect, got, &end);
+	TU_ASSERT_EQ(rc, 0, "wal_recover from %" PRIu64, from);
+	TU_ASSERT(end >= from && end <= from + RING * 64, "end %" PRIu64 " from %" PRIu64, end,
+		  from);
+	return end;
+}
+
+/* got[i] must equal want[first + i] for every i: LSN, type and payload bytes. */
+static void expect_prefix(const struct recs *got, const struct recs *want, size_t first,
+			  const char *what)
+{
+	TU_ASSERT(first + got->n <= want->n, "%s: %zu records recovered, only %zu appended", what,
+		  got->n, want->n - first);
+	for (size_t i = 0; i < got->n; i++) {
+		const struct rec *g = &got->v[i], *e = &want->v[first + i];
+
+		TU_ASSERT(g->lsn == e->lsn && g->type == e->type && g->len == e->len &&
+			  memcmp(g->data, e->data, g->len) == 0,
+			  "%s: recovered record %zu (lsn %" PRIu64 " type %u len %zu) is not "
+			  "appended record %zu (lsn %" PRIu64 " type %u len %zu)",
+			  what, i, g->lsn, g->type, g->len, first + i, e->lsn, e->type, e->len);
+	}
+}
+
+/* The index of the first record of `rs` at or after `from`. */
+static size_t first_at(const struct recs *rs, lsn_t from)
+{
+	size_t i = 0;
+
+	while (i < rs->n && rs->v[i].lsn < from)
+		i++;
+	return i;
+}
+
+/* Where a record of `len` payload bytes goes when the log ends at `end` (log.h: a record
+ * never crosses the end of the ring; a pad or a gap fills the rest of the lap). */
+static lsn_t model_place(uint64_t ring, lsn_t end, size_t len, lsn_t *rec_end)
+{
+	uint64_t padded = (WAL_REC_HDR + len + 7) & ~(uint64_t)7, rem = ring - end % ring;
+	lsn_t lsn = padded <= rem ? end : end + rem;
+
+	*rec_end = lsn + padded;
+	return lsn;
+}
+
+/* The end recovery must report after `got` (a prefix of want from `first`): the end of the
+ * last recovered record (or `from`), or — when a pad or a gap followed it and survived — the
+ * LSN of the next appended record. */
+static void expect_end(lsn_t end, const struct recs *got, const struct recs *want, size_t first,
+		       lsn_t from, const char *what)
+{
+	lsn_t last = got->n ? want->v[first + got->n - 1].end : from;
+	size_t next = first + got->n;
+
+	if (end == last)
+		return;
+	TU_ASSERT(next < want->n && end == want->v[next].lsn && end % RING == 0,
+		  "%s: recovery ended at %" PRIu64 ", expected %" PRIu64, what, end, last);
+}
+
+/* Append with the payload cut into up to three iovecs (one maybe empty). */
+static int append_split(struct wal *w, unsigned type, const uint8_t *p, size_t len,
+			lsn_t *end)
+{
+	struct iovec iov[3];
+	size_t a = len / 3;
+
+	if (len == 0)
+		return wal_append(w, type, NULL, 0, end);
+	iov[0] = (struct iovec){ (void *)p, a };
+	iov[1] = (struct iovec){ (void *)(p + a), 0 };
+	iov[2] = (struct iovec){ (void *)(p + a), len - a };
+	return wal_append(w, type, iov, 3, end);
+}
+
+/* Append a record, which must succeed at the LSN the model says; recorded in rs. */
+static void append_ok(struct wal *w, struct recs *rs, lsn_t *model_end, unsigned type,
+		      const uint8_t *p, size_t len)
+{
+	lsn_t rec_end, lsn = model_place(RING, *model_end, len, &rec_end), end = 0;
+	int rc = append_split(w, type, p, len, &end);
+
+	TU_ASSERT_EQ(rc, 0, "append of %zu bytes", len);
+	TU_ASSERT_EQ(end, rec_end, "end of a %zu-byte record appended at %" PRIu64, len,
+		     *model_end);
+	recs_add(rs, lsn, rec_end, type, p, len);
+	*model_end = rec_end;
+}
+
+/* ---- opening ---------------------------------------------------------------------------- */
+
+static int wopen(struct io_env *io, const char *path, bool create, bool rdonly, uint64_t ring,
+		 struct wal **w)
+{
+	struct wal_options o = {
+		.io = io, .create = create, .rdonly = rdonly, .ring_bytes = ring, .log = tu_log_cb,
+	};
+
+	return wal_open(path, &o, w);
+}
+
+static struct wal *wopen_ok(struct io_env *io, const char *path, bool create)
+{
+	struct wal *w = NULL;
+	int rc = wopen(io, path, create, false, RING, &w);
+
+	TU_ASSERT_EQ(rc, 0, "wal_open %s create=%d", path, create);
+	return w;
+}
+
+static struct io_fault *machine(uint64_t seed)
+{
+	struct io_fault *m = io_fault_new(seed);
+
+	TU_ASSERT(m != NULL, "%s", "io_fault_new");
+	return m;
+}
+
+/* Reboot m (freeing it) into a new machine holding its durable images. */
+static struct io_fault *reboot(struct io_fault *m, uint64_t seed)
+{
+	struct io_fault *n = io_fault_reboot(m, seed);
+
+	TU_ASSERT(n != NULL, "%s", "io_fault_reboot");
+	io_fault_free(m);
+	return n;
+}
+
+/* ---- the format, independently of wal/log.c ---------------------------------------------- */
+
+static uint64_t ld64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t ld32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void st64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> 8 * i);
+}
+
+static void st32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> 8 * i);
+}
+
+/* XXH3-64 of header bytes 0..15 followed by the payload, seed salt — by concatenation. */
+static uint64_t t_rec_checksum(const uint8_t *hdr, const void *payload, size_t len,
+			       uint64_t salt)
+{
+	uint8_t *b = malloc(16 + len);
+	uint64_t c;
+
+	TU_ASSERT(b != NULL, "%s", "out of memory");
+	memcpy(b, hdr, 16);
+	if (len)
+		memcpy(b + 16, payload, len);
+	c = checksum64(b, 16 + len, salt);
+	free(b);
+	return c;
+}
+
+/* Encode a record into buf (room for the padded size); returns the padded size.  `size` is
+ * written as given (a crafted record may lie); the payload is `len` bytes. */
+static size_t t_enc_rec(uint8_t *buf, uint32_t size, uint32_t type, lsn_t lsn,
+			const void *payload, size_t len, uint64_t salt)
+{
+	size_t padded = (WAL_REC_HDR + len + 7) & ~(size_t)7;
+
+	memset(buf, 0, padded);
+	st32(buf, size);
+	st32(buf + 4, type);
+	st64(buf + 8, lsn);
+	if (len)
+		memcpy(buf + WAL_REC_HDR, payload, len);
+	st64(buf + 16, t_rec_checksum(buf, payload, len, salt));
+	return padded;
+}
+
+/* Poke a crafted record at its place in the ring. */
+static void poke_rec(struct io_fault *m, lsn_t lsn, uint32_t size, uint32_t type, lsn_t lsn_field,
+		     const void *payload, size_t len, uint64_t salt)
+{
+	uint8_t *b = malloc(len + 32);
+
+	TU_ASSERT(b != NULL, "%s", "out of memory");
+	size_t padded = t_enc_rec(b, size, type, lsn_field, payload, len, salt);
+	TU_ASSERT_EQ(io_fault_poke(m, LOGF, HDR + lsn % RING, b, padded), 0, "%s", "poke");
+	free(b);
+}
+
+static uint64_t header_salt(struct io_fault *m)
+{
+	uint8_t h[HDR];
+
+	TU_ASSERT_EQ(io_fault_peek(m, LOGF, 0, h, HDR), 0, "%s", "peek header");
+	return ld64(h + 32);
+}
+
+/* True when the bytes at `lsn`'s place form a record whose checksum holds with `salt` — the
+ * LSN field aside: used to show that a test attacks the check it means to. */
+static bool checksum_holds_at(struct io_fault *m, lsn_t lsn, uint64_t salt, lsn_t *lsn_field)
+{
+	uint8_t hdr[WAL_REC_HDR], *p;
+	uint32_t size;
+	bool ok;
+
+	TU_ASSERT_EQ(io_fault_peek(m, LOGF, HDR + lsn % RING, hdr, sizeof(hdr)), 0, "%s", "peek");
+	size = ld32(hdr);
+	*lsn_field = ld64(hdr + 8);
+	if (size < WAL_REC_HDR || size > RING / 2)
+		return false;
+	p = malloc(size);
+	TU_ASSERT(p != NULL, "%s", "out of memory");
+	TU_ASSERT_EQ(io_fault_peek(m, LOGF, HDR + lsn % RING, p, size), 0, "%s", "peek");
+	ok = ld64(hdr + 16) == t_rec_checksum(p, p + WAL_REC_HDR, size - WAL_REC_HDR, salt);
+	free(p);
+	return ok;
+}
+
+/* ---- workloads (crash and fault tests) -------------------------------------------------- */
+
+struct wl_op {
+	unsigned type;
+	size_t len;
+	bool sync;        /* wal_sync after the append */
+	unsigned release; /* when > 0: release up to the end of the record that many back */
+};
+
+struct workload {
+	lsn_t base; /* where the log starts (wal_recover on the new log): near a lap's end */
+	size_t n;
+	struct wl_op ops[64];
+	size_t n_syncs;
+};
+
+static void wl_make(struct workload *wl, uint64_t seed)
+{
+	struct tu_rng r;
+	uint64_t total = 0;
+
+	tu_rng_init(&r, seed);
+	memset(wl, 0, sizeof(*wl));
+	wl->base = tu_rng_below(&r, 3) * RING + RING - (tu_rng_below(&r, 200000) & ~7ull);
+	for (size_t i = 0; i < 48; i++) {
+		struct wl_op *o = &wl->ops[wl->n];
+		uint64_t c = tu_rng_below(&r, 10);
+
+		o->type = 1 + (unsigned)tu_rng_below(&r, 7);
+		o->len = c < 6 ? tu_rng_below(&r, 300) : c < 9 ? tu_rng_range(&r, 300, 8000)
+							  : tu_rng_range(&r, 8000, 60000);
+		o->sync = tu_rng_chance(&r, 1, 2);
+		o->release = tu_rng_chance(&r, 1, 12) ? 1 + (unsigned)tu_rng_below(&r, 4) : 0;
+		total += o->len + WAL_REC_HDR + 8;
+		if (total > RING / 3)
+			break;
+		wl->n++;
+		wl->n_syncs += o->sync;
+	}
+}
+
+/* Payload bytes of record i of a run tagged `tag`. */
+static void wl_payload(uint8_t *buf, size_t len, uint64_t tag, size_t i)
+{
+	tf_value_fill(buf, len, tag * 1000003u + i);
+}
+
+struct run {
+	struct recs app;  /* every record whose append returned 0 */
+	size_t n_synced;  /* app[0..n_synced) are covered by a wal_sync that returned 0 */
+	lsn_t released;   /* the last wal_release (recovery starts there) */
+	int err;          /* the first error, or 0 */
+};
+
+/* Run the workload on w (recovered at wl->base), stopping at the first error. */
+static void wl_run(struct wal *w, const struct workload *wl, uint64_t tag, struct run *r)
+{
+	static uint8_t buf[60000];
+	lsn_t model_end = wl->base;
+
+	memset(r, 0, sizeof(*r));
+	r->released = wl->base;
+	for (size_t i = 0; i < wl->n; i++) {
+		const struct wl_op *o = &wl->ops[i];
+		lsn_t rec_end, lsn = model_place(RING, model_end, o->len, &rec_end), end = 0;
+
+		wl_payload(buf, o->len, tag, i);
+		r->err = append_split(w, o->type, buf, o->len, &end);
+		if (r->err)
+			return;
+		TU_ASSERT_EQ(end, rec_end, "record %zu", i);
+		recs_add(&r->app, lsn, end, o->type, buf, o->len);
+		model_end = end;
+		if (o->sync) {
+			r->err = wal_sync(w);
+			if (r->err)
+				return;
+			r->n_synced = r->app.n;
+		}
+		if (o->release && o->release <= r->app.n) {
+			r->released = r->app.v[r->app.n - o->release].end;
+			wal_release(w, r->released);
+		}
+	}
+}
+
+/* ---- core --------------------------------------------------------------------------------- */
+
+/* Loop 0: POSIX files in a temp dir; 1: io_fault. */
+START_TEST(core_roundtrip)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
+	struct io_fault *m = NULL;
+	struct io_env *io;
+	char dir[PATH_MAX], path[PATH_MAX + 8];
+	struct recs app = { 0 }, got = { 0 };
+	struct tu_rng r;
+	struct wal *w;
+	struct wal_stat s;
+	lsn_t end = 0, e;
+	uint8_t buf[5000];
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	if (_i == 0) {
+		TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
+		snprintf(path, sizeof(path), "%s/wal", dir);
+		io = NULL;
+	} else {
+		m = machine(seed);
+		io = io_fault_env(m);
+		snprintf(path, sizeof(path), "%s", LOGF);
+	}
+	TU_ASSERT_EQ(wopen(io, path, false, false, RING, &w), -ENOENT, "%s", "missing log");
+	w = wopen_ok(io, path, true);
+	wal_stat(w, &s);
+	TU_ASSERT_EQ(s.ring_bytes, RING, "%s", "ring");
+	TU_ASSERT_EQ(s.end, 0, "%s", "a new log starts at LSN 0");
+	for (int i = 0; i < 300; i++) {
+		size_t len = tu_rng_below(&r, 8) == 0 ? 0 : tu_rng_below(&r, sizeof(buf));
+
+		tu_rng_bytes(&r, buf, len);
+		append_ok(w, &app, &end, 1 + (unsigned)tu_rng_below(&r, 1000), buf, len);
+		if (i % 100 == 99)
+			wal_release(w, end); /* keep room: 300 records of ~2.5 KiB > 1 MiB */
+	}
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_stat(w, &s);
+	TU_ASSERT(s.end == end && s.durable == end && s.n_appends == 300, "end %" PRIu64, s.end);
+	lsn_t released = s.released;
+	wal_close(w);
+
+	/* an existing log: appends wait for wal_recover */
+	w = wopen_ok(io, path, false);
+	TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &e), -EINVAL, "%s", "append before recover");
+	e = recover_ok(w, released, &got);
+	TU_ASSERT_EQ(e, end, "%s", "recovered end");
+	expect_prefix(&got, &app, first_at(&app, released), "round trip");
+	TU_ASSERT_EQ(got.n, app.n - first_at(&app, released), "%s", "every record");
+	append_ok(w, &app, &end, 42, (const uint8_t *)"after", 5);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+
+	/* read-only: recovery works, appends do not */
+	TU_ASSERT_EQ(wopen(io, path, false, true, 0, &w), 0, "%s", "rdonly open");
+	e = recover_ok(w, released, &got);
+	TU_ASSERT_EQ(e, end, "%s", "rdonly end");
+	TU_ASSERT_EQ(got.n, app.n - first_at(&app, released), "%s", "rdonly records");
+	TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &e), -EROFS, "%s", "rdonly append");
+	TU_ASSERT_EQ(wal_reset(w), -EROFS, "%s", "rdonly reset");
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "rdonly sync: nothing to do");
+	wal_close(w);
+	TU_ASSERT_EQ(wopen(io, path, true, true, 0, &w), -EINVAL, "%s", "create + rdonly");
+
+	if (m) {
+		/* the bytes on disk, against the format in log.h read here independently */
+		uint8_t h[HDR], rb[5000 + 32];
+		const struct rec *x = &app.v[app.n - 1];
+		size_t padded = (WAL_REC_HDR + x->len + 7) & ~(size_t)7;
+
+		TU_ASSERT_EQ(io_fault_peek(m, LOGF, 0, h, HDR), 0, "%s", "peek");
+		TU_ASSERT(memcmp(h + 8, "KVFSWAL\0", 8) == 0, "%s", "magic");
+		TU_ASSERT_EQ(ld32(h + 16), WAL_FORMAT_VERSION, "%s", "version");
+		TU_ASSERT_EQ(ld32(h + 20), 0, "%s", "zero");
+		TU_ASSERT_EQ(ld64(h + 24), RING, "%s", "ring_bytes");
+		TU_ASSERT_EQ(ld64(h), checksum64(h + 8, HDR - 8, 0), "%s", "header checksum");
+		for (size_t i = 40; i < HDR; i++)
+			TU_ASSERT_EQ(h[i], 0, "header byte %zu", i);
+		TU_ASSERT_EQ(io_fault_file_size(m, LOGF), HDR + RING, "%s", "preallocated ring");
+		TU_ASSERT_EQ(io_fault_peek(m, LOGF, HDR + x->lsn % RING, rb, padded), 0, "%s",
+			     "peek record");
+		TU_ASSERT_EQ(ld32(rb), WAL_REC_HDR + x->len, "%s", "size");
+		TU_ASSERT_EQ(ld32(rb + 4), 42, "%s", "type");
+		TU_ASSERT_EQ(ld64(rb + 8), x->lsn, "%s", "lsn");
+		TU_ASSERT_EQ(ld64(rb + 16), t_rec_checksum(rb, x->data, x->len, ld64(h + 32)), "%s",
+			     "record checksum");
+		TU_ASSERT(memcmp(rb + 24, "after\0\0\0", 8) == 0, "%s", "payload, zero padding");
+		io_fault_free(m);
+	} else {
+		tu_rmtree(dir);
+	}
+	recs_free(&app);
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* LSN arithmetic: a gap, a pad record, then several laps of random sizes against the model;
+ * recovery from the released point gives every record at its LSN. */
+START_TEST(core_lsn_laps)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 1);
+	struct io_fault *m = machine(seed);
+	struct recs app = { 0 }, got = { 0 };
+	struct tu_rng r;
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	struct wal_stat s;
+	lsn_t end = 0, released = 0;
+	size_t n_pads = 0, n_gaps = 0;
+	uint8_t *buf = malloc(RING / 2);
+	uint8_t ph[WAL_REC_HDR];
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	TU_ASSERT(buf != NULL, "%s", "out of memory");
+	memset(buf, 0xab, RING / 2);
+	/* the largest record (half the ring), then one ending 16 bytes before the lap end: a
+	 * gap, so the next record starts at LSN RING */
+	append_ok(w, &app, &end, 1, buf, RING / 2 - WAL_REC_HDR);
+	TU_ASSERT_EQ(end, RING / 2, "%s", "max record");
+	append_ok(w, &app, &end, 2, buf, RING / 2 - 16 - WAL_REC_HDR);
+	TU_ASSERT_EQ(end, RING - 16, "%s", "before the gap");
+	wal_release(w, end);
+	append_ok(w, &app, &end, 3, buf, 10);
+	TU_ASSERT_EQ(app.v[2].lsn, RING, "%s", "after a gap: the next lap");
+	TU_ASSERT_EQ(end, RING + 40, "%s", "34 bytes padded to 40");
+	/* end at 2 RING - 104: the next 200-byte record needs a pad record */
+	append_ok(w, &app, &end, 4, buf, RING / 2 - WAL_REC_HDR);
+	append_ok(w, &app, &end, 4, buf, RING / 2 - 144 - WAL_REC_HDR);
+	TU_ASSERT_EQ(end, 2 * RING - 104, "%s", "before the pad");
+	released = end;
+	wal_release(w, released);
+	append_ok(w, &app, &end, 5, buf, 200);
+	TU_ASSERT_EQ(app.v[5].lsn, 2 * RING, "%s", "after a pad: the next lap");
+	TU_ASSERT_EQ(io_fault_peek(m, LOGF, HDR + RING - 104, ph, sizeof(ph)), 0, "%s", "peek");
+	TU_ASSERT(ld32(ph) == WAL_REC_HDR && ld32(ph + 4) == WAL_PAD &&
+		  ld64(ph + 8) == 2 * RING - 104, "%s", "the pad record");
+
+	/* six laps of random sizes, releasing all but the last few records when room runs out */
+	while (end < 8 * RING) {
+		uint64_t c = tu_rng_below(&r, 20);
+		size_t len = c < 10 ? tu_rng_below(&r, 200) : c < 18 ? tu_rng_below(&r, 20000)
+						: tu_rng_below(&r, RING / 2 - WAL_REC_HDR + 1);
+		lsn_t rec_end, lsn = model_place(RING, end, len, &rec_end);
+
+		if (rec_end - released > RING) {
+			/* release all but the last `keep` records, fewer if that is not room */
+			for (size_t keep = 1 + tu_rng_below(&r, 3);; keep--) {
+				lsn_t rel = keep ? app.v[app.n - keep].end : end;
+
+				if (rel < released)
+					rel = released;
+				if (rec_end - rel <= RING) {
+					released = rel;
+					break;
+				}
+			}
+			wal_release(w, released);
+			TU_ASSERT_EQ(wal_used(w), end - released, "%s", "used");
+		}
+		if (lsn != end) {
+			if (RING - end % RING >= WAL_REC_HDR)
+				n_pads++;
+			else
+				n_gaps++;
+		}
+		tu_rng_bytes(&r, buf, len);
+		append_ok(w, &app, &end, 1 + (unsigned)tu_rng_below(&r, 9), buf, len);
+	}
+	TU_ASSERT(n_pads > 3, "only %zu pad records", n_pads);
+	wal_stat(w, &s);
+	TU_ASSERT(s.end == end && s.n_appends == app.n && s.bytes_appended == end &&
+		  s.n_full_waits == 0, "stat end %" PRIu64, s.end);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, released, &got), end, "%s", "end after laps");
+	expect_prefix(&got, &app, first_at(&app, released), "laps");
+	TU_ASSERT_EQ(got.n, app.n - first_at(&app, released), "%s", "every record");
+	wal_close(w);
+	fprintf(stderr, "wal core_lsn_laps: %zu records over %.1f laps, %zu pads, %zu gaps\n",
+		app.n, (double)end / RING, n_pads, n_gaps + 1);
+	io_fault_free(m);
+	free(buf);
+	recs_free(&app);
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* Fill the ring with 64 KiB records until the next would not fit; returns the model end. */
+static lsn_t fill_ring(struct wal *w, struct recs *app, const uint8_t *buf, size_t len)
+{
+	lsn_t end = 0, rec_end;
+
+	while (model_place(RING, end, len, &rec_end), rec_end <= RING)
+		append_ok(w, app, &end, 1, buf, len);
+	return end;
+}
+
+START_TEST(core_release)
+{
+	struct io_fault *m = machine(1);
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	struct recs app = { 0 };
+	static uint8_t buf[65536];
+	struct wal_stat s;
+	lsn_t end = fill_ring(w, &app, buf, sizeof(buf));
+
+	TU_ASSERT_EQ(wal_used(w), end, "%s", "used");
+	wal_release(w, app.v[1].end); /* two records' worth of room */
+	append_ok(w, &app, &end, 1, buf, sizeof(buf));
+	append_ok(w, &app, &end, 1, buf, sizeof(buf));
+	wal_release(w, 5); /* an LSN before the last release changes nothing */
+	wal_release(w, ~0ull); /* past the end: the end */
+	TU_ASSERT_EQ(wal_used(w), 0, "%s", "all released");
+	wal_stat(w, &s);
+	TU_ASSERT(s.released == end && s.n_full_waits == 0, "released %" PRIu64, s.released);
+	append_ok(w, &app, &end, 1, buf, 10);
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+}
+END_TEST
+
+struct full_arg {
+	struct wal *w;
+	const uint8_t *buf;
+	size_t len;
+	atomic_int done;
+	int rc;
+	lsn_t end;
+};
+
+static void *full_thread(void *p)
+{
+	struct full_arg *a = p;
+	struct iovec iov = { (void *)a->buf, a->len };
+
+	a->rc = wal_append(a->w, 9, &iov, 1, &a->end);
+	atomic_store(&a->done, 1);
+	return NULL;
+}
+
+static void wait_for_full_waits(struct wal *w, uint64_t n)
+{
+	struct wal_stat s;
+
+	for (int i = 0; i < 2000; i++) {
+		wal_stat(w, &s);
+		if (s.n_full_waits >= n)
+			return;
+		usleep(1000);
+	}
+	TU_ASSERT(0, "no append waited for room (%" PRIu64 ")", s.n_full_waits);
+}
+
+/* A full ring: the append waits until wal_release — or until the log fails. */
+START_TEST(core_full_wait)
+{
+	struct io_fault *m = machine(2);
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	struct recs app = { 0 };
+	static uint8_t buf[65536];
+	struct full_arg a = { .w = w, .buf = buf, .len = sizeof(buf) };
+	pthread_t t;
+	lsn_t end = fill_ring(w, &app, buf, sizeof(buf)), rec_end, lsn;
+
+	lsn = model_place(RING, end, sizeof(buf), &rec_end);
+	TU_ASSERT_EQ(pthread_create(&t, NULL, full_thread, &a), 0, "%s", "thread");
+	wait_for_full_waits(w, 1);
+	usleep(50 * 1000);
+	TU_ASSERT(!atomic_load(&a.done), "%s", "the append did not wait for room");
+	wal_release(w, app.v[0].end); /* not enough room for a 64 KiB record at `lsn`? */
+	if (rec_end - app.v[0].end > RING) {
+		usleep(50 * 1000);
+		TU_ASSERT(!atomic_load(&a.done), "%s", "appended without room");
+	}
+	wal_release(w, app.v[2].end);
+	TU_ASSERT_EQ(pthread_join(t, NULL), 0, "%s", "join");
+	TU_ASSERT_EQ(a.rc, 0, "%s", "append after release");
+	TU_ASSERT_EQ(a.end, rec_end, "%s", "its end");
+	(void)lsn;
+
+	/* fill again; a waiting append returns -EIO when the log fails meanwhile */
+	end = rec_end;
+	while (model_place(RING, end, sizeof(buf), &rec_end), rec_end - app.v[2].end <= RING)
+		append_ok(w, &app, &end, 1, buf, sizeof(buf));
+	atomic_store(&a.done, 0);
+	TU_ASSERT_EQ(pthread_create(&t, NULL, full_thread, &a), 0, "%s", "thread");
+	wait_for_full_waits(w, 2);
+	io_fault_fail_at(m, 1, IO_FAULT_EIO);
+	TU_ASSERT_EQ(wal_sync(w), -EIO, "%s", "failed sync");
+	TU_ASSERT_EQ(pthread_join(t, NULL), 0, "%s", "join");
+	TU_ASSERT_EQ(a.rc, -EIO, "%s", "the waiting append sees the failure");
+	TU_ASSERT(tu_log_contains("fdatasync failed"), "%s", "the failure is logged");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+}
+END_TEST
+
+START_TEST(core_limits)
+{
+	struct io_fault *m = machine(3);
+	struct io_env *io = io_fault_env(m);
+	struct wal *w;
+	struct wal_stat s;
+	uint8_t *buf = calloc(1, RING);
+	struct iovec iov[2];
+	lsn_t end;
+
+	TU_ASSERT(buf != NULL, "%s", "out of memory");
+	/* ring sizes: rounded up to 4096 and to WAL_MIN_RING */
+	TU_ASSERT_EQ(wopen(io, "/r1", true, false, RING + 1, &w), 0, "%s", "open");
+	wal_stat(w, &s);
+	TU_ASSERT_EQ(s.ring_bytes, RING + 4096, "%s", "rounded up");
+	TU_ASSERT_EQ(io_fault_file_size(m, "/r1"), HDR + RING + 4096, "%s", "allocated");
+	wal_close(w);
+	TU_ASSERT_EQ(wopen(io, "/r2", true, false, 1000, &w), 0, "%s", "open");
+	wal_stat(w, &s);
+	TU_ASSERT_EQ(s.ring_bytes, WAL_MIN_RING, "%s", "at least the minimum");
+	wal_close(w);
+	TU_ASSERT_EQ(wopen(io, "/r3", true, false, WAL_MAX_RING + 1, &w), -EINVAL, "%s", "max");
+	/* an existing log keeps its ring whatever ring_bytes says */
+	TU_ASSERT_EQ(wopen(io, "/r1", true, false, 4 * RING, &w), 0, "%s", "reopen");
+	wal_stat(w, &s);
+	TU_ASSERT_EQ(s.ring_bytes, RING + 4096, "%s", "kept");
+	wal_close(w);
+
+	w = wopen_ok(io, LOGF, true);
+	/* -EFBIG past half the ring (header, payload and padding counted), across iovecs */
+	iov[0] = (struct iovec){ buf, RING / 4 };
+	iov[1] = (struct iovec){ buf, RING / 4 - WAL_REC_HDR + 1 };
+	TU_ASSERT_EQ(wal_append(w, 1, iov, 2, &end), -EFBIG, "%s", "half the ring + 1");
+	iov[1].iov_len = RING;
+	TU_ASSERT_EQ(wal_append(w, 1, iov, 2, &end), -EFBIG, "%s", "larger than the ring");
+	iov[1].iov_len = SIZE_MAX - 10;
+	TU_ASSERT_EQ(wal_append(w, 1, iov, 2, &end), -EFBIG, "%s", "overflowing length");
+	iov[1].iov_len = RING / 4 - WAL_REC_HDR;
+	TU_ASSERT_EQ(wal_append(w, 1, iov, 2, &end), 0, "%s", "exactly half the ring");
+	TU_ASSERT_EQ(end, RING / 2, "%s", "its end");
+	TU_ASSERT_EQ(wal_append(w, WAL_PAD, iov, 1, &end), -EINVAL, "%s", "type 0");
+	TU_ASSERT_EQ(wal_append(w, 1, iov, -1, &end), -EINVAL, "%s", "iovcnt < 0");
+	TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &end), 0, "%s", "an empty record");
+	TU_ASSERT_EQ(end, RING / 2 + WAL_REC_HDR, "%s", "a bare header");
+	TU_ASSERT_EQ(wal_wait_durable(w, ~0ull), 0, "%s", "wait past the end: the end");
+	wal_stat(w, &s);
+	TU_ASSERT_EQ(s.durable, end, "%s", "durable");
+	/* wal_recover: argument checks, and too late after an append */
+	TU_ASSERT_EQ(wal_recover(w, 0, collect, NULL, &end), -EINVAL, "%s", "after an append");
+	wal_close(w);
+	w = wopen_ok(io, LOGF, false);
+	TU_ASSERT_EQ(wal_recover(w, 4, collect, NULL, &end), -EINVAL, "%s", "misaligned");
+	TU_ASSERT_EQ(wal_recover(w, WAL_LSN_MAX + 8, collect, NULL, &end), -EINVAL, "%s", "big");
+	wal_close(w);
+	io_fault_free(m);
+	free(buf);
+}
+END_TEST
+
+START_TEST(core_reset)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 2);
+	struct io_fault *m = machine(seed);
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	struct recs app = { 0 }, got = { 0 };
+	struct wal_stat s0, s;
+	lsn_t end = 0;
+	uint64_t salt0 = header_salt(m), salt1;
+
+	tu_seed_begin("KVFS_SEED", seed);
+	TU_ASSERT(salt0 != 0, "%s", "a salt");
+	TU_ASSERT_EQ(wal_reset(w), 0, "%s", "reset of a new log");
+	salt1 = header_salt(m);
+	TU_ASSERT(salt1 != salt0, "%s", "renewed");
+	append_ok(w, &app, &end, 1, (const uint8_t *)"one", 3);
+	append_ok(w, &app, &end, 1, (const uint8_t *)"two", 3);
+	TU_ASSERT_EQ(wal_reset(w), -EBUSY, "%s", "not empty");
+	wal_release(w, app.v[0].end);
+	TU_ASSERT_EQ(wal_reset(w), -EBUSY, "%s", "still not empty");
+	wal_release(w, end);
+	wal_stat(w, &s0);
+	TU_ASSERT_EQ(wal_reset(w), 0, "%s", "reset");
+	wal_stat(w, &s);
+	TU_ASSERT(header_salt(m) != salt1 && header_salt(m) != salt0, "%s", "renewed again");
+	TU_ASSERT(s.end == end && s.durable == end && s.n_syncs == s0.n_syncs + 1,
+		  "end %" PRIu64 " durable %" PRIu64, s.end, s.durable);
+	/* LSNs continue */
+	append_ok(w, &app, &end, 7, (const uint8_t *)"three", 5);
+	TU_ASSERT_EQ(app.v[2].lsn, app.v[1].end, "%s", "LSNs continue after a reset");
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	/* the reset is durable: after a power cut the new salt holds */
+	m = reboot(m, seed + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, app.v[2].lsn, &got), end, "%s", "end");
+	expect_prefix(&got, &app, 2, "after reset");
+	TU_ASSERT_EQ(got.n, 1, "%s", "the new record");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* ---- log: what recovery must refuse ------------------------------------------------------- */
+
+/* A new log on m with `n` records of random sizes appended and synced; returns the list. */
+static struct wal *log_with(struct io_fault *m, struct tu_rng *r, size_t n, size_t maxlen,
+			    struct recs *app, lsn_t *end)
+{
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	uint8_t *buf = malloc(maxlen + 1);
+
+	TU_ASSERT(buf != NULL, "%s", "out of memory");
+	*end = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = tu_rng_below(r, maxlen + 1);
+
+		tu_rng_bytes(r, buf, len);
+		append_ok(w, app, end, 1 + (unsigned)tu_rng_below(r, 5), buf, len);
+	}
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	free(buf);
+	return w;
+}
+
+START_TEST(log_torn_tail)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 3);
+	struct recs app = { 0 }, got = { 0 };
+	struct tu_rng r;
+	static uint8_t big[10000], zero[4096];
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	/* 0: the tail of the last record's payload lost; 1: its header half written; 2: its
+	 * last sector only; 3: a real power cut with every unsynced write dropped */
+	for (int v = 0; v < 4; v++) {
+		struct io_fault *m = machine(seed + (uint64_t)v);
+		lsn_t end, e;
+		struct wal *w = log_with(m, &r, 20, 3000, &app, &end);
+		const struct rec *x;
+
+		tu_rng_bytes(&r, big, sizeof(big));
+		append_ok(w, &app, &end, 3, big, sizeof(big));
+		x = &app.v[app.n - 1];
+		if (v == 0)
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING + 6000, zero, 4096);
+		else if (v == 1)
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING, zero, 12);
+		else if (v == 2)
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING, zero, 512);
+		else
+			io_fault_set_cut_mode(m, IO_CUT_DROP_ALL);
+		io_fault_power_cut(m);
+		wal_close(w);
+		m = reboot(m, seed);
+		w = wopen_ok(io_fault_env(m), LOGF, false);
+		e = recover_ok(w, 0, &got);
+		expect_prefix(&got, &app, 0, "torn tail");
+		TU_ASSERT_EQ(got.n, 20, "variant %d: recovery stops before the torn record", v);
+		TU_ASSERT_EQ(e, x->lsn, "variant %d: end", v);
+		/* appends continue there */
+		app.n--;
+		free(x->data);
+		end = e;
+		append_ok(w, &app, &end, 4, (const uint8_t *)"next", 4);
+		TU_ASSERT_EQ(app.v[20].lsn, e, "%s", "overwrites the torn record");
+		wal_close(w);
+		io_fault_free(m);
+		recs_free(&app);
+	}
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* A record left from the previous lap at the end of the log: valid checksum, wrong LSN. */
+START_TEST(log_stale_lap)
+{
+	struct io_fault *m = machine(5);
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	struct recs app = { 0 }, got = { 0 };
+	static uint8_t buf[4096 - WAL_REC_HDR];
+	lsn_t end = 0, lsn_field, released = 0;
+
+	/* 4096-byte records: 256 a lap, so the next lap's records sit on the last lap's */
+	for (int i = 0; i < 300; i++) {
+		memset(buf, i, sizeof(buf));
+		if (end + 4096 - released > RING)
+			wal_release(w, released = end - 64 * 4096);
+		append_ok(w, &app, &end, 1, buf, sizeof(buf));
+	}
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	TU_ASSERT(checksum_holds_at(m, end, header_salt(m), &lsn_field), "%s",
+		  "a valid old record follows the end");
+	TU_ASSERT_EQ(lsn_field, end - RING, "%s", "from the previous lap");
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, released, &got), end, "%s", "stops at the stale record");
+	expect_prefix(&got, &app, first_at(&app, released), "stale lap");
+	TU_ASSERT_EQ(got.n, app.n - first_at(&app, released), "%s", "every record");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&got);
+}
+END_TEST
+
+/* Records from before a reset have the right LSN for their place but the old salt. */
+START_TEST(log_stale_reset)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 4);
+	struct io_fault *m = machine(seed);
+	struct recs app = { 0 }, got = { 0 };
+	struct tu_rng r;
+	lsn_t end, lsn_field;
+	struct wal *w;
+	uint64_t old_salt;
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	w = log_with(m, &r, 10, 500, &app, &end);
+	old_salt = header_salt(m);
+	wal_release(w, end);
+	TU_ASSERT_EQ(wal_reset(w), 0, "%s", "reset");
+	wal_close(w);
+	TU_ASSERT(checksum_holds_at(m, 0, old_salt, &lsn_field) && lsn_field == 0, "%s",
+		  "the old record is intact, LSN and all");
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), 0, "%s", "nothing after a reset");
+	TU_ASSERT_EQ(got.n, 0, "%s", "no record");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* A bad checksum in the middle: recovery stops there; new records overwrite from there, and
+ * the valid old records after it never come back, even when a new record has exactly the
+ * size of the one it replaces (INV-5).  Variant 1 loses the record to a power cut instead. */
+START_TEST(log_stale_ahead)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 5);
+	struct recs app = { 0 }, got = { 0 };
+	struct tu_rng r;
+	struct wal_stat s;
+	static uint8_t buf[3000];
+	uint8_t hdr[WAL_REC_HDR];
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	for (int v = 0; v < 2; v++) {
+		struct io_fault *m = machine(seed + (uint64_t)v);
+		lsn_t end, lsn_field;
+		struct wal *w = log_with(m, &r, v == 0 ? 10 : 5, sizeof(buf), &app, &end);
+		const struct rec *x;
+		uint8_t flip;
+
+		if (v == 0) {
+			/* flip one payload byte of record 5 */
+			x = &app.v[5];
+			TU_ASSERT_EQ(io_fault_peek(m, LOGF, HDR + x->lsn % RING + 30, &flip, 1), 0,
+				     "%s", "peek");
+			flip ^= 0x10;
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING + 30, &flip, 1);
+			wal_close(w);
+		} else {
+			/* records 5..9 appended unsynced, kept by the cut, 5 then torn */
+			for (int i = 0; i < 5; i++) {
+				tu_rng_bytes(&r, buf, sizeof(buf));
+				append_ok(w, &app, &end, 2, buf, tu_rng_below(&r, sizeof(buf)));
+			}
+			x = &app.v[5];
+			io_fault_set_cut_mode(m, IO_CUT_KEEP_ALL);
+			io_fault_power_cut(m);
+			wal_close(w);
+			memset(hdr, 0, sizeof(hdr));
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING + 8, hdr, 8); /* torn lsn */
+			m = reboot(m, seed);
+		}
+		TU_ASSERT(checksum_holds_at(m, app.v[6].lsn, header_salt(m), &lsn_field) &&
+			  lsn_field == app.v[6].lsn, "%s", "record 6 is valid where it is");
+		w = wopen_ok(io_fault_env(m), LOGF, false);
+		TU_ASSERT_EQ(recover_ok(w, 0, &got), x->lsn, "variant %d: stops at record 5", v);
+		expect_prefix(&got, &app, 0, "bad checksum");
+		TU_ASSERT_EQ(got.n, 5, "%s", "records 0..4");
+		wal_stat(w, &s);
+		TU_ASSERT(s.durable == x->lsn && s.n_syncs == 1, "%s", "erased, synced");
+		TU_ASSERT(!checksum_holds_at(m, app.v[6].lsn, header_salt(m), &lsn_field), "%s",
+			  "record 6 is erased");
+		/* a new record of record 5's size: realigns with the old record 6 */
+		struct recs app2 = { 0 };
+		lsn_t end2 = x->lsn;
+
+		for (size_t i = 0; i < 5; i++)
+			recs_add(&app2, app.v[i].lsn, app.v[i].end, app.v[i].type, app.v[i].data,
+				 app.v[i].len);
+		memset(buf, 0x5a, sizeof(buf));
+		append_ok(w, &app2, &end2, 6, buf, x->len);
+		TU_ASSERT_EQ(end2, app.v[6].lsn, "%s", "the new record ends where 6 began");
+		TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+		wal_close(w);
+		m = reboot(m, seed + 7);
+		w = wopen_ok(io_fault_env(m), LOGF, false);
+		TU_ASSERT_EQ(recover_ok(w, 0, &got), end2, "variant %d: no old record after", v);
+		expect_prefix(&got, &app2, 0, "after overwrite");
+		TU_ASSERT_EQ(got.n, 6, "%s", "0..4 and the new one");
+		wal_close(w);
+		io_fault_free(m);
+		recs_free(&app);
+		recs_free(&app2);
+	}
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* Rewrite the header's checksum after changing it. */
+static void reseal_header(uint8_t *h)
+{
+	st64(h, checksum64(h + 8, HDR - 8, 0));
+}
+
+START_TEST(log_header)
+{
+	struct io_fault *m0 = machine(6), *m;
+	struct wal *w = wopen_ok(io_fault_env(m0), LOGF, true);
+	struct recs got = { 0 };
+	uint8_t h0[HDR], h[HDR];
+	lsn_t end = 0;
+	struct io_file *f;
+	/* each case XORs one header byte, then maybe recomputes the checksum */
+	static const struct {
+		const char *what;
+		size_t off;
+		uint8_t xor;
+		bool reseal;
+		int want;
+	} cases[] = {
+		{ "checksum", 0, 1, false, -EUCLEAN },
+		{ "salt", 32, 1, false, -EUCLEAN },
+		{ "magic", 8, 0x20, false, -EINVAL },
+		{ "magic, resealed", 14, 0x20, true, -EINVAL },
+		{ "version 2", 16, 3, true, -EPROTONOSUPPORT },
+		{ "version 2, not resealed", 16, 3, false, -EUCLEAN },
+		{ "zero field", 21, 1, true, -EUCLEAN },
+		{ "ring_bytes not a multiple of 4096", 24, 0x10, true, -EUCLEAN },
+		{ "ring_bytes below the minimum", 26, 0x18, true, -EUCLEAN },
+		{ "ring_bytes huge", 31, 0x40, true, -EUCLEAN },
+		{ "a reserved byte", 4000, 1, true, -EUCLEAN },
+	};
+
+	append_ok(w, &got, &end, 1, (const uint8_t *)"x", 1);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	recs_free(&got);
+	TU_ASSERT_EQ(io_fault_peek(m0, LOGF, 0, h0, HDR), 0, "%s", "peek");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		m = tf_machine_copy(m0, i);
+		memcpy(h, h0, HDR);
+		h[cases[i].off] ^= cases[i].xor;
+		if (cases[i].reseal)
+			reseal_header(h);
+		io_fault_poke(m, LOGF, 0, h, HDR);
+		tu_log_clear();
+		TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, false, 0, &w), cases[i].want, "%s",
+			     cases[i].what);
+		TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, true, false, 0, &w), cases[i].want,
+			     "%s (create)", cases[i].what);
+		TU_ASSERT(tu_log_contains("wal: " LOGF ": "), "%s: logged", cases[i].what);
+		io_fault_free(m);
+	}
+
+	/* a creation interrupted before the header: zero header, short file */
+	m = tf_machine_copy(m0, 100);
+	memset(h, 0, HDR);
+	io_fault_poke(m, LOGF, 0, h, HDR);
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, false, 0, &w), -EINVAL, "%s", "zero");
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, true, false, RING, &w), 0, "%s", "recreated");
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), 0, "%s", "empty");
+	wal_close(w);
+	TU_ASSERT_EQ(io_open(io_fault_env(m), "/short", IO_OPEN_CREATE, 0644, &f), 0, "%s", "f");
+	TU_ASSERT_EQ(io_pwrite(f, h, 100, 0), 100, "%s", "write");
+	io_close(f);
+	TU_ASSERT_EQ(wopen(io_fault_env(m), "/short", false, false, 0, &w), -EINVAL, "%s", "short");
+	TU_ASSERT_EQ(wopen(io_fault_env(m), "/short", true, false, 0, &w), 0, "%s", "created");
+	wal_close(w);
+	io_fault_free(m);
+
+	/* the header durable, the ring's allocation lost: allocated again, records kept */
+	m = tf_machine_copy(m0, 101);
+	TU_ASSERT_EQ(io_open(io_fault_env(m), LOGF, 0, 0644, &f), 0, "%s", "f");
+	TU_ASSERT_EQ(io_truncate(f, HDR + 4096), 0, "%s", "truncate");
+	TU_ASSERT_EQ(io_sync(f), 0, "%s", "sync");
+	io_close(f);
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, true, 0, &w), 0, "%s", "rdonly");
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), end, "%s", "rdonly, short ring");
+	TU_ASSERT_EQ(got.n, 1, "%s", "the record");
+	TU_ASSERT_EQ(recover_ok(w, 8192, &got), 8192, "%s", "past the end of the file: zeros");
+	wal_close(w);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(io_fault_file_size(m, LOGF), HDR + RING, "%s", "allocated again");
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), end, "%s", "the record is kept");
+	wal_close(w);
+	io_fault_free(m);
+	io_fault_free(m0);
+	recs_free(&got);
+}
+END_TEST
+
+static int fail_fn(void *c, lsn_t l, unsigned t, const void *p, size_t n)
+{
+	return -ENOTRECOVERABLE;
+}
+
+/* Records with valid checksums and LSNs whose sizes or types are impossible. */
+START_TEST(log_crafted)
+{
+	struct io_fault *m0 = machine(7), *m;
+	struct wal *w = wopen_ok(io_fault_env(m0), LOGF, true);
+	struct recs got = { 0 };
+	uint64_t salt;
+	static uint8_t pay[RING / 2];
+	const lsn_t L = 3 * RING; /* a lap start: recover from L - 4096 */
+	const lsn_t F = L - 4096;
+
+	wal_close(w);
+	salt = header_salt(m0);
+	/* 0: a record crossing the end of the ring */
+	m = tf_machine_copy(m0, 0);
+	poke_rec(m, F, 4096 + 8, 1, F, pay, 4096 + 8 - WAL_REC_HDR, salt);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, F, &got), F, "%s", "crossing the lap end");
+	wal_close(w);
+	io_fault_free(m);
+	/* 1: a pad record with a payload */
+	m = tf_machine_copy(m0, 1);
+	poke_rec(m, F, 32, WAL_PAD, F, pay, 8, salt);
+	poke_rec(m, L, 30, 1, L, pay, 6, salt);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, F, &got), F, "%s", "pad with payload");
+	wal_close(w);
+	io_fault_free(m);
+	/* 2: a proper pad, then a record on the next lap: both followed */
+	m = tf_machine_copy(m0, 2);
+	poke_rec(m, F, WAL_REC_HDR, WAL_PAD, F, pay, 0, salt);
+	poke_rec(m, L, 30, 9, L, "abcdef", 6, salt);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, F, &got), L + 32, "%s", "pad then record");
+	TU_ASSERT(got.n == 1 && got.v[0].lsn == L && got.v[0].type == 9 && got.v[0].len == 6,
+		  "%s", "the record after the pad");
+	/* and from inside a gap (fewer than 24 bytes before the lap end) */
+	TU_ASSERT_EQ(recover_ok(w, L - 16, &got), L + 32, "%s", "from a gap");
+	TU_ASSERT_EQ(got.n, 1, "%s", "the record after the gap");
+	wal_close(w);
+	io_fault_free(m);
+	/* 3: sizes: below the header; over the u32 bound; over half the ring; wrong salt */
+	for (int v = 0; v < 4; v++) {
+		m = tf_machine_copy(m0, 3 + (uint64_t)v);
+		if (v == 0)
+			poke_rec(m, L, 16, 1, L, pay, 0, salt);
+		else if (v == 1)
+			poke_rec(m, L, 0xfffffffcu, 1, L, pay, 0, salt);
+		else if (v == 2)
+			poke_rec(m, L, RING / 2 + 8, 1, L, pay, RING / 2 + 8 - WAL_REC_HDR, salt);
+		else
+			poke_rec(m, L, 30, 1, L, pay, 6, salt + 1);
+		w = wopen_ok(io_fault_env(m), LOGF, false);
+		TU_ASSERT_EQ(recover_ok(w, L, &got), L, "size variant %d", v);
+		TU_ASSERT_EQ(got.n, 0, "size variant %d", v);
+		wal_close(w);
+		io_fault_free(m);
+	}
+	/* 4: fn's error stops the replay and is returned; the log is not recovered */
+	m = tf_machine_copy(m0, 10);
+	poke_rec(m, L, 30, 1, L, pay, 6, salt);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	lsn_t e;
+	TU_ASSERT_EQ(wal_recover(w, L, NULL, NULL, &e), -EINVAL, "%s", "no fn");
+	TU_ASSERT_EQ(wal_recover(w, L, fail_fn, NULL, &e), -ENOTRECOVERABLE, "%s", "fn's error");
+	TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &e), -EINVAL, "%s", "still not recovered");
+	TU_ASSERT_EQ(recover_ok(w, L, &got), L + 32, "%s", "again");
+	wal_close(w);
+	io_fault_free(m);
+	io_fault_free(m0);
+	recs_free(&got);
+}
+END_TEST
+
+/* Random garbage in the ring: recovery returns, replays a bounded, well-formed sequence, and
+ * appends then continue so that a second recovery gives the same records plus the new one. */
+START_TEST(log_garbage)
+{
+	uint64_t seed0 = tu_seed("KVFS_SEED", DEFAULT_SEED + 6), seed, x = seed0;
+	bool one = tu_seed_given("KVFS_SEED", &seed);
+	uint8_t *ring = malloc(RING), *buf = malloc(RING / 2);
+	struct recs got = { 0 }, got2 = { 0 };
+
+	TU_ASSERT(ring && buf, "%s", "out of memory");
+	for (int iter = 0; iter < (one ? 1 : 60); iter++) {
+		struct tu_rng r;
+		struct io_fault *m;
+		struct wal *w;
+		uint64_t salt, style;
+		lsn_t base, from, end, e;
+
+		seed = one ? seed : tu_splitmix64(&x);
+		tu_seed_begin("KVFS_SEED", seed);
+		tu_rng_init(&r, seed);
+		m = machine(seed);
+		w = wopen_ok(io_fault_env(m), LOGF, true);
+		salt = header_salt(m);
+		base = tu_rng_below(&r, 4) * RING;
+		from = base + (tu_rng_below(&r, RING) & ~7ull);
+		style = tu_rng_below(&r, 5);
+		if (style < 4) {
+			wal_close(w);
+			tu_rng_bytes(&r, ring, RING);
+			if (style == 1)
+				memset(ring, 0xff, RING);
+			for (uint64_t o = 0; style >= 2 && o + WAL_REC_HDR <= RING; o += 8) {
+				/* headers with the right LSN for their place and random sizes; in
+				 * style 3 also right checksums when the size allows */
+				if (!tu_rng_chance(&r, 1, style == 2 ? 4 : 64))
+					continue;
+				lsn_t l = o >= from % RING ? from - from % RING + o
+							   : from - from % RING + RING + o;
+				uint32_t sz = tu_rng_chance(&r, 1, 2)
+						      ? (uint32_t)tu_rng_next(&r)
+						      : (uint32_t)tu_rng_below(&r, 5000);
+				st32(ring + o, sz);
+				st32(ring + o + 4, (uint32_t)tu_rng_below(&r, 3));
+				st64(ring + o + 8, l);
+				if (style == 3 && sz >= WAL_REC_HDR && o + sz <= RING)
+					st64(ring + o + 16, t_rec_checksum(ring + o, ring + o + 24,
+									   sz - WAL_REC_HDR, salt));
+			}
+			io_fault_poke(m, LOGF, HDR, ring, RING);
+		} else {
+			/* a valid chain from `from`, then garbage spans over it */
+			struct recs app = { 0 };
+			lsn_t me = from;
+
+			TU_ASSERT_EQ(wal_recover(w, from, collect, &got, &e), 0, "%s", "new log");
+			for (int i = 0; i < 25; i++) {
+				size_t len = tu_rng_below(&r, 30000);
+
+				unsigned type = 1 + (unsigned)tu_rng_below(&r, 3);
+
+				tu_rng_bytes(&r, buf, len);
+				append_ok(w, &app, &me, type, buf, len);
+			}
+			wal_close(w);
+			for (int i = 0; i < 5; i++) {
+				size_t len = 1 + tu_rng_below(&r, 64);
+				uint64_t off = tu_rng_below(&r, RING - len);
+
+				tu_rng_bytes(&r, buf, len);
+				io_fault_poke(m, LOGF, HDR + off, buf, len);
+			}
+			recs_free(&app);
+			recs_free(&got);
+		}
+		w = wopen_ok(io_fault_env(m), LOGF, false);
+		end = recover_ok(w, from, &got);
+		TU_ASSERT(end <= from + RING, "end %" PRIu64 " past one lap from %" PRIu64, end,
+			  from);
+		for (size_t i = 0; i < got.n; i++) {
+			TU_ASSERT(got.v[i].lsn >= from && got.v[i].lsn < end &&
+				  got.v[i].len <= RING / 2 && got.v[i].type != WAL_PAD &&
+				  (i == 0 || got.v[i].lsn > got.v[i - 1].lsn), "record %zu", i);
+		}
+		/* appends continue after the garbage (when the ring has room) */
+		lsn_t me = end, rec_end;
+
+		model_place(RING, end, 100, &rec_end);
+		if (rec_end - from <= RING) {
+			struct recs app = { 0 };
+
+			for (size_t i = 0; i < got.n; i++)
+				recs_add(&app, got.v[i].lsn, 0, got.v[i].type, got.v[i].data,
+					 got.v[i].len);
+			memset(buf, 0x33, 100);
+			append_ok(w, &app, &me, 77, buf, 100);
+			TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+			wal_close(w);
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			TU_ASSERT_EQ(recover_ok(w, from, &got2), me, "%s", "second recovery");
+			expect_prefix(&got2, &app, 0, "garbage, then an append");
+			TU_ASSERT_EQ(got2.n, app.n, "%s", "every record");
+			recs_free(&app);
+		}
+		wal_close(w);
+		io_fault_free(m);
+		tu_seed_end();
+	}
+	free(ring);
+	free(buf);
+	recs_free(&got);
+	recs_free(&got2);
+}
+END_TEST
+
+/* ---- crash --------------------------------------------------------------------------------- */
+
+static const char *mode_name(enum io_fault_cut_mode mode)
+{
+	return mode == IO_CUT_RANDOM ? "random" : mode == IO_CUT_KEEP_ALL ? "keep" : "drop";
+}
+
+/* One cut: run the workload with power cut at the kth sync from the first append (k past
+ * the last sync: cut after the workload), recover, check; then a second session that appends
+ * records of the lost records' sizes, syncs two, and is cut at random; check again.  Returns
+ * true when the cut fell inside the workload. */
+static bool crash_one(uint64_t seed, enum io_fault_cut_mode mode, uint64_t k,
+		      const struct workload *wl)
+{
+	struct io_fault *m = machine(seed ^ k << 20);
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	struct recs got = { 0 }, all = { 0 };
+	struct run run;
+	char what[96];
+	static uint8_t buf[60000];
+	lsn_t e, from;
+	size_t first, n1;
+	bool cut;
+
+	snprintf(what, sizeof(what), "mode %s, cut at sync %" PRIu64, mode_name(mode), k);
+	TU_ASSERT_EQ(wal_recover(w, wl->base, collect, &got, &e), 0, "%s", "new log");
+	TU_ASSERT_EQ(e, wl->base, "%s", "new log end");
+	io_fault_set_cut_mode(m, mode);
+	io_fault_cut_at_sync(m, k);
+	wl_run(w, wl, seed, &run);
+	cut = io_fault_dead(m);
+	if (run.err)
+		TU_ASSERT(run.err == -EIO && cut, "%s: error %s without a cut", what,
+			  tf_errname(run.err));
+	if (!cut)
+		io_fault_power_cut(m);
+	TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &e), -EIO, "%s: dead machine", what);
+	wal_close(w);
+	m = reboot(m, seed + k);
+
+	/* session 1 recovered */
+	from = run.released;
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	e = recover_ok(w, from, &got);
+	first = first_at(&run.app, from);
+	expect_prefix(&got, &run.app, first, what);
+	TU_ASSERT(first + got.n >= run.n_synced, "%s: %zu records recovered, %zu synced", what,
+		  got.n, run.n_synced - first);
+	if (mode == IO_CUT_KEEP_ALL)
+		TU_ASSERT_EQ(got.n, run.app.n - first, "%s: everything kept", what);
+	if (mode == IO_CUT_DROP_ALL)
+		TU_ASSERT_EQ(first + got.n, run.n_synced > first ? run.n_synced : first,
+			     "%s: nothing unsynced", what);
+	expect_end(e, &got, &run.app, first, from, what);
+	n1 = got.n;
+
+	/* session 2: records of the sizes of those lost, then a random cut */
+	for (size_t i = 0; i < n1; i++) {
+		const struct rec *a = &run.app.v[first + i];
+
+		recs_add(&all, a->lsn, a->end, a->type, a->data, a->len);
+	}
+	lsn_t me = e;
+	size_t n2 = 0, synced2 = n1;
+
+	for (size_t j = first + n1; j < run.app.n + 2 && n2 < 6; j++, n2++) {
+		size_t len = j < run.app.n ? run.app.v[j].len : 100 * j;
+
+		wl_payload(buf, len, seed + 1, j);
+		append_ok(w, &all, &me, 8, buf, len);
+		if (n2 == 1) {
+			TU_ASSERT_EQ(wal_sync(w), 0, "%s: session 2 sync", what);
+			synced2 = all.n;
+		}
+	}
+	io_fault_set_cut_mode(m, IO_CUT_RANDOM);
+	io_fault_power_cut(m);
+	wal_close(w);
+	m = reboot(m, seed + k + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	strncat(what, ", session 2", sizeof(what) - strlen(what) - 1);
+	e = recover_ok(w, from, &got);
+	expect_prefix(&got, &all, 0, what);
+	TU_ASSERT(got.n >= synced2, "%s: %zu recovered, %zu synced", what, got.n, synced2);
+	expect_end(e, &got, &all, 0, from, what);
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&got);
+	recs_free(&all);
+	recs_free(&run.app);
+	return cut;
+}
+
+START_TEST(crash_cut_every_sync)
+{
+	uint64_t seed, x = DEFAULT_SEED + 7;
+	bool one = tu_seed_given("KVFS_SEED", &seed);
+	static const enum io_fault_cut_mode modes[] = { IO_CUT_RANDOM, IO_CUT_KEEP_ALL,
+							IO_CUT_DROP_ALL };
+	size_t cuts = 0, in_workload = 0;
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int s = 0; s < (one ? 1 : 8); s++) {
+		struct workload wl;
+
+		seed = one ? seed : tu_splitmix64(&x);
+		tu_seed_begin("KVFS_SEED", seed);
+		wl_make(&wl, seed);
+		for (size_t mi = 0; mi < 3; mi++) {
+			for (uint64_t k = 1; k <= wl.n_syncs + 1; k++) {
+				in_workload += crash_one(seed, modes[mi], k, &wl);
+				cuts++;
+			}
+		}
+		tu_seed_end();
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	fprintf(stderr, "wal crash: %zu power cuts (%zu at a sync of the writer), %.2f s\n", cuts,
+		in_workload, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (!one)
+		TU_ASSERT(cuts >= 500, "only %zu cuts", cuts);
+}
+END_TEST
+
+/* A slow sync: an io_env that forwards to another but sleeps after each sync has taken
+ * effect, as a real fdatasync returns some time after its flush point — the window in which
+ * a flusher must not count records appended after its sync began. */
+struct slow_file {
+	struct io_file base;
+	struct io_file *in;
+};
+
+static struct io_file *inner(struct io_file *f)
+{
+	return ((struct slow_file *)f)->in;
+}
+
+static ssize_t slow_pread(struct io_file *f, void *b, size_t n, uint64_t off)
+{
+	return io_pread(inner(f), b, n, off);
+}
+
+static ssize_t slow_pwrite(struct io_file *f, const void *b, size_t n, uint64_t off)
+{
+	return io_pwrite(inner(f), b, n, off);
+}
+
+static int slow_sync(struct io_file *f)
+{
+	int rc = io_sync(inner(f));
+
+	usleep(200);
+	return rc;
+}
+
+static int slow_size(struct io_file *f, uint64_t *sz)
+{
+	return io_size(inner(f), sz);
+}
+
+static int slow_truncate(struct io_file *f, uint64_t sz)
+{
+	return io_truncate(inner(f), sz);
+}
+
+static int slow_allocate(struct io_file *f, uint64_t off, uint64_t len)
+{
+	return io_allocate(inner(f), off, len);
+}
+
+static int slow_map(struct io_file *f, size_t reserve, const void **addr)
+{
+	return io_map(inner(f), reserve, addr);
+}
+
+static void slow_unmap(struct io_file *f, const void *addr, size_t reserve)
+{
+	io_unmap(inner(f), addr, reserve);
+}
+
+static int slow_lock(struct io_file *f, int mode)
+{
+	return io_lock(inner(f), mode);
+}
+
+static void slow_close(struct io_file *f)
+{
+	io_close(inner(f));
+	free(f);
+}
+
+static const struct io_methods slow_methods = {
+	.pread = slow_pread, .pwrite = slow_pwrite, .sync = slow_sync, .size = slow_size,
+	.truncate = slow_truncate, .allocate = slow_allocate, .map = slow_map,
+	.unmap = slow_unmap, .lock = slow_lock, .close = slow_close,
+};
+
+struct slow_env {
+	struct io_env base;
+	struct io_env *in;
+};
+
+static int slow_open(struct io_env *env, const char *path, int flags, mode_t mode,
+		     struct io_file **out)
+{
+	struct slow_file *f = calloc(1, sizeof(*f));
+	int rc;
+
+	if (!f)
+		return -ENOMEM;
+	rc = io_open(((struct slow_env *)env)->in, path, flags, mode, &f->in);
+	if (rc < 0) {
+		free(f);
+		return rc;
+	}
+	f->base.m = &slow_methods;
+	*out = &f->base;
+	return 0;
+}
+
+static int slow_unlink(struct io_env *env, const char *path)
+{
+	struct io_env *in = ((struct slow_env *)env)->in;
+
+	return in->unlink(in, path);
+}
+
+/* Group commit under power cuts: 8 threads append and wal_wait_durable; cut at the kth sync;
+ * every record whose wait returned 0 is recovered, and every recovered record is one that was
+ * appended at that LSN (INV-3: a flush covers only what was written before it began). */
+#define CG_THREADS 8
+#define CG_COMMITS 40
+
+struct cg_arg {
+	struct wal *w;
+	pthread_barrier_t *go;
+	uint32_t id;
+	size_t n_app, n_acked; /* records appended; of those, the first n_acked are durable */
+	lsn_t lsn[CG_COMMITS];
+};
+
+static void *cg_thread(void *p)
+{
+	struct cg_arg *a = p;
+	uint8_t buf[40];
+
+	pthread_barrier_wait(a->go);
+	for (uint32_t i = 0; i < CG_COMMITS; i++) {
+		struct iovec iov = { buf, sizeof(buf) };
+		lsn_t end = 0;
+
+		st32(buf, a->id);
+		st32(buf + 4, i);
+		tf_value_fill(buf + 8, sizeof(buf) - 8, (uint64_t)a->id << 32 | i);
+		if (wal_append(a->w, 1, &iov, 1, &end) != 0)
+			break;
+		a->lsn[i] = end - sizeof(buf) - WAL_REC_HDR;
+		a->n_app = i + 1;
+		if (wal_wait_durable(a->w, end) != 0)
+			break;
+		a->n_acked = i + 1;
+	}
+	return NULL;
+}
+
+START_TEST(crash_group_commit)
+{
+	uint64_t seed0 = tu_seed("KVFS_SEED", DEFAULT_SEED + 10);
+	size_t runs = 0;
+
+	tu_seed_begin("KVFS_SEED", seed0);
+	for (int mi = 0; mi < 2; mi++) {
+		for (uint64_t k = 1;; k += 1 + k / 4, runs++) {
+			static struct cg_arg args[CG_THREADS];
+			struct io_fault *m = machine(seed0 + k);
+			struct slow_env slow = { { slow_open, slow_unlink }, io_fault_env(m) };
+			struct wal *w = wopen_ok(&slow.base, LOGF, true);
+			pthread_t t[CG_THREADS];
+			pthread_barrier_t go;
+			struct recs got = { 0 };
+			lsn_t e;
+			bool cut;
+
+			io_fault_set_cut_mode(m, mi ? IO_CUT_RANDOM : IO_CUT_DROP_ALL);
+			io_fault_cut_at_sync(m, k);
+			pthread_barrier_init(&go, NULL, CG_THREADS);
+			for (uint32_t i = 0; i < CG_THREADS; i++) {
+				args[i] = (struct cg_arg){ .w = w, .go = &go, .id = i };
+				TU_ASSERT_EQ(pthread_create(&t[i], NULL, cg_thread, &args[i]), 0,
+					     "%s", "thread");
+			}
+			for (int i = 0; i < CG_THREADS; i++)
+				pthread_join(t[i], NULL);
+			pthread_barrier_destroy(&go);
+			cut = io_fault_dead(m);
+			if (!cut)
+				io_fault_power_cut(m);
+			wal_close(w);
+			m = reboot(m, seed0 + k);
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			e = recover_ok(w, 0, &got);
+			for (size_t i = 0; i < got.n; i++) {
+				const struct rec *g = &got.v[i];
+				uint32_t id = ld32(g->data), seq = ld32(g->data + 4);
+
+				TU_ASSERT(g->len == 40 && id < CG_THREADS && seq < args[id].n_app &&
+					  args[id].lsn[seq] == g->lsn &&
+					  tf_value_check(g->data + 8, 32, (uint64_t)id << 32 | seq),
+					  "cut at sync %" PRIu64 ": record %zu at %" PRIu64
+					  " was not appended there", k, i, g->lsn);
+			}
+			for (uint32_t id = 0; id < CG_THREADS; id++)
+				for (size_t j = 0; j < args[id].n_acked; j++)
+					TU_ASSERT(args[id].lsn[j] < e, "cut at sync %" PRIu64 ": "
+						  "durable record %u/%zu lost", k, id, j);
+			wal_close(w);
+			io_fault_free(m);
+			recs_free(&got);
+			if (!cut)
+				break;
+		}
+	}
+	fprintf(stderr, "wal crash_group_commit: %zu cuts\n", runs + 2);
+	tu_seed_end();
+}
+END_TEST
+
+/* ---- fault ---------------------------------------------------------------------------------- */
+
+static const enum io_fault_kind kinds[] = { IO_FAULT_EIO, IO_FAULT_ENOSPC, IO_FAULT_SHORT };
+static const char *const kind_names[] = { "EIO", "ENOSPC", "short write" };
+
+static void expect_injected(int rc, size_t ki, const char *what)
+{
+	if (kinds[ki] == IO_FAULT_EIO)
+		TU_ASSERT_EQ(rc, -EIO, "%s", what);
+	else
+		TU_ASSERT(rc == -EIO || rc == -ENOSPC, "%s: %s", what, tf_errname(rc));
+}
+
+/* After a failed creation on m: creating again works, and the log then holds a record
+ * across a power cut.  Frees m. */
+static void create_again(struct io_fault *m, uint64_t n)
+{
+	struct recs got = { 0 };
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	lsn_t end = 0;
+
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), 0, "%s", "empty");
+	append_ok(w, &got, &end, 1, (const uint8_t *)"x", 1);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	m = reboot(m, n + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), 32, "%s", "the record");
+	TU_ASSERT_EQ(got.n, 1, "%s", "the record");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&got);
+}
+
+/* Creation: the error is returned; creating again works, on the same machine and after a
+ * power cut (a file with a zero header or no ring is created again). */
+START_TEST(fault_create)
+{
+	for (size_t ki = 0; ki < 3; ki++) {
+		for (uint64_t n = 1;; n++) {
+			struct io_fault *m = machine(n);
+			struct wal *w = NULL;
+			int rc;
+
+			TU_ASSERT(n < 50, "%s", "creation never succeeds");
+			io_fault_fail_at(m, n, kinds[ki]);
+			rc = wopen(io_fault_env(m), LOGF, true, false, RING, &w);
+			if (!io_fault_fired(m)) {
+				TU_ASSERT_EQ(rc, 0, "%s n=%" PRIu64, kind_names[ki], n);
+				wal_close(w);
+				io_fault_free(m);
+				break;
+			}
+			expect_injected(rc, ki, kind_names[ki]);
+			create_again(tf_machine_copy(m, n), n);
+			io_fault_fail_at(m, 0, IO_FAULT_EIO);
+			create_again(m, n);
+		}
+	}
+}
+END_TEST
+
+/* A writer's appends and syncs, failing the Nth call until the workload succeeds. */
+START_TEST(fault_writer)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 8);
+	struct workload wl;
+	size_t runs = 0;
+
+	tu_seed_begin("KVFS_SEED", seed);
+	wl_make(&wl, seed);
+	for (size_t ki = 0; ki < 3; ki++) {
+		for (uint64_t n = 1;; n++, runs++) {
+			struct io_fault *m = machine(seed + n), *m2;
+			struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+			struct recs got = { 0 };
+			struct run run;
+			char what[64];
+			lsn_t e;
+			size_t first;
+
+			TU_ASSERT(n < 1000, "%s", "the workload never succeeds");
+			snprintf(what, sizeof(what), "%s at call %" PRIu64, kind_names[ki], n);
+			TU_ASSERT_EQ(wal_recover(w, wl.base, collect, &got, &e), 0, "%s", "new");
+			io_fault_fail_at(m, n, kinds[ki]);
+			wl_run(w, &wl, seed, &run);
+			if (!io_fault_fired(m)) {
+				TU_ASSERT_EQ(run.err, 0, "%s", what);
+				TU_ASSERT_EQ(run.app.n, wl.n, "%s", what);
+				wal_close(w);
+				io_fault_free(m);
+				recs_free(&run.app);
+				break;
+			}
+			expect_injected(run.err, ki, what);
+			/* failed from now on, without another I/O call */
+			uint64_t calls = io_fault_calls(m);
+
+			TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &e), -EIO, "%s: append after", what);
+			TU_ASSERT_EQ(wal_sync(w), -EIO, "%s: sync after", what);
+			TU_ASSERT_EQ(wal_wait_durable(w, 0), -EIO, "%s: wait after", what);
+			TU_ASSERT_EQ(wal_reset(w), -EIO, "%s: reset after", what);
+			TU_ASSERT_EQ(io_fault_calls(m), calls, "%s: no I/O once failed", what);
+			wal_close(w);
+
+			/* after a power cut: a prefix holding every synced record */
+			first = first_at(&run.app, run.released);
+			m2 = io_fault_reboot(m, n);
+			TU_ASSERT(m2 != NULL, "%s", "reboot");
+			w = wopen_ok(io_fault_env(m2), LOGF, false);
+			e = recover_ok(w, run.released, &got);
+			expect_prefix(&got, &run.app, first, what);
+			TU_ASSERT(first + got.n >= run.n_synced, "%s: synced records lost", what);
+			wal_close(w);
+			io_fault_free(m2);
+			/* reopened on the same machine: every record whose append returned */
+			io_fault_fail_at(m, 0, IO_FAULT_EIO);
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			e = recover_ok(w, run.released, &got);
+			expect_prefix(&got, &run.app, first, what);
+			TU_ASSERT_EQ(got.n, run.app.n - first, "%s: every returned append", what);
+			lsn_t me = e;
+			append_ok(w, &run.app, &me, 5, (const uint8_t *)"again", 5);
+			TU_ASSERT_EQ(wal_sync(w), 0, "%s: the reopened log works", what);
+			wal_close(w);
+			m = reboot(m, n + 1);
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			recover_ok(w, run.released, &got);
+			expect_prefix(&got, &run.app, first, what);
+			TU_ASSERT_EQ(got.n, run.app.n - first, "%s: all durable now", what);
+			wal_close(w);
+			io_fault_free(m);
+			recs_free(&got);
+			recs_free(&run.app);
+		}
+	}
+	fprintf(stderr, "wal fault_writer: %zu failed runs\n", runs);
+	tu_seed_end();
+}
+END_TEST
+
+/* Recovery's erasing writes and sync fail: -EIO, the log failed, a reopen finishes. */
+START_TEST(fault_recover)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 9);
+	struct io_fault *m0 = machine(seed);
+	struct recs app = { 0 }, got = { 0 };
+	struct tu_rng r;
+	lsn_t end, e;
+	struct wal *w;
+	uint8_t zero[8] = { 0 };
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	/* 1000 records (a few windows of the reader), record 3's LSN field torn: 996 to erase */
+	w = log_with(m0, &r, 1000, 900, &app, &end);
+	wal_close(w);
+	io_fault_poke(m0, LOGF, HDR + app.v[3].lsn % RING + 8, zero, 8);
+	for (size_t ki = 0; ki < 3; ki++) {
+		for (uint64_t n = 1;; n++) {
+			struct io_fault *m = tf_machine_copy(m0, n);
+			int rc;
+
+			TU_ASSERT(n < 100, "%s", "recovery never succeeds");
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			io_fault_fail_at(m, n, kinds[ki]);
+			recs_free(&got);
+			rc = wal_recover(w, 0, collect, &got, &e);
+			if (!io_fault_fired(m)) {
+				TU_ASSERT_EQ(rc, 0, "%s", kind_names[ki]);
+				wal_close(w);
+				io_fault_free(m);
+				break;
+			}
+			TU_ASSERT_EQ(rc, -EIO, "%s at call %" PRIu64, kind_names[ki], n);
+			TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &e), -EIO, "%s", "failed");
+			wal_close(w);
+			for (int pass = 0; pass < 2; pass++) {
+				if (pass == 1)
+					m = reboot(m, n);
+				io_fault_fail_at(m, 0, IO_FAULT_EIO);
+				w = wopen_ok(io_fault_env(m), LOGF, false);
+				TU_ASSERT_EQ(recover_ok(w, 0, &got), app.v[3].lsn, "%s", "end");
+				expect_prefix(&got, &app, 0, "after a failed recovery");
+				TU_ASSERT_EQ(got.n, 3, "%s", "records 0..2");
+				wal_close(w);
+			}
+			/* erased for good: a record of record 3's size does not bring 4.. back */
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			recover_ok(w, 0, &got);
+			TU_ASSERT_EQ(wal_append(w, 1, (struct iovec[]){ { app.v[3].data,
+				     app.v[3].len } }, 1, &e), 0, "%s", "append");
+			TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+			wal_close(w);
+			m = reboot(m, n + 2);
+			w = wopen_ok(io_fault_env(m), LOGF, false);
+			TU_ASSERT_EQ(recover_ok(w, 0, &got), app.v[3].end, "%s", "no stale record");
+			TU_ASSERT_EQ(got.n, 4, "%s", "0..2 and the new one");
+			wal_close(w);
+			io_fault_free(m);
+		}
+	}
+	io_fault_free(m0);
+	recs_free(&app);
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
+/* ---- group commit ---------------------------------------------------------------------------- */
+
+#define GC_THREADS 16
+#define GC_COMMITS 200
+
+struct gc_arg {
+	struct wal *w;
+	pthread_barrier_t *go;
+	int id;
+	int rc;
+	lsn_t lsn[GC_COMMITS];
+};
+
+static void *gc_thread(void *p)
+{
+	struct gc_arg *a = p;
+	uint8_t buf[64];
+
+	pthread_barrier_wait(a->go);
+	for (int i = 0; i < GC_COMMITS && a->rc == 0; i++) {
+		struct iovec iov = { buf, sizeof(buf) };
+		lsn_t end = 0;
+
+		memset(buf, 0, sizeof(buf));
+		st32(buf, (uint32_t)a->id);
+		st32(buf + 4, (uint32_t)i);
+		tf_value_fill(buf + 8, sizeof(buf) - 8, (uint64_t)a->id << 32 | (uint64_t)i);
+		a->rc = wal_append(a->w, 1 + (unsigned)a->id, &iov, 1, &end);
+		if (a->rc == 0)
+			a->rc = wal_wait_durable(a->w, end);
+		a->lsn[i] = end - sizeof(buf) - WAL_REC_HDR;
+	}
+	return NULL;
+}
+
+START_TEST(groupcommit_threads)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 8];
+	static struct gc_arg args[GC_THREADS];
+	pthread_t t[GC_THREADS];
+	pthread_barrier_t go;
+	struct recs got = { 0 };
+	struct wal_stat s0, s;
+	struct wal *w;
+	int next[GC_THREADS] = { 0 };
+	struct timespec t0, t1;
+
+	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	TU_ASSERT_EQ(wopen(NULL, path, true, false, 4 * RING, &w), 0, "%s", "open");
+	wal_stat(w, &s0);
+	pthread_barrier_init(&go, NULL, GC_THREADS);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < GC_THREADS; i++) {
+		args[i] = (struct gc_arg){ .w = w, .go = &go, .id = i };
+		TU_ASSERT_EQ(pthread_create(&t[i], NULL, gc_thread, &args[i]), 0, "%s", "thread");
+	}
+	for (int i = 0; i < GC_THREADS; i++)
+		pthread_join(t[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < GC_THREADS; i++)
+		TU_ASSERT_EQ(args[i].rc, 0, "thread %d", i);
+	wal_stat(w, &s);
+	uint64_t syncs = s.n_syncs - s0.n_syncs;
+	fprintf(stderr, "wal groupcommit: %d threads x %d commits = %d, %" PRIu64 " fdatasyncs "
+		"(%.1f commits per fdatasync, %" PRIu64 " waits), %.2f s\n", GC_THREADS,
+		GC_COMMITS, GC_THREADS * GC_COMMITS, syncs,
+		(double)(GC_THREADS * GC_COMMITS) / (double)(syncs ? syncs : 1), s.n_waits,
+		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	TU_ASSERT(syncs <= GC_THREADS * GC_COMMITS / 2, "%" PRIu64 " syncs for %d commits", syncs,
+		  GC_THREADS * GC_COMMITS);
+	TU_ASSERT(s.durable == s.end && s.n_appends == GC_THREADS * GC_COMMITS, "%s", "stat");
+	wal_close(w);
+
+	TU_ASSERT_EQ(wopen(NULL, path, false, false, 0, &w), 0, "%s", "reopen");
+	recover_ok(w, 0, &got);
+	TU_ASSERT_EQ(got.n, GC_THREADS * GC_COMMITS, "%s", "every commit recovered");
+	for (size_t i = 0; i < got.n; i++) {
+		const struct rec *g = &got.v[i];
+		uint32_t id = ld32(g->data), seq = ld32(g->data + 4);
+
+		TU_ASSERT(g->len == 64 && id < GC_THREADS && g->type == 1 + id, "record %zu", i);
+		TU_ASSERT_EQ(seq, next[id], "thread %u's records in order", id);
+		TU_ASSERT_EQ(g->lsn, args[id].lsn[seq], "record %zu's LSN", i);
+		TU_ASSERT(tf_value_check(g->data + 8, 56, (uint64_t)id << 32 | seq), "payload %zu",
+			  i);
+		next[id]++;
+	}
+	wal_close(w);
+	recs_free(&got);
+	tu_rmtree(dir);
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------------------------- */
+
+static Suite *wal_suite(void)
+{
+	Suite *s = suite_create("wal");
+	TCase *core = tcase_create("core"), *log = tcase_create("log"),
+	      *crash = tcase_create("crash"), *fault = tcase_create("fault"),
+	      *gc = tcase_create("groupcommit");
+
+	tcase_set_timeout(core, 60);
+	tcase_set_timeout(log, 60);
+	tcase_set_timeout(crash, 180);
+	tcase_set_timeout(fault, 120);
+	tcase_set_timeout(gc, 120);
+
+	tcase_add_loop_test(core, core_roundtrip, 0, 2);
+	tcase_add_test(core, core_lsn_laps);
+	tcase_add_test(core, core_release);
+	tcase_add_test(core, core_full_wait);
+	tcase_add_test(core, core_limits);
+	tcase_add_test(core, core_reset);
+
+	tcase_add_test(log, log_torn_tail);
+	tcase_add_test(log, log_stale_lap);
+	tcase_add_test(log, log_stale_reset);
+	tcase_add_test(log, log_stale_ahead);
+	tcase_add_test(log, log_header);
+	tcase_add_test(log, log_crafted);
+	tcase_add_test(log, log_garbage);
+
+	tcase_add_test(crash, crash_cut_every_sync);
+	tcase_add_test(crash, crash_group_commit);
+
+	tcase_add_test(fault, fault_create);
+	tcase_add_test(fault, fault_writer);
+	tcase_add_test(fault, fault_recover);
+
+	tcase_add_test(gc, groupcommit_threads);
+
+	suite_add_tcase(s, core);
+	suite_add_tcase(s, log);
+	suite_add_tcase(s, crash);
+	suite_add_tcase(s, fault);
+	suite_add_tcase(s, gc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(wal_suite());
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

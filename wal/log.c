@@ -1,0 +1,892 @@
+/*
+ * wal/log.c — the write-ahead log (wal/log.h): a ring of checksummed records in STORE-wal,
+ * appended under a mutex with one pwrite each, made durable by group commit, replayed by
+ * wal_recover.  The byte layout is in log.h and man/kvfs.5 "LOG".
+ *
+ * What it does: create (header, preallocated ring) and open the log; place each record at
+ * WAL_HDR_SIZE + lsn % ring_bytes, skipping the rest of a lap with a pad record (or, when
+ * fewer than WAL_REC_HDR bytes remain, with nothing: a gap); wait for room when the ring is
+ * full; run one fdatasync for every waiter of a group commit; replay and validate records at
+ * open; renew the salt when the empty log is reset.
+ *
+ * What it does not: interpret payloads or types (the engine's), decide when to checkpoint
+ * (the engine calls wal_release), lock the file against a second process (the data file's
+ * lock does), or make the directory entry of a new log durable (io_env has no directory
+ * sync; the engine creates the log together with the data file).
+ *
+ * Locking.  w->mu protects every mutable field (the "protected by" comments below).  Appends
+ * hold it across their pwrite, so appends are serialized and `end` only moves past bytes that
+ * are written.  The flusher of a group commit drops it around io_sync, so appends go on
+ * during a flush; this uses one io_file from two threads at once (pwrite in an appender, sync
+ * in the flusher), which both io_posix (plain system calls on one descriptor) and io_fault (a
+ * machine mutex) allow although store/io.h only promises it for readers.
+ *
+ * Invariants:
+ *   INV-1  Placement: a record of padded size P at LSN x lies wholly in one lap,
+ *          x mod ring + P <= ring, and P <= ring / 2; the LSNs of consecutive records differ
+ *          by P, or jump to the next multiple of ring_bytes after a pad record or a gap of
+ *          fewer than WAL_REC_HDR bytes.  (wal_append, place(); checked by recover_scan.)
+ *   INV-2  No overwrite of live records: end - released <= ring_bytes; an append that does
+ *          not fit waits on w->room until wal_release.  (wal_append)
+ *   INV-3  durable <= end, and durable only advances to a `target` that was `end` before a
+ *          sync that then returned 0: every byte below it was written before that sync began.
+ *          (wal_wait_durable, wal_reset)
+ *   INV-4  Sticky failure: once a pwrite or sync failed, w->failed is set for good and every
+ *          later append, wait and reset returns -EIO: a flush is never retried and then
+ *          reported as success.  (fail_locked)
+ *   INV-5  No stale resurrection: after a writable wal_recover, no 8-aligned position of the
+ *          free part of the ring, LSNs [end, from + ring_bytes), holds a header whose lsn
+ *          field equals that position's LSN; the erasing writes are durable before the first
+ *          append.  Without this, after a power cut that tore record A but kept the records
+ *          after it, a new record of A's size written at A's place would make the old records
+ *          after it valid again, out of order.  Checksums cannot tell (same salt, same LSNs).
+ *          (erase_stale; attacked by check_wal.c log_stale_ahead and the crash tests)
+ *   INV-6  Salt: changes only in wal_reset of an empty log, to a new random value, and the
+ *          header carrying it is durable before wal_reset returns: a record written before
+ *          the reset never validates after it.  (wal_reset)
+ *
+ * Recovery never trusts a length: a record's size is checked against WAL_REC_HDR, the rest
+ * of its lap and half the ring before any byte of its payload is read; the walk stops after
+ * one lap (from + ring_bytes), so arbitrary bytes in the ring end the replay, never the
+ * process.
+ */
+#define _GNU_SOURCE
+#include "wal/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/checksum.h"
+
+/* Header field offsets (log.h, man/kvfs.5 "LOG"). */
+#define H_CHECKSUM 0
+#define H_MAGIC 8
+#define H_VERSION 16
+#define H_ZERO 20
+#define H_RING_BYTES 24
+#define H_SALT 32
+#define H_USED_END 40 /* bytes 40..4095 are zero */
+#define WAL_MAGIC "KVFSWAL\0"
+
+/* Record header field offsets. */
+#define R_SIZE 0
+#define R_TYPE 4
+#define R_LSN 8
+#define R_CHECKSUM 16
+
+/* Largest size field: padded to 8 it still fits the u32. */
+#define REC_SIZE_MAX 0xfffffff8u
+/* Recovery reads the ring in windows of this many bytes. */
+#define READ_WINDOW ((size_t)1 << 20)
+
+struct wal {
+	struct io_file *f;
+	char *path;
+	void (*log)(void *ctx, const char *line);
+	void *log_ctx;
+	bool rdonly;
+	uint64_t ring; /* ring_bytes, fixed at open */
+
+	pthread_mutex_t mu;
+	pthread_cond_t flushed; /* a flush ended (durable advanced or the log failed) */
+	pthread_cond_t room;    /* released advanced, or the log failed */
+
+	uint64_t salt;    /* protected by mu */
+	lsn_t end;        /* protected by mu: next append; every byte below it is written */
+	lsn_t durable;    /* protected by mu */
+	lsn_t released;   /* protected by mu */
+	bool ready;       /* protected by mu: appends allowed (created now, or recovered) */
+	bool appended;    /* protected by mu: an append happened (wal_recover is too late) */
+	bool flushing;    /* protected by mu: a thread is in io_sync for the group */
+	int failed;       /* protected by mu: 0, or the sticky -EIO (INV-4) */
+	uint64_t n_appends, bytes_appended, n_syncs, n_waits, n_full_waits; /* protected by mu */
+};
+
+/* ---- little helpers ------------------------------------------------------------------- */
+
+static inline void st32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void st64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t ld32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline uint64_t ld64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline uint64_t round8(uint64_t n)
+{
+	return (n + 7) & ~(uint64_t)7;
+}
+
+static void wlog(const struct wal *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One diagnostic line "wal: PATH: ..." to the log callback (stderr when there is none). */
+static void wlog(const struct wal *w, const char *fmt, ...)
+{
+	char line[512];
+	int n;
+	va_list ap;
+
+	n = snprintf(line, sizeof(line), "wal: %s: ", w->path);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (w->log)
+		w->log(w->log_ctx, line);
+	else
+		fprintf(stderr, "%s\n", line);
+}
+
+/* A new random salt, different from `old`.  getrandom(2), not waiting for the entropy pool
+ * (a log created early at boot must not hang); should the kernel refuse, a hash of clocks, the
+ * pid and an address: the salt needs to differ from every earlier one, not to be secret. */
+static uint64_t new_salt(uint64_t old)
+{
+	uint64_t s = old;
+
+	while (s == old) {
+		ssize_t n = getrandom(&s, sizeof(s), GRND_NONBLOCK);
+
+		if (n == (ssize_t)sizeof(s))
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		struct timespec a, b;
+		clock_gettime(CLOCK_REALTIME, &a);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		uint64_t x = (uint64_t)a.tv_sec * 1000000007u ^ (uint64_t)a.tv_nsec ^
+			     (uint64_t)b.tv_nsec << 32 ^ (uint64_t)getpid() << 40 ^
+			     (uint64_t)(uintptr_t)&x ^ old;
+		s = checksum64(&x, sizeof(x), (uint64_t)b.tv_sec);
+	}
+	return s;
+}
+
+/* Checksum of a record: XXH3-64 of header bytes 0..15 followed by the payload, seed salt. */
+static uint64_t rec_checksum(const uint8_t *hdr, const void *payload, size_t len, uint64_t salt)
+{
+	XXH3_state_t st;
+
+	/* A state on the stack must be initialised: reset_withSeed reuses its derived secret when
+	 * the old seed equals the new one (XXH3_INITSTATE in xxhash.h). */
+	memset(&st, 0, sizeof(st));
+	XXH3_64bits_reset_withSeed(&st, salt);
+	XXH3_64bits_update(&st, hdr, 16);
+	if (len)
+		XXH3_64bits_update(&st, payload, len);
+	return XXH3_64bits_digest(&st);
+}
+
+/* Fill a record header (24 bytes) for a record of `size` bytes (header + payload). */
+static void rec_header(uint8_t *hdr, uint32_t size, uint32_t type, lsn_t lsn, const void *payload,
+		       size_t len, uint64_t salt)
+{
+	st32(hdr + R_SIZE, size);
+	st32(hdr + R_TYPE, type);
+	st64(hdr + R_LSN, lsn);
+	st64(hdr + R_CHECKSUM, rec_checksum(hdr, payload, len, salt));
+}
+
+static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
+{
+	return WAL_HDR_SIZE + lsn % w->ring;
+}
+
+/* Make the log failed (INV-4) after `what` returned `rc`; returns rc.  Caller holds mu. */
+static int fail_locked(struct wal *w, int rc, const char *what)
+{
+	if (!w->failed)
+		wlog(w, "%s failed: %s; the log is failed until reopened", what, strerror(-rc));
+	w->failed = -EIO;
+	pthread_cond_broadcast(&w->flushed);
+	pthread_cond_broadcast(&w->room);
+	return rc;
+}
+
+/* A pwrite that must write everything: 0 or -errno (-EIO for a short count). */
+static int write_full(struct wal *w, const void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = io_pwrite(w->f, buf, len, off);
+
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+/* ---- header ----------------------------------------------------------------------------- */
+
+static void header_encode(uint8_t *h, uint64_t ring, uint64_t salt)
+{
+	memset(h, 0, WAL_HDR_SIZE);
+	memcpy(h + H_MAGIC, WAL_MAGIC, 8);
+	st32(h + H_VERSION, WAL_FORMAT_VERSION);
+	st64(h + H_RING_BYTES, ring);
+	st64(h + H_SALT, salt);
+	st64(h + H_CHECKSUM, checksum64(h + 8, WAL_HDR_SIZE - 8, 0));
+}
+
+/* Decode and check a header: 0, -EINVAL (magic), -EUCLEAN (checksum, fields),
+ * -EPROTONOSUPPORT (version).  *why names the problem. */
+static int header_decode(const uint8_t *h, uint64_t *ring, uint64_t *salt, const char **why)
+{
+	if (memcmp(h + H_MAGIC, WAL_MAGIC, 8) != 0) {
+		*why = "bad magic (not a kvfs log)";
+		return -EINVAL;
+	}
+	if (ld64(h + H_CHECKSUM) != checksum64(h + 8, WAL_HDR_SIZE - 8, 0)) {
+		*why = "header checksum mismatch";
+		return -EUCLEAN;
+	}
+	if (ld32(h + H_VERSION) != WAL_FORMAT_VERSION) {
+		*why = "unknown log format version";
+		return -EPROTONOSUPPORT;
+	}
+	*ring = ld64(h + H_RING_BYTES);
+	*salt = ld64(h + H_SALT);
+	if (ld32(h + H_ZERO) != 0) {
+		*why = "header: nonzero reserved field";
+		return -EUCLEAN;
+	}
+	if (*ring % 4096 != 0 || *ring < WAL_MIN_RING || *ring > WAL_MAX_RING) {
+		*why = "header: ring_bytes out of range";
+		return -EUCLEAN;
+	}
+	for (size_t i = H_USED_END; i < WAL_HDR_SIZE; i++) {
+		if (h[i] != 0) {
+			*why = "header: nonzero reserved bytes";
+			return -EUCLEAN;
+		}
+	}
+	return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Create the log in an empty (or never finished) file: the ring preallocated and durable
+ * first, then the header, then durable again — so that a crash leaves either a complete log
+ * or a header of zeros, which the next create starts over (wal_open). */
+static int create_log(struct wal *w, uint64_t ring)
+{
+	uint8_t *h = malloc(WAL_HDR_SIZE);
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	w->ring = ring;
+	w->salt = new_salt(0);
+	header_encode(h, ring, w->salt);
+	rc = io_allocate(w->f, 0, WAL_HDR_SIZE + ring);
+	if (rc == 0) {
+		rc = io_sync(w->f);
+		w->n_syncs++;
+	}
+	if (rc == 0)
+		rc = write_full(w, h, WAL_HDR_SIZE, 0);
+	if (rc == 0) {
+		rc = io_sync(w->f);
+		w->n_syncs++;
+	}
+	free(h);
+	if (rc < 0)
+		wlog(w, "cannot create the log: %s", strerror(-rc));
+	return rc;
+}
+
+/* ---- open / close ------------------------------------------------------------------------ */
+
+static void wal_free(struct wal *w)
+{
+	if (w->f)
+		io_close(w->f);
+	free(w->path);
+	free(w);
+}
+
+int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
+{
+	static const struct wal_options dflt;
+	struct io_env *io;
+	struct wal *w;
+	uint8_t *h = NULL;
+	uint64_t size = 0, ring = 0, salt = 0;
+	const char *why = NULL;
+	ssize_t n;
+	int rc, flags;
+
+	*out = NULL;
+	if (!opt)
+		opt = &dflt;
+	if (!path || (opt->create && opt->rdonly))
+		return -EINVAL;
+	io = opt->io ? opt->io : io_posix_env();
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->path = strdup(path);
+	w->log = opt->log;
+	w->log_ctx = opt->log_ctx;
+	w->rdonly = opt->rdonly;
+	h = malloc(WAL_HDR_SIZE);
+	if (!w->path || !h) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	flags = (opt->rdonly ? IO_OPEN_RDONLY : 0) | (opt->create ? IO_OPEN_CREATE : 0);
+	rc = io_open(io, path, flags, 0644, &w->f);
+	if (rc < 0) {
+		w->f = NULL;
+		goto fail;
+	}
+	rc = io_size(w->f, &size);
+	if (rc < 0)
+		goto fail;
+	n = size >= WAL_HDR_SIZE ? io_pread(w->f, h, WAL_HDR_SIZE, 0) : 0;
+	if (n < 0) {
+		rc = (int)n;
+		goto fail;
+	}
+	if ((size_t)n < WAL_HDR_SIZE || all_zero(h, WAL_HDR_SIZE)) {
+		/* A new file, or a creation that a crash interrupted before its header was
+		 * durable (create_log writes the header last): no record was ever appended. */
+		if (!opt->create) {
+			rc = -EINVAL;
+			wlog(w, "not a kvfs log (%s)", size < WAL_HDR_SIZE ? "too short" :
+			     "header is zero");
+			goto fail;
+		}
+		ring = opt->ring_bytes ? opt->ring_bytes : WAL_DEFAULT_RING;
+		if (ring > WAL_MAX_RING) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		ring = (ring + 4095) & ~(uint64_t)4095;
+		if (ring < WAL_MIN_RING)
+			ring = WAL_MIN_RING;
+		if (size > 0)
+			wlog(w, "header is zero: creation was interrupted; creating the log again");
+		rc = create_log(w, ring);
+		if (rc < 0)
+			goto fail;
+		w->ready = true; /* a new log: appends start at LSN 0 (or wal_recover's from) */
+	} else {
+		rc = header_decode(h, &ring, &salt, &why);
+		if (rc < 0) {
+			wlog(w, "%s", why);
+			goto fail;
+		}
+		w->ring = ring;
+		w->salt = salt;
+		if (size < WAL_HDR_SIZE + ring && !opt->rdonly) {
+			/* The header is durable but the ring's allocation is not (or the file was
+			 * cut): reserve it again; it changes no byte that is there. */
+			rc = io_allocate(w->f, 0, WAL_HDR_SIZE + ring);
+			if (rc == 0) {
+				rc = io_sync(w->f);
+				w->n_syncs++;
+			}
+			if (rc < 0) {
+				wlog(w, "cannot allocate the ring: %s", strerror(-rc));
+				goto fail;
+			}
+		}
+	}
+	free(h);
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->flushed, NULL);
+	pthread_cond_init(&w->room, NULL);
+	*out = w;
+	return 0;
+fail:
+	free(h);
+	wal_free(w);
+	return rc;
+}
+
+void wal_close(struct wal *w)
+{
+	if (!w)
+		return;
+	pthread_cond_destroy(&w->room);
+	pthread_cond_destroy(&w->flushed);
+	pthread_mutex_destroy(&w->mu);
+	wal_free(w);
+}
+
+/* ---- recovery ---------------------------------------------------------------------------- */
+
+/* A read window over the ring: bytes past the end of the file read as zero. */
+struct rd {
+	struct wal *w;
+	uint8_t *buf;
+	size_t cap;
+	uint64_t off; /* file offset of buf[0] */
+	size_t len;   /* valid bytes in buf */
+};
+
+/* Point *p at file bytes [off, off + n), which lie within one lap of the ring. 0 or -errno. */
+static int rd_get(struct rd *r, uint64_t off, size_t n, const uint8_t **p)
+{
+	uint64_t lap_end = WAL_HDR_SIZE + r->w->ring;
+	size_t want;
+	ssize_t got;
+
+	if (off >= r->off && off + n <= r->off + r->len) {
+		*p = r->buf + (off - r->off);
+		return 0;
+	}
+	want = n > READ_WINDOW ? n : READ_WINDOW;
+	if (want > lap_end - off)
+		want = (size_t)(lap_end - off);
+	if (want > r->cap) {
+		uint8_t *b = realloc(r->buf, want);
+
+		if (!b)
+			return -ENOMEM;
+		r->buf = b;
+		r->cap = want;
+	}
+	r->len = 0;
+	got = io_pread(r->w->f, r->buf, want, off);
+	if (got < 0)
+		return (int)got;
+	memset(r->buf + got, 0, want - (size_t)got);
+	r->off = off;
+	r->len = want;
+	*p = r->buf;
+	return 0;
+}
+
+/* Walk the records from `from`, calling fn for each valid non-pad record; *end receives the
+ * LSN past the last valid one.  0, fn's error, or -errno of a read. */
+static int recover_scan(struct wal *w, struct rd *r, lsn_t from,
+			int (*fn)(void *, lsn_t, unsigned, const void *, size_t), void *ctx,
+			lsn_t *end)
+{
+	const uint64_t ring = w->ring, limit = from + ring;
+	lsn_t lsn = from;
+	int rc = 0;
+
+	while (lsn < limit) {
+		uint64_t pos = lsn % ring, rem = ring - pos;
+		const uint8_t *hdr, *rec;
+		uint32_t size, type;
+		uint64_t padded;
+
+		if (rem < WAL_REC_HDR) { /* a gap: the next record starts the next lap */
+			if (lsn + rem > limit)
+				break; /* no writer could have gone past from + ring (INV-2) */
+			lsn += rem;
+			continue;
+		}
+		rc = rd_get(r, WAL_HDR_SIZE + pos, WAL_REC_HDR, &hdr);
+		if (rc < 0)
+			break;
+		size = ld32(hdr + R_SIZE);
+		type = ld32(hdr + R_TYPE);
+		if (ld64(hdr + R_LSN) != lsn || size < WAL_REC_HDR || size > REC_SIZE_MAX)
+			break; /* torn, stale (another lap) or never written: the end */
+		padded = round8(size);
+		if (type == WAL_PAD && size != WAL_REC_HDR)
+			break; /* a pad record is a bare header */
+		if (padded > rem || padded > ring / 2 || lsn + padded > limit)
+			break; /* INV-1, INV-2 */
+		rc = rd_get(r, WAL_HDR_SIZE + pos, (size_t)padded, &rec);
+		if (rc < 0)
+			break;
+		if (ld64(rec + R_CHECKSUM) !=
+		    rec_checksum(rec, rec + WAL_REC_HDR, size - WAL_REC_HDR, w->salt))
+			break;
+		if (type == WAL_PAD) {
+			if (lsn + rem > limit)
+				break; /* as for a gap */
+			lsn += rem;
+			continue;
+		}
+		/* The payload lives in r's buffer, which fn must not keep (log.h). */
+		rc = fn(ctx, lsn, type, rec + WAL_REC_HDR, size - WAL_REC_HDR);
+		if (rc < 0)
+			break;
+		rc = 0;
+		lsn += padded;
+	}
+	*end = lsn; /* <= limit: nothing valid is longer than one lap */
+	return rc;
+}
+
+/*
+ * INV-5: zero the header of every record-like position in the free ring, LSNs [end, limit),
+ * whose lsn field equals its position's LSN and whose size is at least a header, then make
+ * that durable.  Reads the free part of
+ * the ring once; writes only where it finds such a header (rarely: after a power cut that
+ * kept records behind a torn one).  *wrote tells whether it wrote.  0 or -errno.
+ */
+static int erase_stale(struct wal *w, struct rd *r, lsn_t end, lsn_t limit, bool *wrote)
+{
+	const uint64_t ring = w->ring;
+	lsn_t x = end;
+	int rc;
+
+	*wrote = false;
+	while (x < limit) {
+		uint64_t pos = x % ring, lap_rem = ring - pos;
+		uint64_t seg = limit - x < lap_rem ? limit - x : lap_rem;
+		size_t chunk = seg < READ_WINDOW ? (size_t)seg : READ_WINDOW;
+		/* Read 16 bytes more (within the lap) so that the last positions' lsn fields are
+		 * in the buffer too. */
+		size_t extra = lap_rem - chunk < 16 ? (size_t)(lap_rem - chunk) : 16;
+		const uint8_t *p;
+		uint8_t *b;
+		size_t first = SIZE_MAX, last = 0;
+
+		rc = rd_get(r, WAL_HDR_SIZE + pos, chunk + extra, &p);
+		if (rc < 0)
+			return rc;
+		b = (uint8_t *)p; /* r's own buffer */
+		for (size_t o = 0; o < chunk; o += 8) {
+			if (lap_rem - o < WAL_REC_HDR)
+				break; /* the gap at the end of a lap holds no header */
+			/* A header whose size is invalid can never validate: no later write
+			 * changes it without rewriting the whole header. */
+			if (ld64(b + o + R_LSN) != x + o || ld32(b + o + R_SIZE) < WAL_REC_HDR)
+				continue;
+			memset(b + o, 0, WAL_REC_HDR);
+			if (first == SIZE_MAX)
+				first = o;
+			last = o + WAL_REC_HDR;
+		}
+		if (first != SIZE_MAX) {
+			rc = write_full(w, b + first, last - first, WAL_HDR_SIZE + pos + first);
+			if (rc < 0)
+				return rc;
+			*wrote = true;
+		}
+		r->len = 0; /* the window no longer matches what a reader expects: drop it */
+		x += chunk;
+	}
+	if (*wrote) {
+		rc = io_sync(w->f);
+		pthread_mutex_lock(&w->mu);
+		w->n_syncs++;
+		pthread_mutex_unlock(&w->mu);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int wal_recover(struct wal *w, lsn_t from,
+		int (*fn)(void *ctx, lsn_t lsn, unsigned type, const void *payload, size_t len),
+		void *ctx, lsn_t *end)
+{
+	struct rd r = { .w = w, .off = 0, .len = 0 };
+	lsn_t e = from;
+	bool wrote = false;
+	int rc;
+
+	if (from % 8 != 0 || from > WAL_LSN_MAX || !fn)
+		return -EINVAL;
+	pthread_mutex_lock(&w->mu);
+	rc = w->failed ? -EIO : w->appended ? -EINVAL : 0;
+	pthread_mutex_unlock(&w->mu);
+	if (rc < 0)
+		return rc;
+
+	rc = recover_scan(w, &r, from, fn, ctx, &e);
+	if (rc == 0 && !w->rdonly) {
+		rc = erase_stale(w, &r, e, from + w->ring, &wrote);
+		if (rc < 0) {
+			pthread_mutex_lock(&w->mu);
+			fail_locked(w, rc, "erasing stale records");
+			pthread_mutex_unlock(&w->mu);
+			rc = -EIO;
+		}
+	}
+	free(r.buf);
+	if (rc < 0)
+		return rc;
+
+	pthread_mutex_lock(&w->mu);
+	w->end = e;
+	w->released = from;
+	w->durable = wrote ? e : from; /* INV-3: only a sync after the records makes them so */
+	w->ready = true;
+	pthread_mutex_unlock(&w->mu);
+	if (end)
+		*end = e;
+	return 0;
+}
+
+/* ---- append ---------------------------------------------------------------------------- */
+
+/* Where a record of padded size `padded` goes when the log ends at `end`: its LSN, and
+ * whether a pad record must fill the rest of the lap first (INV-1). */
+static lsn_t place(uint64_t ring, lsn_t end, uint64_t padded, bool *pad)
+{
+	uint64_t rem = ring - end % ring;
+
+	*pad = false;
+	if (padded <= rem)
+		return end;
+	*pad = rem >= WAL_REC_HDR;
+	return end + rem;
+}
+
+int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end)
+{
+	uint64_t len = 0, padded;
+	uint8_t *buf, *q;
+	bool pad, waited = false;
+	lsn_t lsn;
+	int rc;
+
+	if (type == WAL_PAD || iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	if (w->rdonly)
+		return -EROFS;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > w->ring)
+			return -EFBIG;
+		len += iov[i].iov_len;
+		if (len > w->ring)
+			return -EFBIG;
+	}
+	padded = round8(WAL_REC_HDR + len);
+	if (padded > w->ring / 2 || WAL_REC_HDR + len > REC_SIZE_MAX)
+		return -EFBIG;
+
+	/* Gather the payload outside the lock; the header needs the LSN, known under it. */
+	buf = malloc((size_t)padded);
+	if (!buf)
+		return -ENOMEM;
+	q = buf + WAL_REC_HDR;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(q, iov[i].iov_base, iov[i].iov_len);
+		q += iov[i].iov_len;
+	}
+	memset(q, 0, (size_t)(padded - WAL_REC_HDR - len));
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		if (w->failed) {
+			rc = -EIO;
+			goto out;
+		}
+		if (!w->ready) {
+			rc = -EINVAL; /* an existing log: wal_recover first */
+			goto out;
+		}
+		lsn = place(w->ring, w->end, padded, &pad);
+		if (lsn + padded - w->released <= w->ring)
+			break;
+		if (!waited)
+			w->n_full_waits++;
+		waited = true;
+		pthread_cond_wait(&w->room, &w->mu); /* INV-2 */
+	}
+	if (pad) {
+		uint8_t ph[WAL_REC_HDR];
+
+		rec_header(ph, WAL_REC_HDR, WAL_PAD, w->end, NULL, 0, w->salt);
+		rc = write_full(w, ph, sizeof(ph), file_off(w, w->end));
+		if (rc < 0) {
+			fail_locked(w, rc, "writing a pad record");
+			goto out;
+		}
+	}
+	rec_header(buf, (uint32_t)(WAL_REC_HDR + len), type, lsn, buf + WAL_REC_HDR, (size_t)len,
+		   w->salt);
+	rc = write_full(w, buf, (size_t)padded, file_off(w, lsn));
+	if (rc < 0) {
+		fail_locked(w, rc, "writing a record");
+		goto out;
+	}
+	w->bytes_appended += lsn + padded - w->end;
+	w->end = lsn + padded;
+	w->appended = true;
+	w->n_appends++;
+	if (end)
+		*end = w->end;
+out:
+	pthread_mutex_unlock(&w->mu);
+	free(buf);
+	return rc;
+}
+
+/* ---- durability ---------------------------------------------------------------------- */
+
+int wal_wait_durable(struct wal *w, lsn_t lsn)
+{
+	bool counted = false;
+	int rc;
+
+	pthread_mutex_lock(&w->mu);
+	if (lsn > w->end)
+		lsn = w->end; /* every record ends at or before it: wait for all of them */
+	for (;;) {
+		if (w->failed) {
+			rc = -EIO;
+			break;
+		}
+		if (w->durable >= lsn) {
+			rc = 0;
+			break;
+		}
+		if (!counted)
+			w->n_waits++;
+		counted = true;
+		if (w->flushing) {
+			pthread_cond_wait(&w->flushed, &w->mu);
+			continue;
+		}
+		/* Lead this group: sync everything written so far, appends going on meanwhile. */
+		lsn_t target = w->end;
+
+		w->flushing = true;
+		pthread_mutex_unlock(&w->mu);
+		rc = io_sync(w->f);
+		pthread_mutex_lock(&w->mu);
+		w->flushing = false;
+		w->n_syncs++;
+		if (rc < 0) {
+			fail_locked(w, rc, "fdatasync");
+			rc = -EIO;
+			break;
+		}
+		if (target > w->durable)
+			w->durable = target; /* INV-3 */
+		pthread_cond_broadcast(&w->flushed);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+int wal_sync(struct wal *w)
+{
+	lsn_t e;
+
+	pthread_mutex_lock(&w->mu);
+	e = w->end;
+	pthread_mutex_unlock(&w->mu);
+	return wal_wait_durable(w, e);
+}
+
+/* ---- release, reset, statistics ---------------------------------------------------------- */
+
+void wal_release(struct wal *w, lsn_t lsn)
+{
+	pthread_mutex_lock(&w->mu);
+	if (lsn > w->end)
+		lsn = w->end;
+	if (lsn > w->released) {
+		w->released = lsn;
+		pthread_cond_broadcast(&w->room);
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+uint64_t wal_used(struct wal *w)
+{
+	uint64_t u;
+
+	pthread_mutex_lock(&w->mu);
+	u = w->end - w->released;
+	pthread_mutex_unlock(&w->mu);
+	return u;
+}
+
+void wal_stat(struct wal *w, struct wal_stat *out)
+{
+	pthread_mutex_lock(&w->mu);
+	*out = (struct wal_stat){
+		.ring_bytes = w->ring,
+		.end = w->end,
+		.durable = w->durable,
+		.released = w->released,
+		.n_appends = w->n_appends,
+		.bytes_appended = w->bytes_appended,
+		.n_syncs = w->n_syncs,
+		.n_waits = w->n_waits,
+		.n_full_waits = w->n_full_waits,
+	};
+	pthread_mutex_unlock(&w->mu);
+}
+
+int wal_reset(struct wal *w)
+{
+	uint8_t *h;
+	uint64_t salt;
+	int rc;
+
+	if (w->rdonly)
+		return -EROFS;
+	h = malloc(WAL_HDR_SIZE);
+	if (!h)
+		return -ENOMEM;
+	/* Under mu throughout: no append may write with the new salt before the header holding
+	 * it is durable (INV-6).  Resets are rare; appends wait. */
+	pthread_mutex_lock(&w->mu);
+	if (w->failed) {
+		rc = -EIO;
+		goto out;
+	}
+	if (w->end != w->released) {
+		rc = -EBUSY;
+		goto out;
+	}
+	salt = new_salt(w->salt);
+	header_encode(h, w->ring, salt);
+	rc = write_full(w, h, WAL_HDR_SIZE, 0);
+	if (rc == 0) {
+		rc = io_sync(w->f);
+		w->n_syncs++;
+	}
+	if (rc < 0) {
+		fail_locked(w, rc, "rewriting the header");
+		rc = -EIO;
+		goto out;
+	}
+	w->salt = salt;
+	w->durable = w->end; /* the sync covered every record written before it */
+	pthread_cond_broadcast(&w->flushed);
+out:
+	pthread_mutex_unlock(&w->mu);
+	free(h);
+	return rc;
+}

@@ -1,0 +1,173 @@
+/*
+ * wal/log.h — the write-ahead log STORE-wal: a ring of checksummed records, appended with
+ * pwrite (so an append that returned survives the process being killed) and made durable by
+ * group commit (one thread runs fdatasync for every waiter).
+ *
+ * The log knows records, LSNs and durability — nothing of trees, files or the store.  The
+ * engine appends a record per mutation batch, waits for durability on fsync, replays the
+ * records after the data file's meta LSN at open, and releases the log up to an LSN once a
+ * checkpoint has made everything before it durable in the data file.
+ *
+ * LSNs.  An LSN is a byte position in an unbounded stream; the record starting at LSN x lies at
+ * file offset WAL_HDR_SIZE + (x mod ring_bytes).  LSN 0 is the start of a new store's log.
+ * Record LSNs increase by the record's padded size; a record never wraps past the end of the
+ * ring (a pad record, or a gap smaller than a record header, fills the rest of the lap and the
+ * next record starts at the next multiple of ring_bytes).  LSNs are multiples of 8.
+ *
+ * On-disk format (man/kvfs.5 "LOG"):
+ *   header, 4096 bytes at offset 0:
+ *      0  8  checksum   XXH3-64 of bytes 8..4095, seed 0
+ *      8  8  magic      "KVFSWAL\0"
+ *     16  4  version    WAL_FORMAT_VERSION
+ *     20  4  zero
+ *     24  8  ring_bytes size of the record ring, a multiple of 4096
+ *     32  8  salt       random; renewed whenever the log is reset while empty
+ *     40  ... zero
+ *   record, 8-byte aligned, at WAL_HDR_SIZE + (lsn mod ring_bytes):
+ *      0  4  size       header + payload, before padding to 8
+ *      4  4  type       WAL_PAD (0: skip to the next lap) or the engine's record type (>= 1)
+ *      8  8  lsn        the record's own LSN (a record left from an earlier lap fails this)
+ *     16  8  checksum   XXH3-64 of bytes 0..15 followed by the payload, seed = salt
+ *     24  payload, then zeros up to the next multiple of 8
+ *   Integers are little-endian.  A pad record is a bare header (size WAL_REC_HDR, no payload);
+ *   the bytes after it up to the end of the lap mean nothing.  A record's padded size is at
+ *   most ring_bytes / 2 and never crosses the end of the ring.
+ *
+ * Recovery (wal_recover) replays the records from a given LSN and stops at the first whose
+ * size, LSN or checksum does not hold: a torn tail after a power cut is normal, not corruption.
+ * It never reads more than one lap (ring_bytes) past its start, whatever the bytes say.
+ *
+ * Thread safety: every call may be made from any thread, concurrently, except wal_open,
+ * wal_recover (once, before any append) and wal_close.  Appends are serialized; a group
+ * commit's fdatasync runs while other threads append (so the io_file sees pwrite and sync
+ * from two threads at once, which io_posix and io_fault both allow).
+ */
+#ifndef KVFS_WAL_LOG_H
+#define KVFS_WAL_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "store/io.h"
+
+typedef uint64_t lsn_t;
+
+#define WAL_HDR_SIZE 4096u
+#define WAL_REC_HDR 24u
+#define WAL_FORMAT_VERSION 1u
+#define WAL_PAD 0u
+#define WAL_DEFAULT_RING (64ull << 20)
+#define WAL_MIN_RING (1ull << 20)
+#define WAL_MAX_RING (1ull << 40)     /* a header with more is corrupt */
+#define WAL_LSN_MAX (1ull << 62)      /* wal_recover refuses a larger `from` */
+
+struct wal;
+
+struct wal_options {
+	struct io_env *io;   /* NULL: POSIX */
+	bool create;         /* create the log when missing (with ring_bytes and a random salt) */
+	bool rdonly;         /* read-only: wal_recover only, appends return -EROFS */
+	uint64_t ring_bytes; /* for a new log; 0: WAL_DEFAULT_RING; rounded up to a multiple of
+				4096 and to at least WAL_MIN_RING; at most WAL_MAX_RING */
+	/* diagnostics, one line each; NULL: stderr */
+	void (*log)(void *ctx, const char *line);
+	void *log_ctx;
+};
+
+/*
+ * Open (or with create, create) the log at `path`.  A new log is written (header) and made
+ * durable; its ring is allocated on disk so that appends never fail for space.  The ring is
+ * allocated and synced before the header is written and synced, so a crash during creation
+ * leaves a file shorter than the header or with a header of zeros: with create, such a file is
+ * created again (it never held a record); without, it is -EINVAL.  A valid header whose file
+ * is shorter than the ring gets its ring allocated again (when writable).  opt->ring_bytes is
+ * ignored for an existing log.  A new log may be appended to at once (from LSN 0), or after
+ * wal_recover (from its `from`); an existing one only after wal_recover.  opt NULL: defaults.
+ *   -ENOENT (missing, !create); -EINVAL (not a kvfs log: magic, size; create with rdonly;
+ *   ring_bytes over WAL_MAX_RING); -EPROTONOSUPPORT (version); -EUCLEAN (header checksum, or
+ *   a checksummed header whose fields are out of range); -ENOSPC, -EIO, -ENOMEM, -errno.
+ * *out is owned by the caller until wal_close.
+ */
+int wal_open(const char *path, const struct wal_options *opt, struct wal **out);
+
+/* Close; appended records are not synced (call wal_sync first for that).  Never fails. */
+void wal_close(struct wal *w);
+
+/*
+ * Replay every valid record from LSN `from` on, in order, calling fn(ctx, lsn, type, payload,
+ * len) for each record that is not a pad; stop at the first record that is torn, has the wrong
+ * LSN or fails its checksum (logged at debug level only: that is the normal end of a log).
+ * Afterwards appends continue at *end, the LSN just past the last valid record (== from when
+ * none).  Records before `from` count as released.  fn returning < 0 stops the replay with that
+ * error.  Call exactly once, before the first append.  `payload` is valid only during fn.
+ * `from` must be 8-aligned and at least every LSN released before (the engine passes the data
+ * file's meta LSN, and releases only what a durable checkpoint covers).
+ * Unless the log is read-only, recovery then erases (zeroes the header of) every record left
+ * in the free part of the ring, [*end, from + ring_bytes), that carries the LSN of its place
+ * — records that survived a power cut behind a torn one, and that a new record of the torn
+ * one's size would otherwise make valid again — and syncs when it erased any.  Records from
+ * `from` to *end count as durable only after that sync or a later one.
+ *   0, fn's error, -EINVAL (`from` misaligned or over WAL_LSN_MAX, fn NULL, after an append),
+ *   -EIO (a read, or an erasing write or sync: then the log is failed), -ENOMEM.
+ */
+int wal_recover(struct wal *w, lsn_t from,
+		int (*fn)(void *ctx, lsn_t lsn, unsigned type, const void *payload, size_t len),
+		void *ctx, lsn_t *end);
+
+/*
+ * Append one record of `type` (>= 1) whose payload is the concatenation of iov[0..iovcnt).
+ * Written with pwrite before returning (it survives a crash of this process, not of the
+ * machine, until wal_wait_durable covers it).  *end receives the LSN just past the record —
+ * the value to pass to wal_wait_durable.  When the ring has no room (records not yet released
+ * by a checkpoint), waits for wal_release — up to the engine to checkpoint before that.
+ *   -EFBIG  the record (header, payload, padding) is larger than half the ring;
+ *   -EINVAL type 0, iovcnt < 0, or an existing log not yet recovered;
+ *   -EROFS, -EIO (the log is failed: a write or sync failed earlier), -ENOMEM, -errno (the
+ *   failed write's own error, -EIO or -ENOSPC; the log is failed from then on).
+ */
+int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end);
+
+/*
+ * Wait until every record ending at or before `lsn` is durable (fdatasync).  Group commit: one
+ * waiter runs fdatasync for everything appended so far while the others sleep; N concurrent
+ * waiters cost about one flush.  0, or -EIO when a sync failed (then every later append and
+ * wait fails too: a flush is never retried and reported as success).
+ */
+int wal_wait_durable(struct wal *w, lsn_t lsn);
+
+/* wal_wait_durable(w, end of the log). */
+int wal_sync(struct wal *w);
+
+/* Records ending at or before `lsn` are in the data file (a checkpoint committed them): their
+ * space may be reused.  Wakes appenders waiting for room.  An `lsn` past the end counts as the
+ * end; one before an earlier release changes nothing.  Never fails. */
+void wal_release(struct wal *w, lsn_t lsn);
+
+/* Bytes of the ring holding unreleased records (end - released). */
+uint64_t wal_used(struct wal *w);
+
+struct wal_stat {
+	uint64_t ring_bytes;
+	lsn_t end;            /* next append */
+	lsn_t durable;        /* everything before this is durable */
+	lsn_t released;       /* everything before this is checkpointed */
+	uint64_t n_appends;
+	uint64_t bytes_appended; /* LSN bytes the appends took: records padded, pads, gaps */
+	uint64_t n_syncs;     /* fdatasync calls (open, recover and reset included) */
+	uint64_t n_waits;     /* wal_wait_durable calls that had to wait for a flush */
+	uint64_t n_full_waits; /* appends that waited for room */
+};
+void wal_stat(struct wal *w, struct wal_stat *out);
+
+/*
+ * When the log is empty (every record released), start it afresh: a new salt, so that no
+ * record written before can ever validate again.  LSNs continue.  Used at clean close after
+ * the final checkpoint.  The new header is durable when it returns 0; appends wait meanwhile.
+ *   0, -EBUSY (not empty), -EROFS, -EIO (the log is failed, or the write or sync failed: then
+ *   the log is failed), -ENOMEM.
+ */
+int wal_reset(struct wal *w);
+
+#endif
