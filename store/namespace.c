@@ -1572,19 +1572,30 @@ static int keypath_parse(const char *key, struct keypath *kp)
 	return 0;
 }
 
-ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap)
+/* Resolve a key: its parent directory into *dir, its last component into last (may be NULL),
+ * and with st, the key's own attributes.  -ENOENT, -ENOTDIR, -EINVAL, -ENAMETOOLONG. */
+static int key_resolve(struct kvfs *fs, const char *key, uint64_t *dir, char *last,
+		       struct kvfs_stat *st)
 {
 	struct keypath *kp = malloc(sizeof(*kp));
 	if (!kp)
 		return -ENOMEM;
-	uint64_t dir;
-	struct kvfs_stat st;
 	int r = keypath_parse(key, kp);
 	if (r == 0)
-		r = walk(fs, kp->comp, kp->clen, kp->n - 1, &dir);
-	if (r == 0)
-		r = kvfs_lookup(fs, dir, kp->last, &st);
+		r = walk(fs, kp->comp, kp->clen, kp->n - 1, dir);
+	if (r == 0 && st)
+		r = kvfs_lookup(fs, *dir, kp->last, st);
+	if (r == 0 && last)
+		memcpy(last, kp->last, strlen(kp->last) + 1);
 	free(kp);
+	return r;
+}
+
+ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap)
+{
+	uint64_t dir;
+	struct kvfs_stat st;
+	int r = key_resolve(fs, key, &dir, NULL, &st);
 	if (r < 0)
 		return r;
 	if (S_ISDIR(st.mode))
@@ -1597,17 +1608,9 @@ ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap)
 
 int kvfs_exists(struct kvfs *fs, const char *key)
 {
-	struct keypath *kp = malloc(sizeof(*kp));
-	if (!kp)
-		return -ENOMEM;
 	uint64_t dir;
 	struct kvfs_stat st;
-	int r = keypath_parse(key, kp);
-	if (r == 0)
-		r = walk(fs, kp->comp, kp->clen, kp->n - 1, &dir);
-	if (r == 0)
-		r = kvfs_lookup(fs, dir, kp->last, &st);
-	free(kp);
+	int r = key_resolve(fs, key, &dir, NULL, &st);
 	if (r == -ENOENT)
 		return 0;
 	return r < 0 ? r : 1;
@@ -1908,17 +1911,10 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 
 int kvfs_delete(struct kvfs *fs, const char *key)
 {
-	struct keypath *kp = malloc(sizeof(*kp));
-	if (!kp)
-		return -ENOMEM;
 	uint64_t dir;
-	int r = keypath_parse(key, kp);
-	if (r == 0)
-		r = walk(fs, kp->comp, kp->clen, kp->n - 1, &dir);
-	if (r == 0)
-		r = remove_name(fs, dir, kp->last, -1);
-	free(kp);
-	return r;
+	char last[KVFS_NAME_MAX + 1];
+	int r = key_resolve(fs, key, &dir, last, NULL);
+	return r < 0 ? r : remove_name(fs, dir, last, -1);
 }
 
 struct list_ctx {
