@@ -220,6 +220,8 @@ int freelist_alloc(struct store_txn *txn, uint64_t n, pgno_t *pgno)
 		return 0;
 	}
 	for (int loads = 0;; loads++) {
+		if (n > 1) /* a run: neighbours from different chunks may make one */
+			runvec_normalize(&fl->pool);
 		for (size_t i = fl->pool.n; i-- > 0;) {
 			struct run *run = &fl->pool.v[i];
 			if (run->count < n)
@@ -391,14 +393,21 @@ int freelist_commit(struct store_txn *txn)
 	fl->reserve.n = 0;
 	fl->reserve_next = 0;
 	while (need && fl->pool.n && fl->reserve.n < META_DEFERRED_MAX - 1) {
-		struct run *run = &fl->pool.v[fl->pool.n - 1];
+		/* the largest run first: few runs cover the reserve */
+		size_t best = 0;
+		for (size_t i = 1; i < fl->pool.n; i++)
+			if (fl->pool.v[i].count > fl->pool.v[best].count)
+				best = i;
+		struct run *run = &fl->pool.v[best];
 		uint64_t take = run->count < need ? run->count : need;
 		if ((r = runvec_push(&fl->reserve, run->pgno, take)) < 0)
 			return r;
 		run->pgno += take;
 		run->count -= take;
-		if (run->count == 0)
+		if (run->count == 0) {
+			memmove(run, run + 1, (fl->pool.n - best - 1) * sizeof(*run));
 			fl->pool.n--;
+		}
 		need -= take;
 	}
 	if (need) {
@@ -422,16 +431,27 @@ int freelist_commit(struct store_txn *txn)
 	fl->finalizing = true;
 	if ((r = node_spill_tree(fdb)) < 0)
 		return r;
-	/* 5. the rest of the reserve waits in the meta page */
+	/* 5. the rest of the reserve waits in the meta page, but what lies at the end of the
+	 *    file is cut off instead (the estimate is generous: the file need not grow for it) */
 	uint64_t deferred_pages = 0;
 	txn->meta.n_deferred = 0;
-	for (size_t i = fl->reserve_next; i < fl->reserve.n; i++) {
-		if (fl->reserve.v[i].count == 0)
-			continue;
-		txn->meta.deferred[txn->meta.n_deferred].pgno = fl->reserve.v[i].pgno;
-		txn->meta.deferred[txn->meta.n_deferred].count = fl->reserve.v[i].count;
+	struct runvec *rv = &fl->reserve;
+	size_t o = 0;
+	for (size_t i = fl->reserve_next; i < rv->n; i++)
+		if (rv->v[i].count)
+			rv->v[o++] = rv->v[i];
+	rv->n = o;
+	fl->reserve_next = 0;
+	runvec_normalize(rv);
+	while (rv->n && rv->v[rv->n - 1].pgno + rv->v[rv->n - 1].count == txn->meta.page_count) {
+		txn->meta.page_count = rv->v[rv->n - 1].pgno;
+		rv->n--;
+	}
+	for (size_t i = 0; i < rv->n; i++) {
+		txn->meta.deferred[txn->meta.n_deferred].pgno = rv->v[i].pgno;
+		txn->meta.deferred[txn->meta.n_deferred].count = rv->v[i].count;
 		txn->meta.n_deferred++;
-		deferred_pages += fl->reserve.v[i].count;
+		deferred_pages += rv->v[i].count;
 	}
 	txn->meta.freedb = fdb->rec;
 	txn->meta.free_pages = txn->meta.free_pages - fl->loaded + freed_pages + pool_pages +

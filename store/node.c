@@ -529,9 +529,10 @@ int node_spill_tree(struct store_tree *t)
 	return node_spill(t, t->root);
 }
 
-/* Pages a node's spill can take, its subtree's included: every piece but the last holds at
- * least half a page, and each extra piece of a child adds at most one maximal branch cell to
- * the node. */
+/* Pages a node's spill can take, its subtree's included: spill cuts a node of `size` bytes
+ * into at most ceil(size / PAGE_USABLE) + 1 pieces (node_split_points aims at equal pieces
+ * under a page), and each extra piece of a child adds at most one maximal branch cell to the
+ * node. */
 static uint64_t estimate(const struct node *nd, uint64_t *pieces)
 {
 	uint64_t pages = 0, size = node_size(nd);
@@ -544,15 +545,15 @@ static uint64_t estimate(const struct node *nd, uint64_t *pieces)
 			size += (cp - 1) * (2 + BC_HDR + STORE_MAX_KEY);
 		}
 	}
-	*pieces = size / (PAGE_USABLE / 2) + 1;
+	*pieces = (size + PAGE_USABLE - 1) / PAGE_USABLE + 1;
 	return pages + *pieces;
 }
 
 uint64_t node_spill_estimate(struct store_tree *t, uint64_t extra)
 {
 	/* `extra` bytes of new cells: as many more leaf pages, and their branch cells above */
-	uint64_t more = extra / (PAGE_USABLE / 2) + 2;
+	uint64_t more = (extra + PAGE_USABLE - 1) / PAGE_USABLE + 1;
 	uint64_t pieces, pages = t->root ? estimate(t->root, &pieces) : 0;
-	uint64_t levels = t->rec.depth + 2;
-	return pages + more * levels + levels;
+	uint64_t levels = t->rec.depth + 1;
+	return pages + more * levels + 1;
 }
