@@ -76,8 +76,9 @@ int kvfs_close(struct kvfs *fs);
 ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap);
 
 /*
- * Create or replace the file at `key` with `len` bytes (atomically: a reader sees the old or
- * the new contents).  Missing parent directories are created (mode 0755).  A new file gets
+ * Create or replace the file at `key` with `len` bytes, atomically for crashes (after a crash
+ * the file holds the old or the new contents) up to 16 MiB; a larger put is applied in 16 MiB
+ * pieces.  A concurrent reader may see some 4 KiB blocks old and some new.  Missing parent directories are created (mode 0755).  A new file gets
  * mode 0644 and the caller's uid/gid.
  * -EISDIR (key is a directory), -ENOTDIR (a parent is a file), -EINVAL, -ENAMETOOLONG, -EFBIG,
  * -ENOSPC, -EIO, -EROFS.
@@ -94,7 +95,7 @@ int kvfs_exists(struct kvfs *fs, const char *key);
  * Atomic batches: puts and deletes applied all or none, in one log record (a crash leaves all
  * or none of them).  Operations on the same key: the last one counts.  Missing parent
  * directories of puts are created first (and stay, like kvfs_put's, even when the batch then
- * fails).  A batch deletes files only (-EISDIR for a directory).  A batch holds at most 64 MiB of values (-EFBIG beyond).  kvfs_batch_commit returns
+ * fails).  A batch deletes files only (-EISDIR for a directory).  A batch holds at most 16 MiB of values (-EFBIG beyond).  kvfs_batch_commit returns
  * the first operation's error (nothing applied) or 0; the batch keeps its operations either way
  * (kvfs_batch_clear empties it).  A batch is used by one thread at a time.
  */
@@ -190,8 +191,9 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 /* Read up to len bytes at off (short at end of file; holes read as zeros).  Returns the count.
  * -EISDIR, -EINVAL (not a regular file), -ENOENT. */
 ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off);
-/* Write len bytes at off, extending the file (a gap becomes a hole).  Returns len.  -EFBIG past
- * KVFS_MAX_FILE, -EISDIR, -EINVAL, -ENOSPC, -EIO. */
+/* Write len bytes at off, extending the file (a gap becomes a hole).  Returns len, or a short
+ * count when a piece after the first failed (writes over 4 MiB are applied in 4 MiB pieces,
+ * each atomic).  -EFBIG past KVFS_MAX_FILE, -EISDIR, -EINVAL, -ENOSPC, -EIO. */
 ssize_t kvfs_write(struct kvfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off);
 #define KVFS_MAX_FILE (1ull << 44) /* 16 TiB */
 /* fallocate: mode 0 reserves nothing but extends the size like a write would (kvfs allocates

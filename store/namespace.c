@@ -88,6 +88,11 @@ struct kvfs {
 	pthread_mutex_t ns_lock;
 	uint64_t next_ino;          /* protected by ns_lock */
 	struct open_ref *open_refs; /* protected by ns_lock */
+	/* While a kvfs_batch is being built (ns_lock held): inodes changed by its earlier
+	 * operations, which the engine does not show until the batch commits. */
+	struct inode *pending;
+	size_t n_pending, cap_pending;
+	bool batching;
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 };
@@ -156,6 +161,14 @@ static size_t inode_encode(const struct inode *in, uint8_t *buf)
 
 static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 {
+	for (size_t i = 0; fs->batching && i < fs->n_pending; i++) {
+		if (fs->pending[i].ino == ino) {
+			if (fs->pending[i].mode == 0)
+				return -ENOENT; /* purged earlier in the batch */
+			*in = fs->pending[i];
+			return 0;
+		}
+	}
 	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
 	size_t len;
 	ino_key(k, ino);
@@ -185,8 +198,33 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 	return 0;
 }
 
-static int inode_put(struct engine_batch *b, const struct inode *in)
+static int pending_note(struct kvfs *fs, const struct inode *in)
 {
+	for (size_t i = 0; i < fs->n_pending; i++) {
+		if (fs->pending[i].ino == in->ino) {
+			fs->pending[i] = *in;
+			return 0;
+		}
+	}
+	if (fs->n_pending == fs->cap_pending) {
+		size_t cap = fs->cap_pending ? fs->cap_pending * 2 : 8;
+		struct inode *v = realloc(fs->pending, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		fs->pending = v;
+		fs->cap_pending = cap;
+	}
+	fs->pending[fs->n_pending++] = *in;
+	return 0;
+}
+
+static int inode_put(struct kvfs *fs, struct engine_batch *b, const struct inode *in)
+{
+	if (fs->batching) {
+		int r = pending_note(fs, in);
+		if (r < 0)
+			return r;
+	}
 	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
 	ino_key(k, in->ino);
 	size_t n = inode_encode(in, buf);
@@ -375,6 +413,11 @@ static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	ino_key(k, in->ino);
 	if ((r = engine_batch_del(b, T_INODE, k, 8)) < 0)
 		return r;
+	if (fs->batching) {
+		struct inode gone = { .ino = in->ino };
+		if ((r = pending_note(fs, &gone)) < 0)
+			return r;
+	}
 	return engine_batch_del(b, T_ORPHAN, k, 8);
 }
 
@@ -393,7 +436,7 @@ static int drop_inode(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 		uint8_t k[8];
 		ino_key(k, in->ino);
 		int r = engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0);
-		return r ? r : inode_put(b, in);
+		return r ? r : inode_put(fs, b, in);
 	}
 	return purge(fs, b, in);
 }
@@ -485,7 +528,7 @@ int kvfs_open(const char *path, const struct kvfs_options *opt, struct kvfs **ou
 		st64(v, fs->next_ino);
 		r = b ? 0 : -ENOMEM;
 		if (r == 0)
-			r = inode_put(b, &root);
+			r = inode_put(fs, b, &root);
 		if (r == 0)
 			r = engine_batch_put(b, T_SUPER, "next_ino", 8, v, 8);
 		if (r == 0)
@@ -527,6 +570,7 @@ int kvfs_close(struct kvfs *fs)
 		r = purge_orphans(fs);
 	int r2 = engine_close(fs->e);
 	pthread_mutex_destroy(&fs->ns_lock);
+	free(fs->pending);
 	free(fs);
 	return r ? r : r2;
 }
@@ -598,11 +642,12 @@ int kvfs_getattr(struct kvfs *fs, uint64_t ino, struct kvfs_stat *st)
 
 /* ---- creating names ---- */
 
-static int touch_dir(struct engine_batch *b, struct inode *dir, int64_t now, int nlink_delta)
+static int touch_dir(struct kvfs *fs, struct engine_batch *b, struct inode *dir, int64_t now,
+		     int nlink_delta)
 {
 	dir->mtime = dir->ctime = now;
 	dir->nlink = (uint32_t)((int64_t)dir->nlink + nlink_delta);
-	return inode_put(b, dir);
+	return inode_put(fs, b, dir);
 }
 
 static int put_dirent(struct engine_batch *b, uint64_t parent, const char *name, size_t len,
@@ -685,8 +730,8 @@ static int create_node(struct kvfs *fs, uint64_t parent, const char *name, uint3
 		memcpy(in.data, target, tlen);
 		in.size = tlen;
 	}
-	if ((r = inode_put(b, &in)) < 0 || (r = put_dirent(b, parent, name, len, in.ino, mode)) < 0 ||
-	    (r = touch_dir(b, &dir, now, S_ISDIR(mode) ? 1 : 0)) < 0)
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = put_dirent(b, parent, name, len, in.ino, mode)) < 0 ||
+	    (r = touch_dir(fs, b, &dir, now, S_ISDIR(mode) ? 1 : 0)) < 0)
 		goto out;
 	if ((r = commit(fs, b)) < 0)
 		goto out;
@@ -768,6 +813,10 @@ int kvfs_link(struct kvfs *fs, uint64_t ino, uint64_t newparent, const char *new
 	}
 	if ((r = dir_inode(fs, newparent, &dir)) < 0)
 		goto out;
+	if (dir.nlink == 0) { /* removed while open: no new names in it */
+		r = -ENOENT;
+		goto out;
+	}
 	r = dirent_get(fs, newparent, newname, len, &other, &type);
 	if (r == 0)
 		r = -EEXIST;
@@ -776,9 +825,9 @@ int kvfs_link(struct kvfs *fs, uint64_t ino, uint64_t newparent, const char *new
 	int64_t now = now_ns();
 	in.nlink++;
 	in.ctime = now;
-	if ((r = inode_put(b, &in)) < 0 ||
+	if ((r = inode_put(fs, b, &in)) < 0 ||
 	    (r = put_dirent(b, newparent, newname, len, ino, in.mode)) < 0 ||
-	    (r = touch_dir(b, &dir, now, 0)) < 0 || (r = commit(fs, b)) < 0)
+	    (r = touch_dir(fs, b, &dir, now, 0)) < 0 || (r = commit(fs, b)) < 0)
 		goto out;
 	if (st)
 		to_stat(&in, st);
@@ -837,9 +886,9 @@ static int remove_name_b(struct kvfs *fs, struct engine_batch *b, uint64_t paren
 	}
 	in.ctime = now;
 	if ((r = del_dirent(b, parent, name, len)) < 0 ||
-	    (r = touch_dir(b, &dir, now, isdir ? -1 : 0)) < 0)
+	    (r = touch_dir(fs, b, &dir, now, isdir ? -1 : 0)) < 0)
 		return r;
-	return in.nlink ? inode_put(b, &in) : drop_inode(fs, b, &in);
+	return in.nlink ? inode_put(fs, b, &in) : drop_inode(fs, b, &in);
 }
 
 static int remove_name(struct kvfs *fs, uint64_t parent, const char *name, int want_dir)
@@ -917,6 +966,10 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 	    (r = dirent_get(fs, parent, name, len, &sino, &stype)) < 0 ||
 	    (r = inode_get(fs, sino, &src)) < 0)
 		goto out;
+	if (ddir.nlink == 0) { /* removed while open: no new names in it */
+		r = -ENOENT;
+		goto out;
+	}
 	r = dirent_get(fs, newparent, newname, nlen, &dino, &dtype);
 	if (r < 0 && r != -ENOENT)
 		goto out;
@@ -956,7 +1009,7 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 			ddir.nlink = (uint32_t)((int64_t)ddir.nlink + delta);
 			sdir.nlink = (uint32_t)((int64_t)sdir.nlink - delta);
 		}
-		if ((r = inode_put(b, &src)) < 0 || (r = inode_put(b, &dst)) < 0)
+		if ((r = inode_put(fs, b, &src)) < 0 || (r = inode_put(fs, b, &dst)) < 0)
 			goto out;
 	} else {
 		if (have_dst) {
@@ -977,7 +1030,7 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 				dst.nlink--;
 			}
 			dst.ctime = now;
-			r = dst.nlink ? inode_put(b, &dst) : drop_inode(fs, b, &dst);
+			r = dst.nlink ? inode_put(fs, b, &dst) : drop_inode(fs, b, &dst);
 			if (r < 0)
 				goto out;
 		}
@@ -990,18 +1043,18 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 			sdir.nlink--;
 			ddir.nlink++;
 		}
-		if ((r = inode_put(b, &src)) < 0)
+		if ((r = inode_put(fs, b, &src)) < 0)
 			goto out;
 	}
 	sdir.mtime = sdir.ctime = now;
 	if (same_dir) {
 		/* one directory: the counts above were made on two copies; merge them */
 		sdir.nlink = ddir.nlink;
-		if ((r = inode_put(b, &sdir)) < 0)
+		if ((r = inode_put(fs, b, &sdir)) < 0)
 			goto out;
 	} else {
 		ddir.mtime = ddir.ctime = now;
-		if ((r = inode_put(b, &sdir)) < 0 || (r = inode_put(b, &ddir)) < 0)
+		if ((r = inode_put(fs, b, &sdir)) < 0 || (r = inode_put(fs, b, &ddir)) < 0)
 			goto out;
 	}
 	r = commit(fs, b);
@@ -1051,7 +1104,7 @@ int kvfs_setattr(struct kvfs *fs, uint64_t ino, const struct kvfs_stat *sa, unsi
 	if (mask & KVFS_SET_MTIME)
 		in.mtime = sa->mtime_ns;
 	in.ctime = (mask & KVFS_SET_CTIME) ? sa->ctime_ns : now;
-	if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 		goto out;
 	if (st)
 		to_stat(&in, st);
@@ -1168,7 +1221,7 @@ static ssize_t write_locked(struct kvfs *fs, struct engine_batch *b, uint64_t in
 			in.size = end;
 	}
 	in.mtime = in.ctime = now;
-	if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 		return r;
 	return (ssize_t)len;
 }
@@ -1206,7 +1259,7 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	if (mode & ~(KVFS_FALLOC_KEEP_SIZE | KVFS_FALLOC_PUNCH_HOLE))
 		return -EOPNOTSUPP;
 	if ((mode & KVFS_FALLOC_PUNCH_HOLE) && !(mode & KVFS_FALLOC_KEEP_SIZE))
-		return -EINVAL; /* as fallocate(2) */
+		return -EOPNOTSUPP; /* as Linux's vfs_fallocate */
 	if (len == 0)
 		return -EINVAL;
 	if (off > KVFS_MAX_FILE || len > KVFS_MAX_FILE - off)
@@ -1261,7 +1314,7 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 			goto out;
 	}
 	in.ctime = now;
-	if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 		goto out;
 out:
 	pthread_mutex_unlock(&fs->ns_lock);
@@ -1407,7 +1460,7 @@ int kvfs_setxattr(struct kvfs *fs, uint64_t ino, const char *name, const void *v
 	}
 	in.ctime = now_ns();
 	if ((r = engine_batch_put(b, T_XATTR, k, klen, val, len)) < 0 ||
-	    (r = inode_put(b, &in)) < 0)
+	    (r = inode_put(fs, b, &in)) < 0)
 		goto out;
 	r = commit(fs, b);
 out:
@@ -1493,7 +1546,7 @@ int kvfs_removexattr(struct kvfs *fs, uint64_t ino, const char *name)
 		in.ctime = now_ns();
 		r = engine_batch_del(b, T_XATTR, k, klen);
 		if (r == 0)
-			r = inode_put(b, &in);
+			r = inode_put(fs, b, &in);
 		if (r == 0)
 			r = commit(fs, b);
 	}
@@ -1618,7 +1671,7 @@ int kvfs_exists(struct kvfs *fs, const char *key)
 
 /* Puts up to this size are one batch (atomic: a reader sees the old or the new contents);
  * larger ones are written in several and are not atomic. */
-#define PUT_ATOMIC_MAX (64u << 20)
+#define PUT_ATOMIC_MAX (16u << 20)
 
 /*
  * Add to `b` the creation or replacement of the regular file `name` (nlen bytes) in `dir` with
@@ -1649,7 +1702,7 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		if (!S_ISREG(in.mode)) { /* a symlink or special file: replaced, as rename would */
 			in.nlink--;
 			in.ctime = now;
-			if ((r = in.nlink ? inode_put(b, &in) : drop_inode(fs, b, &in)) < 0)
+			if ((r = in.nlink ? inode_put(fs, b, &in) : drop_inode(fs, b, &in)) < 0)
 				return r;
 			r = -ENOENT;
 		} else if ((r = set_size(fs, b, &in, 0)) < 0) {
@@ -1668,7 +1721,7 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		in.atime = now;
 		in.flags = INODE_INLINE;
 		if ((r = put_dirent(b, dir, name, nlen, in.ino, in.mode)) < 0 ||
-		    (r = touch_dir(b, &d, now, 0)) < 0)
+		    (r = touch_dir(fs, b, &d, now, 0)) < 0)
 			return r;
 	} else if (r < 0) {
 		return r;
@@ -1678,7 +1731,7 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 	if (len <= INLINE_MAX) {
 		memcpy(in.data, p, len);
 		in.size = len;
-		return inode_put(b, &in);
+		return inode_put(fs, b, &in);
 	}
 	/* set_size(0) made the file inline and empty: its blocks are deletes in this batch */
 	in.flags &= ~INODE_INLINE;
@@ -1695,12 +1748,12 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		in.blocks++;
 		in.size = off + n;
 		if (off + n < len && (off + n) % PUT_ATOMIC_MAX == 0) {
-			if ((r = inode_put(b, &in)) < 0 || (r = commit(fs, b)) < 0)
+			if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 				return r;
 			engine_batch_clear(b);
 		}
 	}
-	return inode_put(b, &in);
+	return inode_put(fs, b, &in);
 }
 
 /* Create or replace the regular file `name` in `dir` with `len` bytes. */
@@ -1886,6 +1939,8 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&fs->ns_lock);
+		fs->batching = true;
+		fs->n_pending = 0;
 		for (size_t i = 0; r == 0 && i < b->n; i++) {
 			if (i + 1 < b->n && strcmp(b->ops[i].key, b->ops[i + 1].key) == 0)
 				continue;
@@ -1901,6 +1956,8 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 		}
 		if (r == 0)
 			r = commit(fs, eb);
+		fs->batching = false;
+		fs->n_pending = 0;
 		pthread_mutex_unlock(&fs->ns_lock);
 	}
 	engine_batch_free(eb);
@@ -2069,5 +2126,10 @@ int kvfs_stats(struct kvfs *fs, struct kvfs_stats *out)
 	engine_iter_free(it);
 	uint64_t used = es.store.file_bytes;
 	out->space_amplification = out->bytes ? (double)used / (double)out->bytes : 0;
+	struct statvfs vfs;
+	if (statvfs(store_path(engine_store(fs->e)), &vfs) == 0 && vfs.f_frsize) {
+		out->statfs_blocks = (uint64_t)vfs.f_blocks * vfs.f_frsize / BLOCK;
+		out->statfs_bfree = (uint64_t)vfs.f_bavail * vfs.f_frsize / BLOCK;
+	}
 	return r == -ENOENT ? 0 : r;
 }

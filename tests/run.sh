@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(cmake gcc make pkg-config libfuse3-dev fuse3 check libxxhash-dev liblmdb-dev groff-base)
+pkgs=(cmake gcc make pkg-config libfuse3-dev fuse3 check libxxhash-dev liblmdb-dev libsqlite3-dev groff-base)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
