@@ -57,6 +57,12 @@ struct engine {
 	pthread_rwlock_t ov_lock;
 	struct overlay *active; /* protected by ov_lock */
 	struct overlay *frozen; /* protected by ov_lock */
+	/* The tree's last checkpoint, as a read snapshot with every tree opened, shared by all
+	 * point reads (store_get on a read transaction changes nothing in it); replaced after each
+	 * checkpoint.  protected by ov_lock: readers use it under the shared lock, the swap takes
+	 * the exclusive one, so no reader can hold the one being freed. */
+	struct store_txn *snap;
+	struct store_tree *snap_tree[ENGINE_TREES];
 
 	pthread_mutex_t ck_lock;
 	pthread_cond_t ck_wake;  /* the checkpoint thread waits here */
@@ -220,6 +226,34 @@ static uint64_t overlays_bytes(struct engine *e)
 	return b;
 }
 
+/* Replace the shared snapshot by one of the last commit; ov_lock held exclusively. */
+static int snap_refresh(struct engine *e)
+{
+	struct store_txn *txn;
+	int r = store_txn_begin(e->st, STORE_TXN_RDONLY, &txn);
+	if (r < 0)
+		return r;
+	struct store_tree *t[ENGINE_TREES];
+	for (unsigned i = 0; i < ENGINE_TREES; i++) {
+		char name[4];
+		tree_name(i, name);
+		r = store_tree_open(txn, name, 2, false, &t[i]);
+		if (r == -ENOENT) {
+			t[i] = NULL;
+			r = 0;
+		}
+		if (r < 0) {
+			store_txn_abort(txn);
+			return r;
+		}
+	}
+	if (e->snap)
+		store_txn_abort(e->snap);
+	e->snap = txn;
+	memcpy(e->snap_tree, t, sizeof(t));
+	return 0;
+}
+
 static int ck_run(struct engine *e)
 {
 	pthread_mutex_lock(&e->ck_run_lock);
@@ -265,9 +299,16 @@ static int ck_run(struct engine *e)
 		eng_fail(e, r);
 	} else {
 		pthread_rwlock_wrlock(&e->ov_lock);
-		overlay_free(e->frozen);
-		e->frozen = NULL;
+		int sr = snap_refresh(e);
+		if (sr == 0) { /* else the frozen overlay stays: reads stay right, memory waits */
+			overlay_free(e->frozen);
+			e->frozen = NULL;
+		}
 		pthread_rwlock_unlock(&e->ov_lock);
+		if (sr < 0) {
+			r = sr;
+			eng_logf(e, "after a checkpoint: cannot take a snapshot: %s", strerror(-sr));
+		}
 		wal_release(e->wal, lsn);
 		atomic_fetch_add(&e->n_checkpoints, 1);
 	}
@@ -442,24 +483,16 @@ static int copy_out(const struct store_val *v, void *buf, size_t cap, size_t *vl
 	return 0;
 }
 
-/* Look key up in the tree snapshot: 1 found (copied), -ENOENT, -errno. */
+/* Look key up in the shared snapshot (ov_lock held shared): 0 (copied), -ENOENT, -errno. */
 static int tree_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
 		    size_t cap, size_t *vlen)
 {
-	struct store_txn *txn;
-	int r = store_txn_begin(e->st, STORE_TXN_RDONLY, &txn);
-	if (r < 0)
-		return r;
-	char name[4];
-	tree_name(tree, name);
-	struct store_tree *t;
 	struct store_val v;
-	r = store_tree_open(txn, name, 2, false, &t);
-	if (r == 0)
-		r = store_get(t, key, klen, &v);
+	if (!e->snap_tree[tree])
+		return -ENOENT;
+	int r = store_get(e->snap_tree[tree], key, klen, &v);
 	if (r == 0)
 		copy_out(&v, buf, cap, vlen);
-	store_txn_abort(txn);
 	return r;
 }
 
@@ -698,6 +731,8 @@ static int replay(void *ctx, lsn_t lsn, unsigned type, const void *payload, size
 
 static void engine_free(struct engine *e)
 {
+	if (e->snap)
+		store_txn_abort(e->snap);
 	if (e->wal)
 		wal_close(e->wal);
 	if (e->st)
@@ -791,11 +826,9 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 		e->wal = NULL;
 		goto fail;
 	}
-	struct store_txn *txn;
-	if ((r = store_txn_begin(e->st, STORE_TXN_RDONLY, &txn)) < 0)
+	if ((r = snap_refresh(e)) < 0)
 		goto fail;
-	lsn_t from = store_txn_lsn(txn);
-	store_txn_abort(txn);
+	lsn_t from = store_txn_lsn(e->snap);
 	atomic_store(&e->last_lsn, from);
 	if (e->wal) {
 		lsn_t end;

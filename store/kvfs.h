@@ -112,9 +112,10 @@ int kvfs_sync(struct kvfs *fs);
 
 /*
  * Ordered listing.  kvfs_list calls fn for every entry of the directory `dir` ("" is the root)
- * in name order (bytes, shorter prefix first).  kvfs_scan calls fn for every file (not
- * directory) whose key is in [lo, hi) (NULL: open), in key order across directories
- * ("a/b" < "a/b/c" < "a/c" < "ab"), with the key relative to the root.  fn returning non-zero
+ * in name order (bytes, shorter prefix first).  kvfs_scan calls fn for every non-directory
+ * whose key is in [lo, hi) (NULL: open), in key order across directories, with the key
+ * relative to the root.  Key order is byte order with '/' below every other byte, which is
+ * the order of a depth-first walk in name order: "a/b" < "a/b/c" < "a/c" < "a!" < "ab".  fn returning non-zero
  * stops the walk and is returned.  Entries changed during the walk may or may not be seen.
  * -ENOENT, -ENOTDIR, -EINVAL, -EIO, -EUCLEAN.
  */

@@ -1116,22 +1116,20 @@ out:
 
 /* ---- file data ---- */
 
-ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off)
+/* Read from an inode already in hand. */
+static ssize_t read_inode(struct kvfs *fs, const struct inode *in, void *buf, size_t len,
+			  uint64_t off)
 {
-	struct inode in;
-	int r = inode_get(fs, ino, &in);
-	if (r < 0)
-		return r;
-	if (S_ISDIR(in.mode))
+	if (S_ISDIR(in->mode))
 		return -EISDIR;
-	if (!S_ISREG(in.mode))
+	if (!S_ISREG(in->mode))
 		return -EINVAL;
-	if (off >= in.size)
+	if (off >= in->size)
 		return 0;
-	if (len > in.size - off)
-		len = (size_t)(in.size - off);
-	if (in.flags & INODE_INLINE) {
-		memcpy(buf, in.data + off, len);
+	if (len > in->size - off)
+		len = (size_t)(in->size - off);
+	if (in->flags & INODE_INLINE) {
+		memcpy(buf, in->data + off, len);
 		return (ssize_t)len;
 	}
 	uint8_t *out = buf;
@@ -1143,12 +1141,25 @@ ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t
 		if (n > len - done)
 			n = len - done;
 		bool exists;
-		if ((r = get_block(fs, ino, blk, block, &exists)) < 0)
+		/* a whole aligned block goes straight to the caller's buffer */
+		uint8_t *dst = (in_blk == 0 && n == BLOCK) ? out + done : block;
+		int r = get_block(fs, in->ino, blk, dst, &exists);
+		if (r < 0)
 			return r;
-		memcpy(out + done, block + in_blk, n);
+		if (dst == block)
+			memcpy(out + done, block + in_blk, n);
 		done += n;
 	}
 	return (ssize_t)len;
+}
+
+ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off)
+{
+	struct inode in;
+	int r = inode_get(fs, ino, &in);
+	if (r < 0)
+		return r;
+	return read_inode(fs, &in, buf, len, off);
 }
 
 /* Largest write made as one batch (atomic); larger writes are split. */
@@ -1230,6 +1241,13 @@ ssize_t kvfs_write(struct kvfs *fs, uint64_t ino, const void *buf, size_t len, u
 {
 	if (fs->rdonly)
 		return -EROFS;
+	if (len == 0) { /* changes nothing, not even the size (as write(2)) */
+		struct inode in;
+		int r0 = inode_get(fs, ino, &in);
+		if (r0 < 0)
+			return r0;
+		return S_ISDIR(in.mode) ? -EISDIR : S_ISREG(in.mode) ? 0 : -EINVAL;
+	}
 	struct engine_batch *b = engine_batch_new();
 	if (!b)
 		return -ENOMEM;
@@ -1587,7 +1605,7 @@ static int key_split(const char *key, const char *comp[], size_t clen[], int max
 	return 0;
 }
 
-#define KEY_DEPTH_MAX 2048
+#define KEY_DEPTH_MAX 256 /* components of a key: deeper keys are -ENAMETOOLONG */
 
 /* Resolve the first `upto` components of a key to a directory inode. */
 static int walk(struct kvfs *fs, const char *comp[], const size_t clen[], int upto,
@@ -1626,44 +1644,51 @@ static int keypath_parse(const char *key, struct keypath *kp)
 }
 
 /* Resolve a key: its parent directory into *dir, its last component into last (may be NULL),
- * and with st, the key's own attributes.  -ENOENT, -ENOTDIR, -EINVAL, -ENAMETOOLONG. */
+ * and with `in`, the key's own inode.  -ENOENT, -ENOTDIR, -EINVAL, -ENAMETOOLONG. */
 static int key_resolve(struct kvfs *fs, const char *key, uint64_t *dir, char *last,
-		       struct kvfs_stat *st)
+		       struct inode *in)
 {
-	struct keypath *kp = malloc(sizeof(*kp));
-	if (!kp)
-		return -ENOMEM;
-	int r = keypath_parse(key, kp);
+	struct keypath kp;
+	int r = keypath_parse(key, &kp);
 	if (r == 0)
-		r = walk(fs, kp->comp, kp->clen, kp->n - 1, dir);
-	if (r == 0 && st)
-		r = kvfs_lookup(fs, *dir, kp->last, st);
+		r = walk(fs, kp.comp, kp.clen, kp.n - 1, dir);
+	if (r == 0 && in) {
+		uint64_t ino;
+		unsigned type;
+		r = dirent_get(fs, *dir, kp.last, kp.clen[kp.n - 1], &ino, &type);
+		if (r == 0 && (r = inode_get(fs, ino, in)) == -ENOENT)
+			r = -EUCLEAN; /* NS-1 broken */
+	}
 	if (r == 0 && last)
-		memcpy(last, kp->last, strlen(kp->last) + 1);
-	free(kp);
+		memcpy(last, kp.last, strlen(kp.last) + 1);
 	return r;
 }
 
 ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap)
 {
 	uint64_t dir;
-	struct kvfs_stat st;
-	int r = key_resolve(fs, key, &dir, NULL, &st);
-	if (r < 0)
-		return r;
-	if (S_ISDIR(st.mode))
-		return -EISDIR;
-	if (!S_ISREG(st.mode))
-		return -EINVAL;
-	ssize_t n = kvfs_read(fs, st.ino, buf, cap, 0);
-	return n < 0 ? n : (ssize_t)st.size;
+	struct inode *in = malloc(sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	int r = key_resolve(fs, key, &dir, NULL, in);
+	ssize_t n = r;
+	if (r == 0) {
+		n = read_inode(fs, in, buf, cap, 0);
+		if (n >= 0)
+			n = (ssize_t)in->size;
+	}
+	free(in);
+	return n;
 }
 
 int kvfs_exists(struct kvfs *fs, const char *key)
 {
 	uint64_t dir;
-	struct kvfs_stat st;
-	int r = key_resolve(fs, key, &dir, NULL, &st);
+	struct inode *in = malloc(sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	int r = key_resolve(fs, key, &dir, NULL, in);
+	free(in);
 	if (r == -ENOENT)
 		return 0;
 	return r < 0 ? r : 1;
@@ -2027,6 +2052,21 @@ struct scan_ctx {
 
 static int scan_dir(struct scan_ctx *sc, uint64_t ino, int depth);
 
+/* Key order: bytes, with '/' below every other byte (what a depth-first walk in name order
+ * yields: "a/x" < "a!" because the directory "a" sorts before the name "a!"). */
+static int key_order_cmp(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		unsigned ca = (unsigned char)*a, cb = (unsigned char)*b;
+		if (ca == '/')
+			ca = 1;
+		if (cb == '/')
+			cb = 1;
+		if (ca != cb || !ca)
+			return (int)ca - (int)cb;
+	}
+}
+
 static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
 {
 	struct scan_ctx *sc = ctx;
@@ -2040,7 +2080,7 @@ static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
 	memcpy(sc->path + sc->plen, name, nlen + 1);
 	sc->plen += nlen;
 	/* keys below this entry all start with path + "/": prune outside [lo, hi) */
-	bool past_hi = sc->hi && strcmp(sc->path, sc->hi) >= 0;
+	bool past_hi = sc->hi && key_order_cmp(sc->path, sc->hi) >= 0;
 	if (past_hi) {
 		sc->plen = save;
 		sc->path[save] = 0;
@@ -2050,7 +2090,7 @@ static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
 	if (type == DT_DIR) {
 		/* below lo entirely? "dir/..." keys are < lo only when path + "/\xff" < lo */
 		sc->ret = scan_dir(sc, ino, 1);
-	} else if (!sc->lo || strcmp(sc->path, sc->lo) >= 0) {
+	} else if (!sc->lo || key_order_cmp(sc->path, sc->lo) >= 0) {
 		struct kvfs_stat st;
 		sc->ret = kvfs_getattr(sc->fs, ino, &st);
 		if (sc->ret == 0)
