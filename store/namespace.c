@@ -90,7 +90,7 @@ struct kvfs {
 	struct open_ref *open_refs; /* protected by ns_lock */
 	/* While a kvfs_batch is being built (ns_lock held): inodes changed by its earlier
 	 * operations, which the engine does not show until the batch commits. */
-	struct inode *pending;
+	struct inode **pending;     /* open addressing by ino; cap_pending a power of 2 */
 	size_t n_pending, cap_pending;
 	bool batching;
 	void (*log)(void *ctx, const char *line);
@@ -159,15 +159,67 @@ static size_t inode_encode(const struct inode *in, uint8_t *buf)
 	return IN_HDR + n;
 }
 
+static struct inode **pending_slot(struct kvfs *fs, uint64_t ino)
+{
+	size_t mask = fs->cap_pending - 1, i = (size_t)(ino * 0x9e3779b97f4a7c15ull) & mask;
+	while (fs->pending[i] && fs->pending[i]->ino != ino)
+		i = (i + 1) & mask;
+	return &fs->pending[i];
+}
+
+static struct inode *pending_find(struct kvfs *fs, uint64_t ino)
+{
+	return fs->cap_pending ? *pending_slot(fs, ino) : NULL;
+}
+
+static void pending_clear(struct kvfs *fs)
+{
+	for (size_t i = 0; i < fs->cap_pending; i++) {
+		free(fs->pending[i]);
+		fs->pending[i] = NULL;
+	}
+	fs->n_pending = 0;
+}
+
+static int pending_note(struct kvfs *fs, const struct inode *in)
+{
+	if (2 * (fs->n_pending + 1) > fs->cap_pending) {
+		size_t cap = fs->cap_pending ? fs->cap_pending * 2 : 64;
+		struct inode **old = fs->pending;
+		size_t oldcap = fs->cap_pending;
+		fs->pending = calloc(cap, sizeof(*fs->pending));
+		if (!fs->pending) {
+			fs->pending = old;
+			return -ENOMEM;
+		}
+		fs->cap_pending = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				*pending_slot(fs, old[i]->ino) = old[i];
+		free(old);
+	}
+	struct inode **slot = pending_slot(fs, in->ino);
+	if (!*slot) {
+		if (!(*slot = malloc(sizeof(**slot))))
+			return -ENOMEM;
+		fs->n_pending++;
+	}
+	/* the header and the inline bytes in use: not the whole data buffer */
+	size_t n = offsetof(struct inode, data) +
+		   ((in->flags & INODE_INLINE) || S_ISLNK(in->mode) ? in->size : 0);
+	memcpy(*slot, in, n);
+	return 0;
+}
+
 static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 {
-	for (size_t i = 0; fs->batching && i < fs->n_pending; i++) {
-		if (fs->pending[i].ino == ino) {
-			if (fs->pending[i].mode == 0)
-				return -ENOENT; /* purged earlier in the batch */
-			*in = fs->pending[i];
-			return 0;
-		}
+	struct inode *p = fs->batching ? pending_find(fs, ino) : NULL;
+	if (p) {
+		if (p->mode == 0)
+			return -ENOENT; /* purged earlier in the batch */
+		memcpy(in, p, offsetof(struct inode, data) +
+		       ((p->flags & INODE_INLINE) || S_ISLNK(p->mode) ? p->size : 0));
+		return 0;
 	}
 	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
 	size_t len;
@@ -195,26 +247,6 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 	if ((in->flags & INODE_INLINE) && n != in->size)
 		return -EUCLEAN;
 	memcpy(in->data, buf + IN_HDR, n);
-	return 0;
-}
-
-static int pending_note(struct kvfs *fs, const struct inode *in)
-{
-	for (size_t i = 0; i < fs->n_pending; i++) {
-		if (fs->pending[i].ino == in->ino) {
-			fs->pending[i] = *in;
-			return 0;
-		}
-	}
-	if (fs->n_pending == fs->cap_pending) {
-		size_t cap = fs->cap_pending ? fs->cap_pending * 2 : 8;
-		struct inode *v = realloc(fs->pending, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		fs->pending = v;
-		fs->cap_pending = cap;
-	}
-	fs->pending[fs->n_pending++] = *in;
 	return 0;
 }
 
@@ -414,8 +446,14 @@ static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	if ((r = engine_batch_del(b, T_INODE, k, 8)) < 0)
 		return r;
 	if (fs->batching) {
-		struct inode gone = { .ino = in->ino };
-		if ((r = pending_note(fs, &gone)) < 0)
+		struct inode *gone = calloc(1, offsetof(struct inode, data));
+		if (!gone)
+			return -ENOMEM;
+		gone->ino = in->ino;
+		gone->flags = INODE_INLINE;
+		r = pending_note(fs, gone);
+		free(gone);
+		if (r < 0)
 			return r;
 	}
 	return engine_batch_del(b, T_ORPHAN, k, 8);
@@ -570,6 +608,7 @@ int kvfs_close(struct kvfs *fs)
 		r = purge_orphans(fs);
 	int r2 = engine_close(fs->e);
 	pthread_mutex_destroy(&fs->ns_lock);
+	pending_clear(fs);
 	free(fs->pending);
 	free(fs);
 	return r ? r : r2;
@@ -1965,7 +2004,6 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 	if (r == 0) {
 		pthread_mutex_lock(&fs->ns_lock);
 		fs->batching = true;
-		fs->n_pending = 0;
 		for (size_t i = 0; r == 0 && i < b->n; i++) {
 			if (i + 1 < b->n && strcmp(b->ops[i].key, b->ops[i + 1].key) == 0)
 				continue;
@@ -1982,7 +2020,7 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 		if (r == 0)
 			r = commit(fs, eb);
 		fs->batching = false;
-		fs->n_pending = 0;
+		pending_clear(fs);
 		pthread_mutex_unlock(&fs->ns_lock);
 	}
 	engine_batch_free(eb);
