@@ -1024,13 +1024,17 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 		r = -EEXIST;
 		goto out;
 	}
-	if (have_dst && dino == sino) /* the same inode under both names: nothing to do */
-		goto out;
 	bool sdirp = S_ISDIR(src.mode), ddirp = have_dst && S_ISDIR(dst.mode);
+	/* Linux's order: the source an ancestor of the new parent (-EINVAL), then the target an
+	 * ancestor of the old parent (-ENOTEMPTY; -EINVAL for an exchange), then the types */
 	if (sdirp && newparent != parent && (r = not_below(fs, newparent, sino)) < 0)
 		goto out;
-	if ((flags & KVFS_RENAME_EXCHANGE) && ddirp && newparent != parent &&
-	    (r = not_below(fs, parent, dino)) < 0)
+	if (ddirp && newparent != parent && (r = not_below(fs, parent, dino)) < 0) {
+		if (r == -EINVAL && !(flags & KVFS_RENAME_EXCHANGE))
+			r = -ENOTEMPTY;
+		goto out;
+	}
+	if (have_dst && dino == sino) /* the same inode under both names: nothing to do */
 		goto out;
 	int64_t now = now_ns();
 	bool same_dir = parent == newparent;
@@ -1163,7 +1167,7 @@ static ssize_t read_inode(struct kvfs *fs, const struct inode *in, void *buf, si
 		return -EISDIR;
 	if (!S_ISREG(in->mode))
 		return -EINVAL;
-	if (off >= in->size)
+	if (off >= in->size || len == 0)
 		return 0;
 	if (len > in->size - off)
 		len = (size_t)(in->size - off);
