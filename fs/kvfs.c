@@ -48,6 +48,20 @@ struct fsopts {
 static struct kvfs *g_fs;
 static struct fsopts g_opt = { .entry_timeout = 1.0, .attr_timeout = 1.0 };
 
+/* ns since the epoch to a timespec: floor division, so that times before 1970 keep a
+ * tv_nsec in [0, 1e9) */
+static struct timespec ns_ts(int64_t ns)
+{
+	struct timespec ts;
+	ts.tv_sec = (time_t)(ns / 1000000000);
+	ts.tv_nsec = (long)(ns % 1000000000);
+	if (ts.tv_nsec < 0) {
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000;
+	}
+	return ts;
+}
+
 static void to_stat(const struct kvfs_stat *k, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -60,12 +74,9 @@ static void to_stat(const struct kvfs_stat *k, struct stat *st)
 	st->st_size = (off_t)k->size;
 	st->st_blocks = (blkcnt_t)k->blocks;
 	st->st_blksize = 4096;
-	st->st_atim.tv_sec = k->atime_ns / 1000000000;
-	st->st_atim.tv_nsec = k->atime_ns % 1000000000;
-	st->st_mtim.tv_sec = k->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = k->mtime_ns % 1000000000;
-	st->st_ctim.tv_sec = k->ctime_ns / 1000000000;
-	st->st_ctim.tv_nsec = k->ctime_ns % 1000000000;
+	st->st_atim = ns_ts(k->atime_ns);
+	st->st_mtim = ns_ts(k->mtime_ns);
+	st->st_ctim = ns_ts(k->ctime_ns);
 }
 
 static void reply_entry(fuse_req_t req, int r, const struct kvfs_stat *k)
@@ -369,6 +380,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dirh *d = r == 0 ? calloc(1, sizeof(*d)) : NULL;
 	if (r == 0 && !d)
 		r = -ENOMEM;
+	/* an open directory, like an open file, outlives its removal (an empty listing) */
+	if (r == 0 && (r = kvfs_open_ino(g_fs, ino)) < 0)
+		free(d);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -380,6 +394,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	free((void *)(uintptr_t)fi->fh);
+	kvfs_release_ino(g_fs, ino);
 	fuse_reply_err(req, 0);
 }
 
@@ -672,7 +687,7 @@ static int default_store(char *out, size_t cap)
 			return -ENOENT;
 		snprintf(base, sizeof(base), "%s/.local/share", home);
 	}
-	char dir[PATH_MAX];
+	char dir[PATH_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/kvfs", base);
 	/* mkdir -p */
 	for (char *p = dir + 1; *p; p++) {
@@ -690,10 +705,17 @@ static int default_store(char *out, size_t cap)
 	return 0;
 }
 
-static bool g_daemon; /* stderr is gone: diagnostics go to syslog */
+static bool g_daemon;   /* stderr is gone: diagnostics go to syslog */
+static bool g_opening;  /* the first open: hold the library's lines for the one-line error */
+static char g_first_line[512];
 
 static void log_line(void *ctx, const char *line)
 {
+	if (g_opening) {
+		if (!g_first_line[0])
+			snprintf(g_first_line, sizeof(g_first_line), "%s", line);
+		return;
+	}
 	if (g_daemon)
 		syslog(LOG_ERR, "%s", line);
 	else
@@ -743,6 +765,15 @@ int main(int argc, char *argv[])
 	if (n_nonopt > 2) {
 		fprintf(stderr, "kvfs: too many arguments (see kvfs --help)\n");
 		return 16;
+	}
+	if (n_nonopt >= 1) {
+		const char *mp = argv[nonopt[n_nonopt - 1]];
+		struct stat mst;
+		if (stat(mp, &mst) < 0 || !S_ISDIR(mst.st_mode)) {
+			fprintf(stderr, "kvfs: %s: the mountpoint %s\n", mp,
+				errno == ENOENT ? "does not exist" : "is not a directory");
+			return 1;
+		}
 	}
 	char store[PATH_MAX];
 	store[0] = 0;
@@ -806,9 +837,14 @@ int main(int argc, char *argv[])
 			rdonly = true;
 	/* Open the store first: a missing, foreign, corrupt or busy store fails here, with a
 	 * message, before anything is mounted. */
+	g_opening = true;
 	int r = store_open(store, rdonly, &g_fs);
+	g_opening = false;
 	if (r < 0) {
-		fprintf(stderr, "kvfs: %s: %s\n", store, open_error(r));
+		if (r == -EUCLEAN && g_first_line[0]) /* where: the library's line names the page */
+			fprintf(stderr, "kvfs: %s: %s: %s\n", store, open_error(r), g_first_line);
+		else
+			fprintf(stderr, "kvfs: %s: %s\n", store, open_error(r));
 		goto out_args;
 	}
 	/* libfuse daemonizes by fork(): the store's checkpoint thread would not survive it, so

@@ -1130,11 +1130,9 @@ int kvfs_setattr(struct kvfs *fs, uint64_t ino, const struct kvfs_stat *sa, unsi
 			r = -EINVAL;
 			goto out;
 		}
-		if (sa->size != in.size) {
-			if ((r = set_size(fs, b, &in, sa->size)) < 0)
-				goto out;
-			in.mtime = now;
-		}
+		if (sa->size != in.size && (r = set_size(fs, b, &in, sa->size)) < 0)
+			goto out;
+		in.mtime = now; /* even at the same size, as truncate(2) and O_TRUNC on Linux */
 	}
 	if (mask & KVFS_SET_MODE)
 		in.mode = (in.mode & S_IFMT) | (sa->mode & 07777);
@@ -1484,6 +1482,13 @@ static int xattr_key(uint8_t *k, uint64_t ino, const char *name, size_t *klen)
 		return -EINVAL;
 	if (n > KVFS_NAME_MAX)
 		return -ERANGE;
+	/* the namespaces a native file system knows; POSIX ACLs are not kept (tools such as cp
+	 * then fall back to chmod), and a name without a namespace is refused, as by ext4 */
+	if (strncmp(name, "system.posix_acl_", 17) == 0)
+		return -EOPNOTSUPP;
+	if (strncmp(name, "user.", 5) && strncmp(name, "trusted.", 8) &&
+	    strncmp(name, "security.", 9) && strncmp(name, "system.", 7))
+		return -EOPNOTSUPP;
 	ino_key(k, ino);
 	memcpy(k + 8, name, n);
 	*klen = 8 + n;
