@@ -220,10 +220,11 @@ void kvfs_release_ino(struct kvfs *fs, uint64_t ino);
 int kvfs_readdir(struct kvfs *fs, uint64_t ino, const char *after,
 		 int (*fn)(void *ctx, const char *name, uint64_t ino, unsigned type), void *ctx);
 
-/* Extended attributes (names 1..255 bytes with a namespace prefix such as "user."; values up
- * to 64 KiB).  getxattr/listxattr with cap 0 return the size needed.
+/* Extended attributes (names 1..255 bytes in the namespaces user., trusted., security. or
+ * system.; values up to 64 KiB).  getxattr/listxattr with cap 0 return the size needed.
  * -ENODATA (no such attribute), -ERANGE (buffer too small), -EEXIST/-ENODATA with the
- * create/replace flags (XATTR_CREATE 1, XATTR_REPLACE 2), -E2BIG. */
+ * create/replace flags (XATTR_CREATE 1, XATTR_REPLACE 2), -E2BIG, -EOPNOTSUPP (a name without
+ * one of those namespaces, or system.posix_acl_*: POSIX ACLs are not kept). */
 int kvfs_setxattr(struct kvfs *fs, uint64_t ino, const char *name, const void *val, size_t len,
 		  int flags);
 ssize_t kvfs_getxattr(struct kvfs *fs, uint64_t ino, const char *name, void *buf, size_t cap);
