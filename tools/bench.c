@@ -85,6 +85,7 @@
 #endif
 
 #define PROG "kvfs-bench"
+#include "tools/bench_util.h"
 
 #define KEY_BYTES 16                 /* random bytes in a key */
 #define KEY_HEX (2 * KEY_BYTES)      /* hex digits */
@@ -165,49 +166,12 @@ struct engine_result {
 
 /* ---- random streams, keys, values, clock ------------------------------------------------ */
 
-/* xoshiro256** (Blackman & Vigna), seeded through splitmix64. */
-struct rng {
-	uint64_t s[4];
-};
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Streams: one per purpose, so that one workload's draws do not shift another's. */
 enum stream { S_KEYS, S_SYNC_KEYS, S_READS, S_OVERWRITES, S_DELETES, S_FILLER };
 
 static void rng_seed(struct rng *r, uint64_t seed, enum stream s)
 {
-	uint64_t x = seed ^ (0x5bd1e9955bd1e995ull * ((uint64_t)s + 1));
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static inline uint64_t rng_next(struct rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t result = rotl64(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl64(s[3], 45);
-	return result;
-}
-
-/* Uniform in [0, n) by Lemire's multiply-shift (bias at most n / 2^64). */
-static inline uint64_t rng_below(struct rng *r, uint64_t n)
-{
-	return (uint64_t)(((unsigned __int128)rng_next(r) * n) >> 64);
+	rng_seed_raw(r, seed ^ (0x5bd1e9955bd1e995ull * ((uint64_t)s + 1)));
 }
 
 /* n keys of KEY_REC bytes each: "xx/" + 30 hex digits + NUL.  Two equal keys among 2^20 random
@@ -305,22 +269,6 @@ static uint64_t batch_puts(const struct bench_cfg *cfg, size_t vlen)
 	if (by_bytes == 0)
 		by_bytes = 1;
 	return cfg->batch < by_bytes ? cfg->batch : by_bytes;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void path_join(char *out, size_t size, const char *dir, const char *name)
-{
-	int len = snprintf(out, size, "%s/%s", dir, name);
-	if (len < 0 || (size_t)len >= size) {
-		fprintf(stderr, PROG ": %s/%s: path too long\n", dir, name);
-		exit(1);
-	}
 }
 
 static void path_suffix(char *out, size_t size, const char *base, const char *suffix)
@@ -1525,36 +1473,6 @@ static int run_child(enum engine_id e, const struct bench_cfg *cfg, int job,
 }
 
 /* ---- driver ------------------------------------------------------------------------------- */
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-static size_t read_all(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = read(fd, p + got, len - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	return got;
-}
 
 /* Run one engine's job in a child process.  Returns 0 with *res and *maxrss_kb, or -1 (the
  * reason is on stderr). */

@@ -55,6 +55,7 @@
 #endif
 
 #define PROG "kvfs-bench-tree"
+#include "tools/bench_util.h"
 
 #define KEY_LEN 16          /* bytes */
 #define VAL_LEN 100         /* bytes */
@@ -94,48 +95,6 @@ struct engine_result {
 
 /* ---- keys, values, clock ---------------------------------------------------------------- */
 
-/* xoshiro256** (Blackman & Vigna), seeded through splitmix64. */
-struct rng {
-	uint64_t s[4];
-};
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static void rng_seed(struct rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
-}
-
-static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static inline uint64_t rng_next(struct rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t result = rotl64(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl64(s[3], 45);
-	return result;
-}
-
-/* Uniform in [0, n) by Lemire's multiply-shift; the bias, at most n / 2^64, is below 2^-24
- * for the largest n accepted (2^40). */
-static inline uint64_t rng_below(struct rng *r, uint64_t n)
-{
-	return (uint64_t)(((unsigned __int128)rng_next(r) * n) >> 64);
-}
-
 /* The lookup order is a second stream, the same for every engine. */
 static uint64_t get_seed(uint64_t seed) { return seed ^ 0x5bd1e9955bd1e995ull; }
 
@@ -152,7 +111,7 @@ static uint8_t *make_keys(uint64_t n, uint64_t seed)
 	keys = malloc((size_t)n * KEY_LEN);
 	if (!keys)
 		return NULL;
-	rng_seed(&r, seed);
+	rng_seed_raw(&r, seed);
 	for (uint64_t i = 0; i < n; i++) {
 		uint8_t *k = keys + i * KEY_LEN;
 		for (int h = 0; h < KEY_LEN / 8; h++) {
@@ -179,13 +138,6 @@ static bool value_ok(const void *val, size_t len, const uint8_t *key)
 	return len == VAL_LEN && memcmp(val, key, KEY_LEN) == 0;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int file_sizes(const char *path, struct engine_result *res)
 {
 	struct stat sb;
@@ -197,15 +149,6 @@ static int file_sizes(const char *path, struct engine_result *res)
 	res->file_size = (uint64_t)sb.st_size;
 	res->file_alloc = (uint64_t)sb.st_blocks * 512u;
 	return 0;
-}
-
-static void path_join(char *out, size_t size, const char *dir, const char *name)
-{
-	int len = snprintf(out, size, "%s/%s", dir, name);
-	if (len < 0 || (size_t)len >= size) {
-		fprintf(stderr, PROG ": %s/%s: path too long\n", dir, name);
-		exit(1);
-	}
 }
 
 /* ---- kvfs: the store's tree ------------------------------------------------------------- */
@@ -262,7 +205,7 @@ static int kvfs_gets(struct store *st, const struct bench_cfg *cfg, const uint8_
 	struct rng r;
 	uint64_t i = 0;
 
-	rng_seed(&r, get_seed(cfg->seed));
+	rng_seed_raw(&r, get_seed(cfg->seed));
 	while (i < cfg->n) {
 		struct store_txn *txn;
 		struct store_tree *t;
@@ -434,7 +377,7 @@ static int lmdb_gets(MDB_env *env, MDB_dbi dbi, const struct bench_cfg *cfg, con
 	struct rng r;
 	uint64_t i = 0;
 
-	rng_seed(&r, get_seed(cfg->seed));
+	rng_seed_raw(&r, get_seed(cfg->seed));
 	while (i < cfg->n) {
 		MDB_txn *txn;
 		uint64_t end = cfg->n - i < GETS_PER_TXN ? cfg->n : i + GETS_PER_TXN;
@@ -596,36 +539,6 @@ static int run_lmdb(const struct bench_cfg *cfg, const uint8_t *keys, struct eng
 #endif /* KVFS_HAVE_LMDB */
 
 /* ---- driver ------------------------------------------------------------------------------- */
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-static size_t read_all(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = read(fd, p + got, len - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	return got;
-}
 
 /* Run one engine in a child process.  Returns 0 with *res and *maxrss_kb, or -1 (the reason is
  * on stderr). */
