@@ -540,64 +540,41 @@ static int run_lmdb(const struct bench_cfg *cfg, const uint8_t *keys, struct eng
 
 /* ---- driver ------------------------------------------------------------------------------- */
 
+struct child_job {
+	enum engine_id e;
+	const struct bench_cfg *cfg;
+	const uint8_t *keys;
+};
+
+static int child_job(void *arg, void *out)
+{
+	struct child_job *cj = arg;
+	struct engine_result *r = out;
+	int rc = -1;
+	if (cj->e == ENGINE_KVFS)
+		rc = run_kvfs(cj->cfg, cj->keys, r);
+#if KVFS_HAVE_LMDB
+	else
+		rc = run_lmdb(cj->cfg, cj->keys, r);
+#endif
+	r->failed = rc != 0;
+	return rc;
+}
+
 /* Run one engine in a child process.  Returns 0 with *res and *maxrss_kb, or -1 (the reason is
  * on stderr). */
 static int run_engine(enum engine_id e, const struct bench_cfg *cfg, const uint8_t *keys,
 		      struct engine_result *res, long *maxrss_kb)
 {
-	struct rusage ru;
-	int fds[2], status;
-	pid_t pid;
-	size_t got;
-
-	if (pipe(fds) != 0) {
-		fprintf(stderr, PROG ": pipe: %s\n", strerror(errno));
-		return -1;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
-		close(fds[0]);
-		close(fds[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		struct engine_result r = { 0 };
-		int rc = -1;
-		close(fds[0]);
-		if (e == ENGINE_KVFS)
-			rc = run_kvfs(cfg, keys, &r);
-#if KVFS_HAVE_LMDB
-		else
-			rc = run_lmdb(cfg, keys, &r);
-#endif
-		r.failed = rc != 0;
-		fflush(NULL);
-		_exit(write_all(fds[1], &r, sizeof r) == 0 && rc == 0 ? 0 : 1);
-	}
-	close(fds[1]);
-	got = read_all(fds[0], res, sizeof *res);
-	close(fds[0]);
-	while (wait4(pid, &status, 0, &ru) < 0) {
-		if (errno != EINTR) {
-			fprintf(stderr, PROG ": wait4: %s\n", strerror(errno));
-			return -1;
-		}
-	}
-	if (WIFSIGNALED(status)) {
-		fprintf(stderr, PROG ": %s: killed by signal %d (%s)\n", engine_name[e],
-			WTERMSIG(status), strsignal(WTERMSIG(status)));
-		return -1;
-	}
-	if (got != sizeof *res || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || res->failed)
+	struct child_job cj = { e, cfg, keys };
+	if (bench_in_child(engine_name[e], child_job, &cj, res, sizeof(*res), maxrss_kb) < 0 ||
+	    res->failed)
 		return -1;
 	if (res->n_scanned != cfg->n) {
 		fprintf(stderr, PROG ": %s: scan saw %" PRIu64 " keys, expected %" PRIu64 "\n",
 			engine_name[e], res->n_scanned, cfg->n);
 		return -1;
 	}
-	*maxrss_kb = ru.ru_maxrss;
 	return 0;
 }
 

@@ -8,6 +8,10 @@
 #define KVFS_TOOLS_BENCH_UTIL_H
 
 #include <errno.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +106,56 @@ static inline size_t read_all(int fd, void *buf, size_t len)
 		got += (size_t)r;
 	}
 	return got;
+}
+
+/*
+ * Run job(arg, out) in a child process, so that each engine has its own peak RSS and a crash
+ * in one engine is a failed row, not a dead benchmark.  The child sends out (out_size bytes)
+ * back through a pipe.  Returns 0 with *out and *maxrss_kb when the job returned 0, else -1
+ * (the reason is on stderr, naming `what`).
+ */
+static inline int bench_in_child(const char *what, int (*job)(void *arg, void *out), void *arg,
+				 void *out, size_t out_size, long *maxrss_kb)
+{
+	struct rusage ru;
+	int fds[2], status;
+	if (pipe(fds) != 0) {
+		fprintf(stderr, PROG ": pipe: %s\n", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, PROG ": fork: %s\n", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		memset(out, 0, out_size);
+		int rc = job(arg, out);
+		fflush(NULL);
+		_exit(write_all(fds[1], out, out_size) == 0 && rc == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	size_t got = read_all(fds[0], out, out_size);
+	close(fds[0]);
+	while (wait4(pid, &status, 0, &ru) < 0) {
+		if (errno != EINTR) {
+			fprintf(stderr, PROG ": wait4: %s\n", strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, PROG ": %s: killed by signal %d (%s)\n", what, WTERMSIG(status),
+			strsignal(WTERMSIG(status)));
+		return -1;
+	}
+	if (got != out_size || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -1;
+	*maxrss_kb = ru.ru_maxrss;
+	return 0;
 }
 
 #endif
