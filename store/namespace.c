@@ -2,13 +2,8 @@
  * store/namespace.c — the file namespace on the engine: keys as paths, inodes, directories,
  * file data, symlinks, hard links, xattrs, orphans.  Implements kvfs.h.
  *
- * Trees (engine tree numbers; man/kvfs.5 "NAMESPACE"), TableFS-style:
- *   T_INODE   ino (BE u64)                 -> INODE RECORD (+ inline data or symlink target)
- *   T_DIRENT  parent ino (BE u64) + name   -> ino (u64) + type (u8, DT_*)
- *   T_DATA    ino (BE u64) + block (BE u64) -> one 4096-byte block (a missing block is a hole)
- *   T_XATTR   ino (BE u64) + name          -> value
- *   T_ORPHAN  ino (BE u64)                 -> empty: unlinked while open, purge at next open
- *   T_SUPER   "next_ino"                   -> u64, the next inode number to hand out
+ * Trees and records: store/ns_format.h (man/kvfs.5 "NAMESPACE"), TableFS-style: inodes,
+ * dirents, data blocks, xattrs, orphans and the next inode number, each in its own tree.
  *
  * A file of at most INLINE_MAX bytes keeps its bytes in its inode record (one B+tree value of
  * ~100 bytes of metadata + the data); a larger one keeps them in whole blocks, so that a 4 KiB
@@ -41,30 +36,7 @@
 #include "store/engine.h"
 #include "store/format.h"
 #include "store/kvfs.h"
-
-enum { T_INODE = 0, T_DIRENT = 1, T_DATA = 2, T_XATTR = 3, T_ORPHAN = 4, T_SUPER = 5 };
-
-#define BLOCK 4096u
-#define INLINE_MAX 2048u /* see kvfs_write: a file up to this size lives in its inode */
-#define XATTR_VALUE_MAX (64u << 10)
-#define SYMLINK_MAX 4095u
-
-/* INODE RECORD */
-#define IN_MODE 0
-#define IN_NLINK 4
-#define IN_UID 8
-#define IN_GID 12
-#define IN_SIZE 16
-#define IN_ATIME 24
-#define IN_MTIME 32
-#define IN_CTIME 40
-#define IN_GEN 48
-#define IN_RDEV 56
-#define IN_BLOCKS 64
-#define IN_PARENT 72
-#define IN_FLAGS 80
-#define IN_HDR 88
-#define INODE_INLINE 1u
+#include "store/ns_format.h"
 
 struct inode {
 	uint64_t ino;
@@ -104,14 +76,6 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void ino_key(uint8_t k[8], uint64_t ino) { stbe64(k, ino); }
-
-static void block_key(uint8_t k[16], uint64_t ino, uint64_t blk)
-{
-	stbe64(k, ino);
-	stbe64(k + 8, blk);
-}
-
 static int name_check(const char *name, size_t *len)
 {
 	size_t n = strnlen(name, KVFS_NAME_MAX + 1);
@@ -122,13 +86,6 @@ static int name_check(const char *name, size_t *len)
 		return -ENAMETOOLONG;
 	*len = n;
 	return 0;
-}
-
-static size_t dirent_key(uint8_t *k, uint64_t parent, const char *name, size_t len)
-{
-	stbe64(k, parent);
-	memcpy(k + 8, name, len);
-	return 8 + len;
 }
 
 static unsigned mode_dt(uint32_t mode)

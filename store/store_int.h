@@ -18,29 +18,8 @@
 #include <stdint.h>
 
 #include "store/format.h"
+#include "store/inspect.h"
 #include "store/store.h"
-
-/* A decoded TREE RECORD (man/kvfs.5). */
-struct tree_rec {
-	pgno_t root;
-	txnid_t root_txnid;
-	uint32_t depth;
-	uint32_t flags;
-	uint64_t entries;
-	uint64_t pages;
-};
-
-/* A decoded META PAGE. */
-struct meta {
-	txnid_t txnid;
-	uint64_t page_count;
-	lsn_t lsn;
-	struct tree_rec catalog;
-	struct tree_rec freedb;
-	uint64_t free_pages;
-	uint32_t n_deferred;
-	struct { pgno_t pgno; uint64_t count; } deferred[META_DEFERRED_MAX];
-};
 
 /* u64 words of a struct meta, for atomic publication */
 #define META_WORDS (14 + 2 * META_DEFERRED_MAX)
@@ -90,10 +69,6 @@ int pager_trim(struct store *st, uint64_t pages);
 int pager_get_slow(struct store *st, const struct mapping *map, uint64_t page_count,
 		   pgno_t pgno, txnid_t expect_txnid, unsigned expect_level, const uint8_t **out);
 
-/* The checks of pager_get on mapped page bytes `p` (full: checksum and structure too).
- * NULL when sound, else the problem (possibly formatted into buf). */
-const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
-			     unsigned expect_level, bool full, char *buf, size_t len);
 /* Check and return an overflow run (pgno, ceil(vlen/4096) pages) holding `vlen` bytes. */
 int pager_get_overflow(struct store *st, const struct mapping *map, uint64_t page_count,
 		       pgno_t pgno, uint32_t vlen, uint64_t sum, const uint8_t **out);
@@ -110,12 +85,6 @@ static inline struct mapping *pager_map(struct pager *pg)
 
 /* ---- meta.c ---- */
 
-void meta_encode(const struct meta *m, unsigned slot, uint8_t *page);
-/* Decode and check one meta page.  0, -EINVAL (not a kvfs store: magic), -EPROTONOSUPPORT
- * (version / page size), -EUCLEAN (checksum or fields). */
-int meta_decode(const uint8_t *page, unsigned slot, struct meta *m, const char **why);
-void trec_encode(const struct tree_rec *r, uint8_t *p);
-void trec_decode(const uint8_t *p, struct tree_rec *r);
 void meta_to_words(const struct meta *m, uint64_t w[META_WORDS]);
 void meta_from_words(const uint64_t w[META_WORDS], struct meta *m);
 
