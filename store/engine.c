@@ -17,8 +17,10 @@
  * LSN.  A crash at any point leaves either the old meta page (replay from the old LSN) or the
  * new one (replay from the new LSN): every batch whole or absent, in log order.
  *
- * Log record: type ENG_REC_BATCH, payload = u32 op count, then per op:
+ * Log record: type ENGINE_REC_BATCH, payload = u32 op count, then per op:
  *   u8 tree, u8 op (1 put, 2 delete), u16 klen, u32 vlen, key, value.
+ * One decoder (ops_decode) reads it: at open (replay), at commit (the batch's own bytes) and
+ * in kvfs-check (engine_record_decode).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -34,7 +36,6 @@
 #include "store/overlay.h"
 #include "wal/log.h"
 
-#define ENG_REC_BATCH 1u
 #define OP_PUT 1
 #define OP_DEL 2
 #define OP_HDR 8
@@ -162,28 +163,65 @@ int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, siz
 	return batch_add(b, tree, OP_DEL, key, klen, NULL, 0);
 }
 
-/* Apply an encoded batch (nops ops in buf[0..len)) to an overlay.  -EUCLEAN when it does not
- * decode (only possible for a log record whose checksum held: corruption or a bug). */
-static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, size_t len)
+/*
+ * Decode `nops` encoded ops in buf[0..len) (the record format above), then call op for each in
+ * order.  The whole buffer is checked before the first call, so op sees every op of a batch or
+ * none.  0, -EUCLEAN (does not decode: only possible for a log record whose checksum held,
+ * i.e. corruption or a bug), or op's error (which stops the calls).
+ */
+static int ops_decode(uint32_t nops, const uint8_t *buf, size_t len,
+		      int (*op)(void *ctx, unsigned tree, bool del, const void *key, size_t klen,
+				const void *val, size_t vlen),
+		      void *ctx)
 {
 	size_t off = 0;
 	for (uint32_t i = 0; i < nops; i++) {
 		if (len - off < OP_HDR)
 			return -EUCLEAN;
 		const uint8_t *p = buf + off;
-		unsigned tree = p[0], op = p[1];
+		unsigned tree = p[0], kind = p[1];
 		size_t klen = ld16(p + 2), vlen = ld32(p + 4);
-		if (tree >= ENGINE_TREES || (op != OP_PUT && op != OP_DEL) || klen < 1 ||
+		if (tree >= ENGINE_TREES || (kind != OP_PUT && kind != OP_DEL) || klen < 1 ||
 		    klen > STORE_MAX_KEY || vlen > ENGINE_MAX_VALUE ||
-		    len - off - OP_HDR < klen + vlen || (op == OP_DEL && vlen))
+		    len - off - OP_HDR < klen + vlen || (kind == OP_DEL && vlen))
 			return -EUCLEAN;
-		int r = overlay_put(ov, tree, p + OP_HDR, klen, p + OP_HDR + klen, vlen,
-				    op == OP_DEL);
+		off += OP_HDR + klen + vlen;
+	}
+	if (off != len)
+		return -EUCLEAN;
+	off = 0;
+	for (uint32_t i = 0; i < nops; i++) {
+		const uint8_t *p = buf + off;
+		size_t klen = ld16(p + 2), vlen = ld32(p + 4);
+		int r = op(ctx, p[0], p[1] == OP_DEL, p + OP_HDR, klen, p + OP_HDR + klen, vlen);
 		if (r < 0)
 			return r;
 		off += OP_HDR + klen + vlen;
 	}
-	return off == len ? 0 : -EUCLEAN;
+	return 0;
+}
+
+int engine_record_decode(const void *payload, size_t len,
+			 int (*op)(void *ctx, unsigned tree, bool del, const void *key,
+				   size_t klen, const void *val, size_t vlen),
+			 void *ctx)
+{
+	const uint8_t *p = payload;
+	if (len < 4)
+		return -EUCLEAN;
+	return ops_decode(ld32(p), p + 4, len - 4, op, ctx);
+}
+
+static int overlay_op(void *ctx, unsigned tree, bool del, const void *key, size_t klen,
+		      const void *val, size_t vlen)
+{
+	return overlay_put(ctx, tree, key, klen, val, vlen, del);
+}
+
+/* Apply an encoded batch (nops ops in buf[0..len)) to an overlay: 0, -EUCLEAN, -ENOMEM. */
+static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, size_t len)
+{
+	return ops_decode(nops, buf, len, overlay_op, ov);
 }
 
 /* ---- checkpoints ---- */
@@ -432,7 +470,7 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		return -EIO;
 	}
 	lsn_t end;
-	int r = wal_append(e->wal, ENG_REC_BATCH, iov, 2, &end);
+	int r = wal_append(e->wal, ENGINE_REC_BATCH, iov, 2, &end);
 	if (r < 0) {
 		pthread_mutex_unlock(&e->commit_lock);
 		if (r == -EFBIG)
@@ -712,13 +750,12 @@ int engine_iter_next(struct engine_iter *it, void *key, size_t kcap, size_t *kle
 static int replay(void *ctx, lsn_t lsn, unsigned type, const void *payload, size_t len)
 {
 	struct engine *e = ctx;
-	if (type != ENG_REC_BATCH || len < 4) {
+	if (type != ENGINE_REC_BATCH || len < 4) {
 		eng_logf(e, "log record at LSN %llu: unknown type %u or short payload",
 			 (unsigned long long)lsn, type);
 		return -EUCLEAN;
 	}
-	const uint8_t *p = payload;
-	int r = batch_apply(e->active, ld32(p), p + 4, len - 4);
+	int r = engine_record_decode(payload, len, overlay_op, e->active);
 	if (r == -EUCLEAN)
 		eng_logf(e, "log record at LSN %llu does not decode", (unsigned long long)lsn);
 	if (r < 0)
@@ -749,6 +786,15 @@ static void engine_free(struct engine *e)
 	free(e);
 }
 
+uint64_t engine_log_ring_bytes(const struct engine_options *opt)
+{
+	if (opt && opt->log_ring_bytes)
+		return opt->log_ring_bytes;
+	uint64_t ck = opt && opt->ckpt_overlay_bytes ? opt->ckpt_overlay_bytes :
+		      ENGINE_DEFAULT_CKPT_BYTES;
+	return 4 * ck < WAL_DEFAULT_RING ? WAL_DEFAULT_RING : 4 * ck;
+}
+
 int engine_open(const char *path, const struct engine_options *opt, struct engine **out)
 {
 	struct engine_options dflt;
@@ -761,16 +807,12 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 		return -ENOMEM;
 	e->opt = *opt;
 	if (!e->opt.ckpt_overlay_bytes)
-		e->opt.ckpt_overlay_bytes = 16u << 20;
+		e->opt.ckpt_overlay_bytes = ENGINE_DEFAULT_CKPT_BYTES;
 	if (!e->opt.ckpt_interval_ms)
 		e->opt.ckpt_interval_ms = 30000;
 	if (!e->opt.mem_limit)
 		e->opt.mem_limit = 4 * e->opt.ckpt_overlay_bytes;
-	if (!e->opt.log_ring_bytes) {
-		e->opt.log_ring_bytes = 4 * e->opt.ckpt_overlay_bytes;
-		if (e->opt.log_ring_bytes < WAL_DEFAULT_RING)
-			e->opt.log_ring_bytes = WAL_DEFAULT_RING;
-	}
+	e->opt.log_ring_bytes = engine_log_ring_bytes(&e->opt);
 	e->rdonly = opt->flags & STORE_RDONLY;
 	pthread_mutex_init(&e->ck_run_lock, NULL);
 	pthread_mutex_init(&e->commit_lock, NULL);
@@ -817,6 +859,17 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 		.io = opt->io, .create = !e->rdonly, .rdonly = e->rdonly,
 		.ring_bytes = e->opt.log_ring_bytes, .log = opt->log, .log_ctx = opt->log_ctx,
 	};
+	if (exists && !e->rdonly) {
+		/* An existing store whose log is gone: the records after its last checkpoint (if
+		 * any) are lost.  Say so; the new log starts where the data file left off. */
+		struct io_file *lp;
+		int lr = io_open(io, wal_path, IO_OPEN_RDONLY, 0, &lp);
+		if (lr == -ENOENT)
+			eng_logf(e, "the log %s is missing: creating an empty one (changes after the "
+				 "last checkpoint, if there were any, are lost)", wal_path);
+		else if (lr == 0)
+			io_close(lp);
+	}
 	r = wal_open(wal_path, &wo, &e->wal);
 	if (r == -ENOENT && e->rdonly) {
 		e->wal = NULL; /* read-only without a log: the last checkpoint is the state */

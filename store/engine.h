@@ -33,6 +33,10 @@
 
 #define ENGINE_TREES 8
 #define ENGINE_MAX_VALUE (1u << 20)
+#define ENGINE_DEFAULT_CKPT_BYTES (16u << 20) /* ckpt_overlay_bytes when 0 */
+/* The log record type (wal/log.h) of a mutation batch; its payload: engine_record_decode.
+ * (man/kvfs.5 "LOG" leaves payloads to the engine and does not yet list this layout.) */
+#define ENGINE_REC_BATCH 1u
 
 struct engine;
 
@@ -127,5 +131,29 @@ int engine_stat(struct engine *e, struct engine_stat *out);
 
 /* The store underneath (for verification in tests and kvfs-check). */
 struct store *engine_store(struct engine *e);
+
+/*
+ * The ring size engine_open gives a log it creates with these options (opt NULL: the
+ * defaults): opt->log_ring_bytes, or 4 x ckpt_overlay_bytes and at least WAL_DEFAULT_RING.
+ * (wal_open rounds it as log.h says.)  kvfs-check creates a missing log with it.  Never fails.
+ */
+uint64_t engine_log_ring_bytes(const struct engine_options *opt);
+
+/*
+ * Decode the payload of a log record of type ENGINE_REC_BATCH — the one decoder, used by
+ * engine_open's replay too: u32 op count, then per op u8 tree, u8 op (1 put, 2 delete), u16
+ * klen, u32 vlen, key, value (little-endian).  The whole payload is checked first: counts,
+ * lengths against what remains, tree numbers below ENGINE_TREES, key sizes
+ * 1..STORE_MAX_KEY, values up to ENGINE_MAX_VALUE and none on a delete, no trailing bytes;
+ * only then is op(ctx, tree, del, key, klen, val, vlen) called for each op in order (so op
+ * sees all of a record or none of it).  key/val point into `payload` (val is empty for a
+ * delete).  Returns 0, -EUCLEAN (does not decode: a record whose checksum held but whose
+ * bytes are not a sound batch), or op's negative return, which stops the calls.
+ * Pure: no state, any thread.
+ */
+int engine_record_decode(const void *payload, size_t len,
+			 int (*op)(void *ctx, unsigned tree, bool del, const void *key,
+				   size_t klen, const void *val, size_t vlen),
+			 void *ctx);
 
 #endif

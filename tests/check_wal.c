@@ -25,6 +25,14 @@
  *                it reopens, and recovery gives a prefix holding every synced record.
  *   groupcommit  16 threads append and wal_wait_durable 200 times each on a POSIX file:
  *                everything is recovered, and fdatasync runs far fewer times than commits.
+ *   inspect      wal_inspect (kvfs-check's read-only walk): on a sound log it reports the
+ *                records, end and header fields wal_recover sees (from 0, from the middle,
+ *                across a lap), never writes a byte, stops with its callback's error; a torn
+ *                last record, records kept behind a torn or never-written one (the stale
+ *                headers are exactly what a writable wal_recover erases, and the tail is
+ *                clean after it), the stale list's cap; every bad header (wal_open's errors),
+ *                a header of zeros over an interrupted creation or over records, a missing
+ *                file, a file shorter than its ring.
  *
  * Randomized tests print their seed on failure; KVFS_SEED=N replays it (and a test that loops
  * over seeds then runs only N).  Leaks are caught by the AddressSanitizer build.  The group
@@ -1106,11 +1114,17 @@ START_TEST(log_header)
 		io_fault_free(m);
 	}
 
-	/* a creation interrupted before the header: zero header, short file */
+	/* a destroyed header (zeros) over a ring that holds a record: never created again */
 	m = tf_machine_copy(m0, 100);
 	memset(h, 0, HDR);
 	io_fault_poke(m, LOGF, 0, h, HDR);
 	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, false, 0, &w), -EINVAL, "%s", "zero");
+	tu_log_clear();
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, true, false, RING, &w), -EUCLEAN, "%s",
+		     "zero header over a record");
+	TU_ASSERT(tu_log_contains("holds records"), "%s", "zero header over a record: logged");
+	/* a creation interrupted before the header: zero header over a zero ring, short file */
+	io_fault_poke(m, LOGF, HDR, h, HDR); /* the record's page (the ring's first) */
 	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, true, false, RING, &w), 0, "%s", "recreated");
 	TU_ASSERT_EQ(recover_ok(w, 0, &got), 0, "%s", "empty");
 	wal_close(w);
@@ -1968,6 +1982,342 @@ START_TEST(groupcommit_threads)
 }
 END_TEST
 
+/* ---- inspect: wal_inspect, the read-only walk for kvfs-check -------------------------------- */
+
+/* wal_inspect's record callback: collect, or (ctx->stop_at) fail at the n-th record. */
+struct icoll {
+	struct recs got;
+	size_t stop_at; /* 0: never */
+	bool saw_header;
+	uint64_t header_ring;
+};
+
+static int icoll_header(void *ctx, const struct wal_inspect_result *res)
+{
+	struct icoll *ic = ctx;
+
+	ic->saw_header = true;
+	ic->header_ring = res->ring_bytes;
+	return 0;
+}
+
+static int icoll_record(void *ctx, lsn_t lsn, unsigned type, const void *p, size_t len)
+{
+	struct icoll *ic = ctx;
+
+	if (ic->stop_at && ic->got.n + 1 == ic->stop_at)
+		return -ECANCELED;
+	recs_add(&ic->got, lsn, 0, type, p, len);
+	return 0;
+}
+
+static const struct wal_inspect_ops icoll_ops = { .header = icoll_header,
+						  .record = icoll_record };
+
+/* A copy of the whole log file (header and ring), to show that inspection writes nothing. */
+static uint8_t *log_image(struct io_fault *m, const char *path)
+{
+	int64_t size = io_fault_file_size(m, path);
+	uint8_t *b;
+
+	TU_ASSERT(size > 0, "%s", "size");
+	b = malloc((size_t)size);
+	TU_ASSERT(b != NULL, "%s", "out of memory");
+	TU_ASSERT_EQ(io_fault_peek(m, path, 0, b, (size_t)size), 0, "%s", "peek");
+	return b;
+}
+
+static void expect_image(struct io_fault *m, const char *path, const uint8_t *before,
+			 const char *what)
+{
+	uint8_t *now = log_image(m, path);
+
+	TU_ASSERT(memcmp(now, before, (size_t)io_fault_file_size(m, path)) == 0,
+		  "%s: the log's bytes changed", what);
+	free(now);
+}
+
+/* Inspect `from`, which must succeed; the records go to ic->got (cleared first). */
+static void inspect_ok(struct io_fault *m, lsn_t from, struct icoll *ic,
+		       struct wal_inspect_result *res)
+{
+	recs_free(&ic->got);
+	ic->saw_header = false;
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), from, &icoll_ops, ic, res), 0,
+		     "wal_inspect from %" PRIu64, from);
+	TU_ASSERT(ic->saw_header && ic->header_ring == res->ring_bytes, "%s", "header callback");
+	TU_ASSERT_EQ(res->from, from, "%s", "from");
+	TU_ASSERT_EQ(res->n_records, ic->got.n, "%s", "n_records counts the records called");
+}
+
+/* A sound log: the records, end and header fields are what wal_recover sees; nothing is
+ * written; a start in the middle, across a lap (pad record), and the callback's error. */
+START_TEST(inspect_sound)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 20);
+	struct recs app = { 0 }, got = { 0 };
+	struct icoll ic = { 0 };
+	struct wal_inspect_result res;
+	struct tu_rng r;
+	struct wal *w;
+	lsn_t end;
+	uint8_t *img;
+	static uint8_t buf[5000];
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	struct io_fault *m = machine(seed);
+	w = log_with(m, &r, 20, 3000, &app, &end);
+	wal_close(w);
+	img = log_image(m, LOGF);
+
+	inspect_ok(m, 0, &ic, &res);
+	expect_prefix(&ic.got, &app, 0, "inspect from 0");
+	TU_ASSERT_EQ(ic.got.n, 20, "%s", "every record");
+	TU_ASSERT(res.end == end && res.tail == WAL_TAIL_END && res.n_stale == 0, "end %" PRIu64
+		  " tail %d stale %" PRIu64, res.end, res.tail, res.n_stale);
+	TU_ASSERT(res.version == WAL_FORMAT_VERSION && res.ring_bytes == RING &&
+		  res.salt == header_salt(m) && res.file_bytes == HDR + RING && !res.short_file,
+		  "%s", "header fields");
+	uint64_t pay = 0;
+	for (size_t i = 0; i < app.n; i++)
+		pay += app.v[i].len;
+	TU_ASSERT_EQ(res.payload_bytes, pay, "%s", "payload bytes");
+
+	inspect_ok(m, app.v[7].lsn, &ic, &res);
+	expect_prefix(&ic.got, &app, 7, "inspect from record 7");
+	TU_ASSERT(ic.got.n == 13 && res.end == end, "%s", "records 7..19");
+	inspect_ok(m, end, &ic, &res);
+	TU_ASSERT(ic.got.n == 0 && res.end == end && res.tail == WAL_TAIL_END, "%s",
+		  "from the end");
+
+	ic.stop_at = 4;
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), 0, &icoll_ops, &ic, &res), -ECANCELED,
+		     "%s", "the callback's error stops the walk");
+	TU_ASSERT_EQ(ic.got.n, 3, "%s", "three records before it");
+	ic.stop_at = 0;
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), 4, NULL, NULL, &res), -EINVAL, "%s",
+		     "misaligned from");
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), WAL_LSN_MAX + 8, NULL, NULL, &res),
+		     -EINVAL, "%s", "from over WAL_LSN_MAX");
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), 0, NULL, NULL, &res), 0, "%s",
+		     "no ops: count only");
+	TU_ASSERT(res.n_records == 20 && res.end == end, "%s", "counted");
+	expect_image(m, LOGF, img, "sound log");
+	free(img);
+	io_fault_free(m);
+	recs_free(&app);
+
+	/* across a lap: a new log recovered near the end of lap 2, then records past it */
+	const lsn_t base = 3 * RING - 7000;
+	m = machine(seed + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, true);
+	TU_ASSERT_EQ(wal_recover(w, base, collect, &got, &end), 0, "%s", "recover the new log");
+	for (int i = 0; i < 12; i++) {
+		size_t len = tu_rng_range(&r, 500, sizeof(buf));
+
+		tu_rng_bytes(&r, buf, len);
+		TU_ASSERT_EQ(append_split(w, 2, buf, len, &end), 0, "append %d", i);
+		recs_add(&app, end - ((WAL_REC_HDR + len + 7) & ~(lsn_t)7), end, 2, buf, len);
+	}
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	TU_ASSERT(app.v[app.n - 1].lsn >= 3 * RING, "%s", "the records cross into lap 3");
+	img = log_image(m, LOGF);
+	inspect_ok(m, base, &ic, &res);
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, true, 0, &w), 0, "%s", "rdonly");
+	TU_ASSERT_EQ(recover_ok(w, base, &got), res.end, "%s", "the same end as recovery");
+	wal_close(w);
+	expect_prefix(&ic.got, &got, 0, "inspect == recover across a lap");
+	TU_ASSERT_EQ(ic.got.n, got.n, "%s", "as many records");
+	TU_ASSERT(ic.got.n == 12 && res.end == end && res.n_stale == 0, "%s", "all 12, no stale");
+	expect_image(m, LOGF, img, "across a lap");
+	free(img);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&got);
+	recs_free(&ic.got);
+	tu_seed_end();
+}
+END_TEST
+
+/* The tail: a torn last record; records kept behind a torn or a never-written one (INV-5:
+ * exactly what wal_recover then erases); the list's cap. */
+START_TEST(inspect_tail)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 21);
+	struct recs app = { 0 };
+	struct icoll ic = { 0 };
+	struct wal_inspect_result res;
+	struct tu_rng r;
+	uint8_t flip, zero[8] = { 0 }, *img;
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	/* 0: the last record's payload byte flipped; 1: record 5's payload byte flipped (torn,
+	 * 6..9 stale); 2: record 5's lsn field zeroed (a normal end, 6..9 stale); 3: the last
+	 * record's size made too large for its lap (torn) */
+	for (int v = 0; v < 4; v++) {
+		struct io_fault *m = machine(seed + (uint64_t)v);
+		lsn_t end;
+		struct wal *w = log_with(m, &r, 10, 3000, &app, &end);
+		size_t k = v == 1 || v == 2 ? 5 : 9;
+		const struct rec *x = &app.v[k];
+
+		wal_close(w);
+		if (v == 2) {
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING + 8, zero, 8);
+		} else if (v == 3) {
+			uint8_t sz[4];
+
+			st32(sz, RING / 2 + 8);
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING, sz, 4);
+		} else {
+			TU_ASSERT_EQ(io_fault_peek(m, LOGF, HDR + x->lsn % RING + 20, &flip, 1), 0,
+				     "%s", "peek");
+			flip ^= 0x40; /* the checksum field's last byte */
+			io_fault_poke(m, LOGF, HDR + x->lsn % RING + 20, &flip, 1);
+		}
+		img = log_image(m, LOGF);
+		inspect_ok(m, 0, &ic, &res);
+		expect_prefix(&ic.got, &app, 0, "before the tail");
+		TU_ASSERT_EQ(ic.got.n, k, "variant %d: records before %zu", v, k);
+		TU_ASSERT_EQ(res.end, x->lsn, "variant %d: the end", v);
+		TU_ASSERT_EQ(res.tail, v == 2 ? WAL_TAIL_END : WAL_TAIL_TORN, "variant %d: tail",
+			     v);
+		TU_ASSERT(res.tail_why != NULL, "%s", "why");
+		TU_ASSERT_EQ(res.n_stale, 9 - k, "variant %d: stale headers", v);
+		for (size_t i = k + 1; i < 10; i++)
+			TU_ASSERT_EQ(res.stale[i - k - 1], app.v[i].lsn, "variant %d: stale %zu", v,
+				     i);
+		expect_image(m, LOGF, img, "inspecting a tail");
+		free(img);
+
+		/* a writable recovery erases exactly that; then the tail is clean */
+		w = wopen_ok(io_fault_env(m), LOGF, false);
+		struct recs got = { 0 };
+		TU_ASSERT_EQ(recover_ok(w, 0, &got), x->lsn, "%s", "recovery's end");
+		wal_close(w);
+		recs_free(&got);
+		inspect_ok(m, 0, &ic, &res);
+		TU_ASSERT(res.end == x->lsn && res.tail == WAL_TAIL_END && res.n_stale == 0,
+			  "variant %d: after recovery: end %" PRIu64 " tail %d stale %" PRIu64, v,
+			  res.end, res.tail, res.n_stale);
+		io_fault_free(m);
+		recs_free(&app);
+	}
+
+	/* more stale headers than the list holds: counted, the first listed in order */
+	struct io_fault *m = machine(seed + 10);
+	lsn_t end;
+	struct wal *w = log_with(m, &r, 60, 100, &app, &end);
+
+	wal_close(w);
+	io_fault_poke(m, LOGF, HDR + app.v[3].lsn % RING + 8, zero, 8);
+	inspect_ok(m, 0, &ic, &res);
+	TU_ASSERT(res.end == app.v[3].lsn && res.n_stale == 56, "stale %" PRIu64, res.n_stale);
+	for (size_t i = 0; i < WAL_INSPECT_MAX_STALE; i++)
+		TU_ASSERT_EQ(res.stale[i], app.v[4 + i].lsn, "stale %zu", i);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&ic.got);
+	tu_seed_end();
+}
+END_TEST
+
+/* Headers: the errors of wal_open (nothing written), a header of zeros over an interrupted
+ * creation or over records, a missing file, a file shorter than its ring. */
+START_TEST(inspect_header)
+{
+	struct io_fault *m0 = machine(22), *m;
+	struct wal *w = wopen_ok(io_fault_env(m0), LOGF, true);
+	struct recs app = { 0 };
+	struct icoll ic = { 0 };
+	struct wal_inspect_result res;
+	uint8_t h0[HDR], h[HDR], *img;
+	lsn_t end = 0;
+	struct io_file *f;
+	static const struct {
+		size_t off;
+		uint8_t xor;
+		bool reseal;
+		int want;
+	} cases[] = {
+		{ 0, 1, false, -EUCLEAN },   { 32, 1, false, -EUCLEAN },
+		{ 8, 0x20, false, -EINVAL }, { 16, 3, true, -EPROTONOSUPPORT },
+		{ 21, 1, true, -EUCLEAN },   { 24, 0x10, true, -EUCLEAN },
+		{ 26, 0x18, true, -EUCLEAN }, { 4000, 1, true, -EUCLEAN },
+	};
+
+	append_ok(w, &app, &end, 1, (const uint8_t *)"xyz", 3);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	TU_ASSERT_EQ(io_fault_peek(m0, LOGF, 0, h0, HDR), 0, "%s", "peek");
+	TU_ASSERT_EQ(wal_inspect("/nonesuch", io_fault_env(m0), 0, NULL, NULL, &res), -ENOENT,
+		     "%s", "missing");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		m = tf_machine_copy(m0, i);
+		memcpy(h, h0, HDR);
+		h[cases[i].off] ^= cases[i].xor;
+		if (cases[i].reseal)
+			reseal_header(h);
+		io_fault_poke(m, LOGF, 0, h, HDR);
+		img = log_image(m, LOGF);
+		TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), 0, &icoll_ops, &ic, &res),
+			     cases[i].want, "case %zu (byte %zu)", i, cases[i].off);
+		TU_ASSERT(res.why != NULL && !res.zero_header, "case %zu: why", i);
+		if (cases[i].want == -EPROTONOSUPPORT)
+			TU_ASSERT_EQ(res.version, WAL_FORMAT_VERSION ^ 3, "%s", "version read");
+		TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, true, 0, &w), cases[i].want,
+			     "case %zu: wal_open agrees", i);
+		expect_image(m, LOGF, img, "a bad header");
+		free(img);
+		io_fault_free(m);
+	}
+	TU_ASSERT(ic.got.n == 0 && !ic.saw_header, "%s", "no callback for a bad header");
+
+	/* a header of zeros over a record: not an interrupted creation */
+	m = tf_machine_copy(m0, 100);
+	memset(h, 0, HDR);
+	io_fault_poke(m, LOGF, 0, h, HDR);
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), 0, NULL, NULL, &res), -EINVAL, "%s",
+		     "zero header");
+	TU_ASSERT(res.zero_header && res.nonzero_after, "%s", "zero header over a record");
+	/* and over nothing: an interrupted creation (the whole file zero, or short) */
+	TU_ASSERT_EQ(io_open(io_fault_env(m), "/zero", IO_OPEN_CREATE, 0644, &f), 0, "%s", "f");
+	TU_ASSERT_EQ(io_allocate(f, 0, HDR + RING), 0, "%s", "allocate");
+	io_close(f);
+	TU_ASSERT_EQ(wal_inspect("/zero", io_fault_env(m), 0, NULL, NULL, &res), -EINVAL, "%s",
+		     "zero file");
+	TU_ASSERT(res.zero_header && !res.nonzero_after, "%s", "all zero");
+	TU_ASSERT_EQ(io_open(io_fault_env(m), "/short", IO_OPEN_CREATE, 0644, &f), 0, "%s", "f");
+	TU_ASSERT_EQ(io_pwrite(f, h, 100, 0), 100, "%s", "write");
+	io_close(f);
+	TU_ASSERT_EQ(wal_inspect("/short", io_fault_env(m), 0, NULL, NULL, &res), -EINVAL, "%s",
+		     "short file");
+	TU_ASSERT(res.zero_header && !res.nonzero_after && res.file_bytes == 100, "%s", "short");
+	io_fault_free(m);
+
+	/* the ring's allocation lost: short_file, the record still read, nothing written */
+	m = tf_machine_copy(m0, 101);
+	TU_ASSERT_EQ(io_open(io_fault_env(m), LOGF, 0, 0644, &f), 0, "%s", "f");
+	TU_ASSERT_EQ(io_truncate(f, HDR + 4096), 0, "%s", "truncate");
+	io_close(f);
+	inspect_ok(m, 0, &ic, &res);
+	TU_ASSERT(res.short_file && res.file_bytes == HDR + 4096 && ic.got.n == 1 &&
+		  res.end == end && res.tail == WAL_TAIL_END, "%s", "short ring");
+	TU_ASSERT_EQ(io_fault_file_size(m, LOGF), HDR + 4096, "%s", "not allocated by inspect");
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	wal_close(w);
+	inspect_ok(m, 0, &ic, &res);
+	TU_ASSERT(!res.short_file && ic.got.n == 1, "%s", "allocated again by wal_open");
+	io_fault_free(m);
+	io_fault_free(m0);
+	recs_free(&app);
+	recs_free(&ic.got);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------------- */
 
 static Suite *wal_suite(void)
@@ -1975,13 +2325,14 @@ static Suite *wal_suite(void)
 	Suite *s = suite_create("wal");
 	TCase *core = tcase_create("core"), *log = tcase_create("log"),
 	      *crash = tcase_create("crash"), *fault = tcase_create("fault"),
-	      *gc = tcase_create("groupcommit");
+	      *gc = tcase_create("groupcommit"), *inspect = tcase_create("inspect");
 
 	tcase_set_timeout(core, 60);
 	tcase_set_timeout(log, 60);
 	tcase_set_timeout(crash, 180);
 	tcase_set_timeout(fault, 120);
 	tcase_set_timeout(gc, 120);
+	tcase_set_timeout(inspect, 60);
 
 	tcase_add_loop_test(core, core_roundtrip, 0, 2);
 	tcase_add_test(core, core_lsn_laps);
@@ -2007,11 +2358,16 @@ static Suite *wal_suite(void)
 
 	tcase_add_test(gc, groupcommit_threads);
 
+	tcase_add_test(inspect, inspect_sound);
+	tcase_add_test(inspect, inspect_tail);
+	tcase_add_test(inspect, inspect_header);
+
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, log);
 	suite_add_tcase(s, crash);
 	suite_add_tcase(s, fault);
 	suite_add_tcase(s, gc);
+	suite_add_tcase(s, inspect);
 	return s;
 }
 

@@ -7,7 +7,9 @@
  * WAL_HDR_SIZE + lsn % ring_bytes, skipping the rest of a lap with a pad record (or, when
  * fewer than WAL_REC_HDR bytes remain, with nothing: a gap); wait for room when the ring is
  * full; run one fdatasync for every waiter of a group commit; replay and validate records at
- * open; renew the salt when the empty log is reset.
+ * open; renew the salt when the empty log is reset; inspect a log read-only for kvfs-check
+ * (wal_inspect: the same record validation, rec_at, and the same stale-header scan,
+ * stale_scan, as recovery — one parser, so the checker sees what the next open will).
  *
  * What it does not: interpret payloads or types (the engine's), decide when to checkpoint
  * (the engine calls wal_release), lock the file against a second process (the data file's
@@ -25,7 +27,7 @@
  *   INV-1  Placement: a record of padded size P at LSN x lies wholly in one lap,
  *          x mod ring + P <= ring, and P <= ring / 2; the LSNs of consecutive records differ
  *          by P, or jump to the next multiple of ring_bytes after a pad record or a gap of
- *          fewer than WAL_REC_HDR bytes.  (wal_append, place(); checked by recover_scan.)
+ *          fewer than WAL_REC_HDR bytes.  (wal_append, place(); checked by rec_at.)
  *   INV-2  No overwrite of live records: end - released <= ring_bytes; an append that does
  *          not fit waits on w->room until wal_release.  (wal_append)
  *   INV-3  durable <= end, and durable only advances to a `target` that was `end` before a
@@ -40,7 +42,7 @@
  *          append.  Without this, after a power cut that tore record A but kept the records
  *          after it, a new record of A's size written at A's place would make the old records
  *          after it valid again, out of order.  Checksums cannot tell (same salt, same LSNs).
- *          (erase_stale; attacked by check_wal.c log_stale_ahead and the crash tests)
+ *          (stale_scan; attacked by check_wal.c log_stale_ahead and the crash tests)
  *   INV-6  Salt: changes only in wal_reset of an empty log, to a new random value, and the
  *          header carrying it is durable before wal_reset returns: a record written before
  *          the reset never validates after it.  (wal_reset)
@@ -338,6 +340,33 @@ static void wal_free(struct wal *w)
 	free(w);
 }
 
+/* A header of zeros, or a file shorter than one: is any byte of the file not zero?  Then it
+ * is not a creation that a crash interrupted (which leaves the ring zero: create_log). */
+static int any_nonzero(struct io_file *f, uint64_t size, bool *nonzero)
+{
+	uint8_t *b = malloc(READ_WINDOW);
+	int rc = 0;
+
+	*nonzero = false;
+	if (!b)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < size && !*nonzero;) {
+		size_t want = size - off < READ_WINDOW ? (size_t)(size - off) : READ_WINDOW;
+		ssize_t got = io_pread(f, b, want, off);
+
+		if (got < 0) {
+			rc = (int)got;
+			break;
+		}
+		if (got == 0)
+			break;
+		*nonzero = !all_zero(b, (size_t)got);
+		off += (uint64_t)got;
+	}
+	free(b);
+	return rc;
+}
+
 int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 {
 	static const struct wal_options dflt;
@@ -389,6 +418,22 @@ int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 			wlog(w, "not a kvfs log (%s)", size < WAL_HDR_SIZE ? "too short" :
 			     "header is zero");
 			goto fail;
+		}
+		if (size > 0) {
+			/* An interrupted creation leaves every byte zero (create_log syncs the
+			 * zeroed ring before it writes the header).  A zero header over bytes
+			 * that are not is a destroyed header: creating the log again would drop
+			 * its records without a word. */
+			bool nonzero;
+			rc = any_nonzero(w->f, size, &nonzero);
+			if (rc < 0)
+				goto fail;
+			if (nonzero) {
+				rc = -EUCLEAN;
+				wlog(w, "the log header is zero but the log holds records: not "
+				     "creating it again (kvfs-check tells more)");
+				goto fail;
+			}
 		}
 		ring = opt->ring_bytes ? opt->ring_bytes : WAL_DEFAULT_RING;
 		if (ring > WAL_MAX_RING) {
@@ -492,71 +537,147 @@ static int rd_get(struct rd *r, uint64_t off, size_t n, const uint8_t **p)
 	return 0;
 }
 
+/*
+ * What the bytes at `lsn`'s place are (man/kvfs.5 "LOG": when a record is valid) — the one
+ * record validator, used by recovery (recover_scan) and by inspection (wal_inspect).
+ */
+enum rec_kind {
+	REC_VALID, /* a valid record that is not a pad: rec, size, type */
+	REC_SKIP,  /* a valid pad record or a gap: the next record starts at `next` */
+	REC_END,   /* not a valid record (or one that would pass `limit`): the end of the log */
+};
+
+struct rec_view {
+	enum rec_kind kind;
+	const uint8_t *rec; /* REC_VALID: header and payload, in the read window */
+	uint32_t size, type;
+	lsn_t next;         /* REC_VALID, REC_SKIP: the LSN after it */
+	const char *why;    /* REC_END: what does not hold */
+};
+
+/* A header that stale_scan zeroes (INV-5): its lsn field is its place's LSN and its size at
+ * least a header (a smaller size can never validate, whatever is written after it).  At the
+ * end of the log, the same test tells a torn record from a place never written or left by
+ * another lap (wal_inspect). */
+static bool hdr_own_lsn(const uint8_t *hdr, lsn_t lsn)
+{
+	return ld64(hdr + R_LSN) == lsn && ld32(hdr + R_SIZE) >= WAL_REC_HDR;
+}
+
+/* Look at the record place `lsn` (8-aligned, below `limit`, the walk's one-lap bound).
+ * 0 with *v filled in, or -errno of a read. */
+static int rec_at(const struct wal *w, struct rd *r, lsn_t lsn, lsn_t limit,
+		  struct rec_view *v)
+{
+	const uint64_t ring = w->ring, pos = lsn % ring, rem = ring - pos;
+	const uint8_t *hdr, *rec;
+	uint64_t padded;
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	v->kind = REC_END;
+	if (rem < WAL_REC_HDR) { /* a gap: the next record starts the next lap */
+		if (lsn + rem > limit) {
+			v->why = "one lap walked";
+			return 0; /* no writer could have gone past from + ring (INV-2) */
+		}
+		v->kind = REC_SKIP;
+		v->next = lsn + rem;
+		return 0;
+	}
+	rc = rd_get(r, WAL_HDR_SIZE + pos, WAL_REC_HDR, &hdr);
+	if (rc < 0)
+		return rc;
+	v->size = ld32(hdr + R_SIZE);
+	v->type = ld32(hdr + R_TYPE);
+	if (ld64(hdr + R_LSN) != lsn) {
+		v->why = "lsn field is not its place's (never written, or another lap)";
+		return 0; /* the normal end */
+	}
+	if (v->size < WAL_REC_HDR || v->size > REC_SIZE_MAX) {
+		v->why = "size out of range";
+		return 0; /* torn (or, below a header, never a record) */
+	}
+	padded = round8(v->size);
+	if (v->type == WAL_PAD && v->size != WAL_REC_HDR) {
+		v->why = "a pad record with a payload";
+		return 0; /* a pad record is a bare header */
+	}
+	if (padded > rem || padded > ring / 2) {
+		v->why = "size crosses the end of the lap or exceeds half the ring";
+		return 0; /* INV-1 */
+	}
+	if (lsn + padded > limit) {
+		v->why = "the record would end more than one lap past the walk's start";
+		return 0; /* INV-2 */
+	}
+	rc = rd_get(r, WAL_HDR_SIZE + pos, (size_t)padded, &rec);
+	if (rc < 0)
+		return rc;
+	if (ld64(rec + R_CHECKSUM) !=
+	    rec_checksum(rec, rec + WAL_REC_HDR, v->size - WAL_REC_HDR, w->salt)) {
+		v->why = "checksum mismatch";
+		return 0;
+	}
+	if (v->type == WAL_PAD) {
+		if (lsn + rem > limit) {
+			v->why = "one lap walked";
+			return 0; /* as for a gap */
+		}
+		v->kind = REC_SKIP;
+		v->next = lsn + rem;
+		return 0;
+	}
+	v->kind = REC_VALID;
+	v->rec = rec;
+	v->next = lsn + padded;
+	return 0;
+}
+
 /* Walk the records from `from`, calling fn for each valid non-pad record; *end receives the
- * LSN past the last valid one.  0, fn's error, or -errno of a read. */
+ * LSN past the last valid one, and *stop (may be NULL) what is at *end.  0, fn's error, or
+ * -errno of a read. */
 static int recover_scan(struct wal *w, struct rd *r, lsn_t from,
 			int (*fn)(void *, lsn_t, unsigned, const void *, size_t), void *ctx,
-			lsn_t *end)
+			lsn_t *end, struct rec_view *stop)
 {
-	const uint64_t ring = w->ring, limit = from + ring;
+	const lsn_t limit = from + w->ring;
+	struct rec_view v = { .kind = REC_END, .why = "one lap walked" };
 	lsn_t lsn = from;
 	int rc = 0;
 
 	while (lsn < limit) {
-		uint64_t pos = lsn % ring, rem = ring - pos;
-		const uint8_t *hdr, *rec;
-		uint32_t size, type;
-		uint64_t padded;
-
-		if (rem < WAL_REC_HDR) { /* a gap: the next record starts the next lap */
-			if (lsn + rem > limit)
-				break; /* no writer could have gone past from + ring (INV-2) */
-			lsn += rem;
-			continue;
+		rc = rec_at(w, r, lsn, limit, &v);
+		if (rc < 0 || v.kind == REC_END)
+			break;
+		if (v.kind == REC_VALID) {
+			/* The payload lives in r's buffer, which fn must not keep (log.h). */
+			rc = fn(ctx, lsn, v.type, v.rec + WAL_REC_HDR, v.size - WAL_REC_HDR);
+			if (rc < 0)
+				break;
+			rc = 0;
 		}
-		rc = rd_get(r, WAL_HDR_SIZE + pos, WAL_REC_HDR, &hdr);
-		if (rc < 0)
-			break;
-		size = ld32(hdr + R_SIZE);
-		type = ld32(hdr + R_TYPE);
-		if (ld64(hdr + R_LSN) != lsn || size < WAL_REC_HDR || size > REC_SIZE_MAX)
-			break; /* torn, stale (another lap) or never written: the end */
-		padded = round8(size);
-		if (type == WAL_PAD && size != WAL_REC_HDR)
-			break; /* a pad record is a bare header */
-		if (padded > rem || padded > ring / 2 || lsn + padded > limit)
-			break; /* INV-1, INV-2 */
-		rc = rd_get(r, WAL_HDR_SIZE + pos, (size_t)padded, &rec);
-		if (rc < 0)
-			break;
-		if (ld64(rec + R_CHECKSUM) !=
-		    rec_checksum(rec, rec + WAL_REC_HDR, size - WAL_REC_HDR, w->salt))
-			break;
-		if (type == WAL_PAD) {
-			if (lsn + rem > limit)
-				break; /* as for a gap */
-			lsn += rem;
-			continue;
-		}
-		/* The payload lives in r's buffer, which fn must not keep (log.h). */
-		rc = fn(ctx, lsn, type, rec + WAL_REC_HDR, size - WAL_REC_HDR);
-		if (rc < 0)
-			break;
-		rc = 0;
-		lsn += padded;
+		lsn = v.next;
 	}
+	if (lsn >= limit)
+		v = (struct rec_view){ .kind = REC_END, .why = "one lap walked" };
+	if (stop)
+		*stop = v;
 	*end = lsn; /* <= limit: nothing valid is longer than one lap */
 	return rc;
 }
 
 /*
- * INV-5: zero the header of every record-like position in the free ring, LSNs [end, limit),
- * whose lsn field equals its position's LSN and whose size is at least a header, then make
- * that durable.  Reads the free part of
- * the ring once; writes only where it finds such a header (rarely: after a power cut that
- * kept records behind a torn one).  *wrote tells whether it wrote.  0 or -errno.
+ * The stale headers of the free ring, LSNs [end, limit): every 8-aligned position whose
+ * header carries its own LSN and a size of at least a header (hdr_own_lsn).  Reads the free
+ * part of the ring once.  Calls seen(ctx, lsn) for each (when seen is not NULL; its error
+ * stops the scan).  With `erase` (INV-5, wal_recover): zeroes each such header, then makes
+ * that durable — writing only where it found one (rarely: after a power cut that kept records
+ * behind a torn one); *wrote tells whether it wrote.  Without (wal_inspect): writes nothing.
+ * 0, seen's error, or -errno.
  */
-static int erase_stale(struct wal *w, struct rd *r, lsn_t end, lsn_t limit, bool *wrote)
+static int stale_scan(struct wal *w, struct rd *r, lsn_t end, lsn_t limit, bool erase,
+		      int (*seen)(void *ctx, lsn_t lsn), void *ctx, bool *wrote)
 {
 	const uint64_t ring = w->ring;
 	lsn_t x = end;
@@ -583,7 +704,11 @@ static int erase_stale(struct wal *w, struct rd *r, lsn_t end, lsn_t limit, bool
 				break; /* the gap at the end of a lap holds no header */
 			/* A header whose size is invalid can never validate: no later write
 			 * changes it without rewriting the whole header. */
-			if (ld64(b + o + R_LSN) != x + o || ld32(b + o + R_SIZE) < WAL_REC_HDR)
+			if (!hdr_own_lsn(b + o, x + o))
+				continue;
+			if (seen && (rc = seen(ctx, x + o)) < 0)
+				return rc;
+			if (!erase)
 				continue;
 			memset(b + o, 0, WAL_REC_HDR);
 			if (first == SIZE_MAX)
@@ -596,7 +721,8 @@ static int erase_stale(struct wal *w, struct rd *r, lsn_t end, lsn_t limit, bool
 				return rc;
 			*wrote = true;
 		}
-		r->len = 0; /* the window no longer matches what a reader expects: drop it */
+		if (erase)
+			r->len = 0; /* the window no longer matches the file: drop it */
 		x += chunk;
 	}
 	if (*wrote) {
@@ -627,9 +753,9 @@ int wal_recover(struct wal *w, lsn_t from,
 	if (rc < 0)
 		return rc;
 
-	rc = recover_scan(w, &r, from, fn, ctx, &e);
+	rc = recover_scan(w, &r, from, fn, ctx, &e, NULL);
 	if (rc == 0 && !w->rdonly) {
-		rc = erase_stale(w, &r, e, from + w->ring, &wrote);
+		rc = stale_scan(w, &r, e, from + w->ring, true, NULL, NULL, &wrote);
 		if (rc < 0) {
 			pthread_mutex_lock(&w->mu);
 			fail_locked(w, rc, "erasing stale records");
@@ -650,6 +776,127 @@ int wal_recover(struct wal *w, lsn_t from,
 	if (end)
 		*end = e;
 	return 0;
+}
+
+/* ---- inspection (kvfs-check) ------------------------------------------------------------ */
+
+struct insp {
+	const struct wal_inspect_ops *ops;
+	void *ctx;
+	struct wal_inspect_result *out;
+};
+
+static int insp_record(void *ctx, lsn_t lsn, unsigned type, const void *payload, size_t len)
+{
+	struct insp *in = ctx;
+
+	in->out->n_records++;
+	in->out->payload_bytes += len;
+	if (in->ops && in->ops->record)
+		return in->ops->record(in->ctx, lsn, type, payload, len);
+	return 0;
+}
+
+static int insp_stale(void *ctx, lsn_t lsn)
+{
+	struct wal_inspect_result *out = ctx;
+
+	if (lsn == out->end && out->tail == WAL_TAIL_TORN)
+		return 0; /* the torn record itself, reported as such */
+	if (out->n_stale < WAL_INSPECT_MAX_STALE)
+		out->stale[out->n_stale] = lsn;
+	out->n_stale++;
+	return 0;
+}
+
+int wal_inspect(const char *path, struct io_env *io, lsn_t from,
+		const struct wal_inspect_ops *ops, void *ctx, struct wal_inspect_result *out)
+{
+	struct wal w;
+	struct rd r = { .w = &w };
+	struct rec_view stop;
+	struct insp in = { .ops = ops, .ctx = ctx, .out = out };
+	uint8_t *h = NULL;
+	uint64_t ring = 0, salt = 0;
+	const uint8_t *hdr;
+	bool wrote;
+	ssize_t n;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->from = out->end = from;
+	if (!path || from % 8 != 0 || from > WAL_LSN_MAX) {
+		out->why = "the starting LSN is not a log position";
+		return -EINVAL;
+	}
+	memset(&w, 0, sizeof(w)); /* only f, ring, salt and path are used by the walk */
+	w.rdonly = true;
+	w.path = (char *)path;
+	rc = io_open(io ? io : io_posix_env(), path, IO_OPEN_RDONLY, 0, &w.f);
+	if (rc < 0) {
+		out->why = rc == -ENOENT ? "missing" : "cannot open";
+		return rc;
+	}
+	rc = io_size(w.f, &out->file_bytes);
+	if (rc < 0)
+		goto done;
+	h = malloc(WAL_HDR_SIZE);
+	if (!h) {
+		rc = -ENOMEM;
+		goto done;
+	}
+	n = out->file_bytes >= WAL_HDR_SIZE ? io_pread(w.f, h, WAL_HDR_SIZE, 0) : 0;
+	if (n < 0) {
+		rc = (int)n;
+		goto done;
+	}
+	if ((size_t)n < WAL_HDR_SIZE || all_zero(h, WAL_HDR_SIZE)) {
+		out->zero_header = true;
+		out->why = (size_t)n < WAL_HDR_SIZE ? "shorter than a header" : "header is zero";
+		rc = any_nonzero(w.f, out->file_bytes, &out->nonzero_after);
+		if (rc == 0)
+			rc = -EINVAL;
+		goto done;
+	}
+	out->version = ld32(h + H_VERSION);
+	out->ring_bytes = ld64(h + H_RING_BYTES);
+	out->salt = ld64(h + H_SALT);
+	rc = header_decode(h, &ring, &salt, &out->why);
+	if (rc < 0)
+		goto done;
+	w.ring = ring;
+	w.salt = salt;
+	out->short_file = out->file_bytes < WAL_HDR_SIZE + ring;
+	if (ops && ops->header && (rc = ops->header(ctx, out)) < 0)
+		goto done;
+
+	/* The walk wal_recover makes (bytes past the end of the file read as zero). */
+	rc = recover_scan(&w, &r, from, insp_record, &in, &out->end, &stop);
+	if (rc < 0)
+		goto done;
+	out->tail_why = stop.why;
+	if (out->end >= from + ring) {
+		out->tail = WAL_TAIL_FULL;
+	} else if (ring - out->end % ring < WAL_REC_HDR) {
+		out->tail = WAL_TAIL_END; /* a gap whose lap ends past from + ring: no header */
+	} else {
+		rc = rd_get(&r, WAL_HDR_SIZE + out->end % ring, WAL_REC_HDR, &hdr);
+		if (rc < 0)
+			goto done;
+		/* The end's own LSN with a size that could be a record: written at this place
+		 * in this lap, then torn (or corrupted); else never written here since the last
+		 * lap (or ever): the normal end. */
+		out->tail = hdr_own_lsn(hdr, out->end) ? WAL_TAIL_TORN : WAL_TAIL_END;
+		out->end_size = ld32(hdr + R_SIZE);
+		out->end_type = ld32(hdr + R_TYPE);
+	}
+	/* What wal_recover would erase past the end (INV-5), without erasing it. */
+	rc = stale_scan(&w, &r, out->end, from + ring, false, insp_stale, out, &wrote);
+done:
+	free(r.buf);
+	free(h);
+	io_close(w.f);
+	return rc;
 }
 
 /* ---- append ---------------------------------------------------------------------------- */

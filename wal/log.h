@@ -36,6 +36,7 @@
  * Recovery (wal_recover) replays the records from a given LSN and stops at the first whose
  * size, LSN or checksum does not hold: a torn tail after a power cut is normal, not corruption.
  * It never reads more than one lap (ring_bytes) past its start, whatever the bytes say.
+ * wal_inspect makes the same walk read-only and reports what it found (kvfs-check).
  *
  * Thread safety: every call may be made from any thread, concurrently, except wal_open,
  * wal_recover (once, before any append) and wal_close.  Appends are serialized; a group
@@ -80,14 +81,16 @@ struct wal_options {
  * Open (or with create, create) the log at `path`.  A new log is written (header) and made
  * durable; its ring is allocated on disk so that appends never fail for space.  The ring is
  * allocated and synced before the header is written and synced, so a crash during creation
- * leaves a file shorter than the header or with a header of zeros: with create, such a file is
- * created again (it never held a record); without, it is -EINVAL.  A valid header whose file
+ * leaves a file shorter than the header or with a header of zeros over a ring of zeros: with
+ * create, such a file is created again (it never held a record); without, it is -EINVAL.  A
+ * header of zeros over bytes that are not zero is a destroyed header: -EUCLEAN, nothing
+ * written.  A valid header whose file
  * is shorter than the ring gets its ring allocated again (when writable).  opt->ring_bytes is
  * ignored for an existing log.  A new log may be appended to at once (from LSN 0), or after
  * wal_recover (from its `from`); an existing one only after wal_recover.  opt NULL: defaults.
  *   -ENOENT (missing, !create); -EINVAL (not a kvfs log: magic, size; create with rdonly;
- *   ring_bytes over WAL_MAX_RING); -EPROTONOSUPPORT (version); -EUCLEAN (header checksum, or
- *   a checksummed header whose fields are out of range); -ENOSPC, -EIO, -ENOMEM, -errno.
+ *   ring_bytes over WAL_MAX_RING); -EPROTONOSUPPORT (version); -EUCLEAN (header checksum, a
+ *   checksummed header whose fields are out of range, or a zero header over records); -ENOSPC, -EIO, -ENOMEM, -errno.
  * *out is owned by the caller until wal_close.
  */
 int wal_open(const char *path, const struct wal_options *opt, struct wal **out);
@@ -169,5 +172,94 @@ void wal_stat(struct wal *w, struct wal_stat *out);
  *   the log is failed), -ENOMEM.
  */
 int wal_reset(struct wal *w);
+
+/* ---- inspection (kvfs-check) ---- */
+
+#define WAL_INSPECT_MAX_STALE 32 /* stale LSNs listed in a wal_inspect_result */
+
+struct wal_inspect_result;
+
+struct wal_inspect_ops {
+	/* Once the header has validated, before the walk: *res holds the file and header
+	 * fields (file_bytes, version, ring_bytes, salt, short_file).  Return 0 to go on, or a
+	 * -errno that stops the inspection and is returned.  NULL: not called. */
+	int (*header)(void *ctx, const struct wal_inspect_result *res);
+	/* Each valid record that is not a pad, in log order from `from` on — exactly those that
+	 * wal_recover would replay.  `payload` is valid only during the call.  Return 0 to go on,
+	 * or a -errno that stops the inspection and is returned by wal_inspect.  NULL: records
+	 * are only counted. */
+	int (*record)(void *ctx, lsn_t lsn, unsigned type, const void *payload, size_t len);
+};
+
+/* What lies at the end of the valid records (wal_inspect_result.end). */
+enum wal_tail {
+	WAL_TAIL_END,  /* the normal end: that place was never written in this lap (zeros, or a
+			  record of an earlier lap or with another LSN, or a size below a header) */
+	WAL_TAIL_TORN, /* a header carrying the place's own LSN and a size of at least a header,
+			  but not a valid record (size out of range for its lap, or checksum): a
+			  torn write, or a corrupted record; wal_recover erases its header */
+	WAL_TAIL_FULL, /* valid records fill the whole lap from `from`: the ring is full */
+};
+
+struct wal_inspect_result {
+	/* The file and its header, as read (ring_bytes, salt, version are the raw fields, set
+	 * once the header is read even when it does not validate). */
+	uint64_t file_bytes;
+	uint32_t version;
+	uint64_t ring_bytes;
+	uint64_t salt;
+	/* -EINVAL, -EUCLEAN, -EPROTONOSUPPORT, -ENOENT: what is wrong, a static string.  Set
+	 * after a successful walk too: tail_why. */
+	const char *why;
+	/* -EINVAL because the file is shorter than a header or its header is all zeros, which
+	 * is what a creation that a crash interrupted leaves (wal_open with create makes such a
+	 * file a new log).  nonzero_after: some byte of the file is not zero, which an
+	 * interrupted creation never leaves (its ring is allocated as zeros before the header
+	 * is written): the header of a log that held records was destroyed. */
+	bool zero_header;
+	bool nonzero_after;
+	/* The file is shorter than WAL_HDR_SIZE + ring_bytes (its ring's allocation was lost;
+	 * wal_open for writing allocates it again).  The walk reads the missing bytes as zero. */
+	bool short_file;
+
+	/* The walk (when 0 is returned). */
+	lsn_t from;             /* as passed */
+	lsn_t end;              /* past the last valid record: where wal_recover would append */
+	uint64_t n_records;     /* valid records that are not pads, in [from, end) */
+	uint64_t payload_bytes; /* their payloads' total */
+	enum wal_tail tail;
+	const char *tail_why;   /* which check the place at `end` fails (static string) */
+	uint32_t end_size;      /* the size and type fields at `end` (tail END and TORN) */
+	uint32_t end_type;
+	/* Stale headers past the end: places in (end, from + ring_bytes) whose header carries
+	 * the place's own LSN and a size of at least a header — what a writable wal_recover
+	 * erases (log.c INV-5), the torn record at `end` excluded.  n_stale counts all of them;
+	 * stale[] lists the first min(n_stale, WAL_INSPECT_MAX_STALE), in LSN order. */
+	uint64_t n_stale;
+	lsn_t stale[WAL_INSPECT_MAX_STALE];
+};
+
+/*
+ * Inspect the log at `path` read-only, for kvfs-check: no lock is taken and nothing is
+ * written (the file is opened IO_OPEN_RDONLY), so it may run while the store is in use (a
+ * concurrent append may then look torn).  Reads and validates the header (magic, checksum,
+ * version, reserved fields, ring_bytes range) and the file size against the ring, then walks
+ * the records from LSN `from` exactly as wal_recover does — the same validation code, at most
+ * one lap — calling ops->record for each valid record that is not a pad, then classifies the
+ * place at the end (*out->tail) and lists the stale headers in the rest of the lap that a
+ * writable wal_recover would erase.  `ops` (NULL: count only) and its calls: wal_inspect_ops.
+ * `io` NULL: POSIX.  *out is filled in on every return (as
+ * far as the inspection got); it holds no pointer into the file.
+ *   0;  -ENOENT (no such file);
+ *   -EINVAL (`from` not 8-aligned or over WAL_LSN_MAX; path NULL; not a kvfs log: bad magic,
+ *   or out->zero_header);  -EUCLEAN (the header's checksum fails, or a checksummed header
+ *   has a nonzero reserved field or ring_bytes out of range);  -EPROTONOSUPPORT (another
+ *   format version, in out->version);  the reason in out->why for these three;
+ *   -EIO (or a read's -errno), -ENOMEM;  ops->header's or ops->record's error.
+ * Thread safety: independent of every struct wal; any number may run at once.
+ * On-disk format: man/kvfs.5 "LOG".
+ */
+int wal_inspect(const char *path, struct io_env *io, lsn_t from,
+		const struct wal_inspect_ops *ops, void *ctx, struct wal_inspect_result *out);
 
 #endif
