@@ -55,12 +55,28 @@ void trec_encode(const struct tree_rec *r, uint8_t *p);
 /* Decode a TREE RECORD (TREC_SIZE bytes); no check (meta_decode checks its own two). */
 void trec_decode(const uint8_t *p, struct tree_rec *r);
 
+/* What is wrong with a tree page, in the order page_inspect tests it. */
+enum page_fault {
+	PAGE_FAULT_NONE = 0,
+	PAGE_FAULT_CHECKSUM,    /* the bytes do not match the checksum (a torn or rotten page) */
+	PAGE_FAULT_MISDIRECTED, /* the header names another page: a write meant for that page
+				   landed here (also when the checksum holds only for that one) */
+	PAGE_FAULT_STALE,       /* another txnid than the parent expects: a lost write */
+	PAGE_FAULT_LEVEL,       /* another level, or a type that does not fit the level */
+	PAGE_FAULT_STRUCTURE,   /* offsets, lengths, in-page key order (page_check) */
+};
+
 /*
  * Check the page bytes p[4096] read from page `pgno` against its parent's expectation: with
- * `full`, checksum, the header's page number and the page's structure (page_check); always
- * the header's txnid (== expect_txnid) and level (== expect_level).  NULL when sound, else
- * what is wrong: static text or formatted into buf[len].
+ * `full`, checksum and the header's page number; always the header's txnid (==
+ * expect_txnid), level (== expect_level) and type (leaf at level 0, else branch); with `full`
+ * last the page's structure (page_check).  Returns PAGE_FAULT_NONE, or the first fault found with a message in
+ * buf[len] (len >= 1).
  */
+enum page_fault page_inspect(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
+			     unsigned expect_level, bool full, char *buf, size_t len);
+
+/* page_inspect as text: NULL when sound, else buf. */
 const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
 			     unsigned expect_level, bool full, char *buf, size_t len);
 

@@ -45,6 +45,23 @@ static inline int key_cmp(const void *a, size_t alen, const void *b, size_t blen
 	return alen < blen ? -1 : alen > blen;
 }
 
+/* A separator bound of a subtree: keys k with lo <= k < hi (an unset bound is open). */
+struct key_bound {
+	const uint8_t *key;
+	size_t len;
+	bool set;
+};
+
+static inline bool key_in_bounds(const uint8_t *k, size_t klen, const struct key_bound *lo,
+				 const struct key_bound *hi)
+{
+	if (lo->set && key_cmp(k, klen, lo->key, lo->len) < 0)
+		return false;
+	if (hi->set && key_cmp(k, klen, hi->key, hi->len) >= 0)
+		return false;
+	return true;
+}
+
 /* Pages a value of vlen bytes takes in an overflow run. */
 static inline uint64_t ovf_pages(uint64_t vlen) { return (vlen + STORE_PAGE_SIZE - 1) / STORE_PAGE_SIZE; }
 

@@ -163,33 +163,54 @@ void pager_forget(struct store *st, pgno_t pgno, uint64_t n)
 	}
 }
 
-const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
+enum page_fault page_inspect(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
 			     unsigned expect_level, bool full, char *buf, size_t len)
 {
+	pgno_t named = ld64(p + PH_PGNO);
 	if (full) {
-		if (ld64(p + PH_CHECKSUM) != checksum64(p + 8, STORE_PAGE_SIZE - 8, pgno))
-			return "page checksum mismatch";
-		if (ld64(p + PH_PGNO) != pgno) {
-			snprintf(buf, len, "page header names page %llu (misdirected write)",
-				 (unsigned long long)ld64(p + PH_PGNO));
-			return buf;
+		uint64_t sum = ld64(p + PH_CHECKSUM);
+		if (sum != checksum64(p + 8, STORE_PAGE_SIZE - 8, pgno)) {
+			/* a sound page written to the wrong place carries its own number's sum */
+			if (named != pgno && sum == checksum64(p + 8, STORE_PAGE_SIZE - 8, named)) {
+				snprintf(buf, len, "holds page %llu, intact (misdirected write)",
+					 (unsigned long long)named);
+				return PAGE_FAULT_MISDIRECTED;
+			}
+			snprintf(buf, len, "page checksum mismatch");
+			return PAGE_FAULT_CHECKSUM;
 		}
-		const char *why = page_check(p);
-		if (why)
-			return why;
+		if (named != pgno) {
+			snprintf(buf, len, "page header names page %llu (misdirected write)",
+				 (unsigned long long)named);
+			return PAGE_FAULT_MISDIRECTED;
+		}
 	}
 	if (page_txnid(p) != expect_txnid) {
 		snprintf(buf, len, "page written by txn %llu, parent expects txn %llu "
 			 "(lost or stale write)", (unsigned long long)page_txnid(p),
 			 (unsigned long long)expect_txnid);
-		return buf;
+		return PAGE_FAULT_STALE;
 	}
-	if (page_level(p) != expect_level) {
-		snprintf(buf, len, "page at level %u, parent expects level %u", page_level(p),
+	unsigned want_type = expect_level ? PAGE_BRANCH : PAGE_LEAF;
+	if (page_level(p) != expect_level || page_type(p) != want_type) {
+		snprintf(buf, len, "page of type %u at level %u, parent expects a %s at level %u",
+			 page_type(p), page_level(p), expect_level ? "branch" : "leaf",
 			 expect_level);
-		return buf;
+		return PAGE_FAULT_LEVEL;
 	}
-	return NULL;
+	/* last: the header fields above say more about a page that is also malformed */
+	const char *why = full ? page_check(p) : NULL;
+	if (why) {
+		snprintf(buf, len, "%s", why);
+		return PAGE_FAULT_STRUCTURE;
+	}
+	return PAGE_FAULT_NONE;
+}
+
+const char *pager_check_page(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
+			     unsigned expect_level, bool full, char *buf, size_t len)
+{
+	return page_inspect(p, pgno, expect_txnid, expect_level, full, buf, len) ? buf : NULL;
 }
 
 int pager_get_slow(struct store *st, const struct mapping *map, uint64_t page_count,

@@ -240,4 +240,50 @@ int store_verify(struct store *st, void (*report)(void *ctx, const char *line), 
 /* The path the store was opened with (owned by the store). */
 const char *store_path(const struct store *st);
 
+/* ---- repair (store/repair.c; for kvfs-check, man/kvfs-check.8) ---- */
+
+/*
+ * Rewrite the META PAGE of the slot other than `good_slot` (0 or 1) with the meta page of
+ * `good_slot`, so that both slots describe the same committed state, and make it durable
+ * (fdatasync).  The store at `path` must not be open (the file's lock is taken for the
+ * duration).  Used to fix a corrupt meta slot, and, with the older slot as `good_slot`, to
+ * roll a store back to its previous commit (sound by INV-1: nothing the older meta page
+ * reaches was overwritten while the newer one existed).  Afterwards both slots carry the
+ * same txnid; the next commit writes slot 0 and the free list's gate (the older meta page)
+ * is that txnid, as it must be.  Only opt->io and opt->log are used (opt may be NULL).
+ *   -EINVAL   good_slot is not 0 or 1, or the file is not a kvfs store;
+ *   -EUCLEAN  the meta page of good_slot is not valid (nothing is written), or the file is
+ *             shorter than its page_count;
+ *   -EPROTONOSUPPORT  a format this build cannot read;
+ *   -EBUSY    the store is open (locked) elsewhere;
+ *   -ENOENT, -EACCES, -EROFS, -EIO, -ENOSPC: from the system.
+ * Not thread-safe with respect to other opens of the same store (it locks the file).
+ */
+int store_repair_meta(const char *path, const struct store_options *opt, unsigned good_slot);
+
+/* What store_repair_rebuild did. */
+struct store_repair_result {
+	uint64_t pages_freed;   /* pages in [2, page_count) no tree reaches, now on the free list */
+	uint64_t records_fixed; /* tree records (the catalog's included) whose counts were
+				   rewritten */
+	txnid_t txnid;          /* the repair's commit */
+};
+
+/*
+ * Rebuild the free list of the store at `path` from reachability: open it, ignore the free
+ * list on disk (the freedb tree, the meta page's free_pages and deferred runs), walk the
+ * catalog and every named tree in full (as store_verify), and in one durable commit record
+ * every page of [2, page_count) that no tree reaches as free (under the commit's txnid, so
+ * that it is reused only once both meta pages are at least this commit: INV-1) and rewrite
+ * the tree records whose entries or pages disagree with the walk.  The meta page's LSN is
+ * kept.  Then store_verify must pass.  The store must not be open elsewhere (-EBUSY).
+ * opt: io, log (flags must be 0; NULL for defaults).  *res (may be NULL) says what was done.
+ *   -EUCLEAN  a tree page (or an overflow run, or the catalog) is damaged, or a page is
+ *             reached twice: reachability is not known, nothing was written; or the repaired
+ *             store does not verify clean (reported through opt->log);
+ *   -EINVAL, -EPROTONOSUPPORT, -EBUSY, -ENOMEM, -EIO, -ENOSPC: as store_open / commit.
+ */
+int store_repair_rebuild(const char *path, const struct store_options *opt,
+			 struct store_repair_result *res);
+
 #endif

@@ -131,4 +131,19 @@ int freelist_commit(struct store_txn *txn);
 int freelist_walk(struct store_txn *txn, int (*fn)(void *ctx, txnid_t key, pgno_t pgno,
 						   uint64_t count), void *ctx);
 
+/* ---- verify.c ---- */
+/*
+ * Walk the catalog and every named tree of the read snapshot `txn` as store_verify does
+ * (page checks, separators, depth, overflow runs, pages reached twice), setting mark[p] for
+ * every page reached; mark holds txn->meta.page_count bytes, zeroed by the caller.  Each
+ * problem goes to `report` (NULL: the store's log) and is counted.  With `rec_fix`, a tree
+ * record (the catalog's: name NULL) whose entries or pages disagree with a complete walk is
+ * passed to rec_fix with the walked counts instead of being reported.  Returns the number of
+ * problems, or -ENOMEM, or rec_fix's first -errno.
+ */
+int64_t verify_trees(struct store_txn *txn, uint8_t *mark,
+		     void (*report)(void *ctx, const char *line), void *ctx,
+		     int (*rec_fix)(void *ctx, const void *name, size_t name_len,
+				    const struct tree_rec *rec), void *fix_ctx);
+
 #endif

@@ -13,6 +13,10 @@
  *   - INV-2: every page from FIRST_DATA_PGNO to page_count is reachable exactly once or free
  *     (a freedb run or the meta page's deferred run) exactly once, and meta free_pages agrees.
  * It reports every problem (up to a limit) and never stops at the first.
+ *
+ * verify_trees() is the same walk without the free list, for the free-list rebuild
+ * (store/repair.c): it marks what the trees reach, so that everything else can be freed, and
+ * hands tree records whose counts disagree to the caller instead of reporting them.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -37,6 +41,10 @@ struct vctx {
 	uint64_t problems;
 	uint64_t free_seen;
 	const char *tree;
+	/* verify_trees: records that disagree go here instead of being reported */
+	int (*rec_fix)(void *ctx, const void *name, size_t name_len, const struct tree_rec *rec);
+	void *fix_ctx;
+	int fix_err;
 };
 
 static void vreport(struct vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -78,24 +86,8 @@ static void mark(struct vctx *v, pgno_t pgno, uint64_t n, int what)
 	}
 }
 
-struct bound {
-	const uint8_t *key;
-	size_t len;
-	bool set;
-};
-
-static bool in_bounds(const uint8_t *k, size_t klen, const struct bound *lo,
-		      const struct bound *hi)
-{
-	if (lo->set && key_cmp(k, klen, lo->key, lo->len) < 0)
-		return false;
-	if (hi->set && key_cmp(k, klen, hi->key, hi->len) >= 0)
-		return false;
-	return true;
-}
-
 static void walk(struct vctx *v, pgno_t pgno, txnid_t expect, unsigned level,
-		 struct bound lo, struct bound hi, uint64_t *entries, uint64_t *pages)
+		 struct key_bound lo, struct key_bound hi, uint64_t *entries, uint64_t *pages)
 {
 	uint64_t pc = v->txn->meta.page_count;
 	if (pgno < FIRST_DATA_PGNO || pgno >= pc) {
@@ -121,7 +113,7 @@ static void walk(struct vctx *v, pgno_t pgno, txnid_t expect, unsigned level,
 	for (unsigned i = 0; i < n; i++) {
 		const uint8_t *c = page_cell(p, i);
 		if (level == 0) {
-			if (!in_bounds(leaf_key(c), leaf_klen(c), &lo, &hi))
+			if (!key_in_bounds(leaf_key(c), leaf_klen(c), &lo, &hi))
 				vreport(v, "tree %s: page %llu: key %u outside its parent's "
 					"separators", v->tree, (unsigned long long)pgno, i);
 			(*entries)++;
@@ -146,12 +138,12 @@ static void walk(struct vctx *v, pgno_t pgno, txnid_t expect, unsigned level,
 			}
 			continue;
 		}
-		struct bound clo = lo, chi = hi;
+		struct key_bound clo = lo, chi = hi;
 		if (i > 0) {
 			clo.key = branch_key(c);
 			clo.len = branch_klen(c);
 			clo.set = true;
-			if (!in_bounds(clo.key, clo.len, &lo, &hi))
+			if (!key_in_bounds(clo.key, clo.len, &lo, &hi))
 				vreport(v, "tree %s: page %llu: separator %u outside its parent's "
 					"separators", v->tree, (unsigned long long)pgno, i);
 		}
@@ -166,13 +158,27 @@ static void walk(struct vctx *v, pgno_t pgno, txnid_t expect, unsigned level,
 	}
 }
 
-static void walk_tree(struct vctx *v, const char *name, const struct tree_rec *rec)
+/* Walk one tree; `key` (key_len bytes) is its catalog key, NULL for the catalog itself and
+ * the free list. */
+static void walk_tree(struct vctx *v, const char *name, const void *key, size_t key_len,
+		      const struct tree_rec *rec)
 {
 	v->tree = name;
-	uint64_t entries = 0, pages = 0;
-	struct bound none = { NULL, 0, false };
+	uint64_t entries = 0, pages = 0, before = v->problems;
+	struct key_bound none = { NULL, 0, false };
 	if (rec->root)
 		walk(v, rec->root, rec->root_txnid, rec->depth - 1, none, none, &entries, &pages);
+	if (v->rec_fix && (entries != rec->entries || pages != rec->pages)) {
+		if (v->problems != before)
+			return; /* the walk was incomplete: its counts mean nothing */
+		struct tree_rec found = *rec;
+		found.entries = entries;
+		found.pages = pages;
+		int r = v->rec_fix(v->fix_ctx, key, key_len, &found);
+		if (r < 0 && !v->fix_err)
+			v->fix_err = r;
+		return;
+	}
 	if (entries != rec->entries)
 		vreport(v, "tree %s: record says %llu entries, found %llu", name,
 			(unsigned long long)rec->entries, (unsigned long long)entries);
@@ -189,6 +195,54 @@ static int mark_free(void *ctx, txnid_t key, pgno_t pgno, uint64_t count)
 	return 0;
 }
 
+/* The catalog and every named tree in it.  0, or -ENOMEM from the cursor. */
+static int walk_catalog(struct vctx *v)
+{
+	struct store_txn *txn = v->txn;
+	walk_tree(v, "(catalog)", NULL, 0, &txn->meta.catalog);
+	struct store_cursor *c;
+	int r;
+	if ((r = store_cursor_open(&txn->catalog, &c)) < 0)
+		return r;
+	for (r = store_cursor_first(c); r == 0; r = store_cursor_next(c)) {
+		struct store_val k, val;
+		if ((r = store_cursor_get(c, &k, &val)) < 0)
+			break;
+		char name[STORE_MAX_TREE_NAME + 1];
+		memcpy(name, k.data, k.len < sizeof(name) - 1 ? k.len : sizeof(name) - 1);
+		name[k.len < sizeof(name) - 1 ? k.len : sizeof(name) - 1] = 0;
+		if (val.len != TREC_SIZE) {
+			vreport(v, "catalog: entry %s has %zu bytes, expected %d", name, val.len,
+				TREC_SIZE);
+			continue;
+		}
+		struct tree_rec rec;
+		trec_decode(val.data, &rec);
+		if ((rec.root == 0) != (rec.depth == 0) || rec.depth > MAX_DEPTH) {
+			vreport(v, "catalog: entry %s: root/depth out of range", name);
+			continue;
+		}
+		walk_tree(v, name, k.data, k.len, &rec);
+	}
+	store_cursor_close(c);
+	if (r != -ENOENT)
+		vreport(v, "catalog: walk failed: %s", strerror(-r));
+	return 0;
+}
+
+int64_t verify_trees(struct store_txn *txn, uint8_t *mark,
+		     void (*report)(void *ctx, const char *line), void *ctx,
+		     int (*rec_fix)(void *ctx, const void *name, size_t name_len,
+				    const struct tree_rec *rec), void *fix_ctx)
+{
+	struct vctx v = { .st = txn->st, .txn = txn, .mark = mark, .report = report, .ctx = ctx,
+			  .rec_fix = rec_fix, .fix_ctx = fix_ctx };
+	int r = walk_catalog(&v);
+	if (r == 0)
+		r = v.fix_err;
+	return r < 0 ? r : (int64_t)v.problems;
+}
+
 int store_verify(struct store *st, void (*report)(void *ctx, const char *line), void *ctx)
 {
 	struct store_txn *txn;
@@ -201,34 +255,9 @@ int store_verify(struct store *st, void (*report)(void *ctx, const char *line), 
 		store_txn_abort(txn);
 		return -ENOMEM;
 	}
-	walk_tree(&v, "(catalog)", &txn->meta.catalog);
-	struct store_cursor *c;
-	if ((r = store_cursor_open(&txn->catalog, &c)) < 0)
+	if ((r = walk_catalog(&v)) < 0)
 		goto out;
-	for (r = store_cursor_first(c); r == 0; r = store_cursor_next(c)) {
-		struct store_val k, val;
-		if ((r = store_cursor_get(c, &k, &val)) < 0)
-			break;
-		char name[STORE_MAX_TREE_NAME + 1];
-		memcpy(name, k.data, k.len < sizeof(name) - 1 ? k.len : sizeof(name) - 1);
-		name[k.len < sizeof(name) - 1 ? k.len : sizeof(name) - 1] = 0;
-		if (val.len != TREC_SIZE) {
-			vreport(&v, "catalog: entry %s has %zu bytes, expected %d", name, val.len,
-				TREC_SIZE);
-			continue;
-		}
-		struct tree_rec rec;
-		trec_decode(val.data, &rec);
-		if ((rec.root == 0) != (rec.depth == 0) || rec.depth > MAX_DEPTH) {
-			vreport(&v, "catalog: entry %s: root/depth out of range", name);
-			continue;
-		}
-		walk_tree(&v, name, &rec);
-	}
-	store_cursor_close(c);
-	if (r != -ENOENT)
-		vreport(&v, "catalog: walk failed: %s", strerror(-r));
-	walk_tree(&v, "(free list)", &txn->meta.freedb);
+	walk_tree(&v, "(free list)", NULL, 0, &txn->meta.freedb);
 	v.tree = "(free list)";
 	r = freelist_walk(txn, mark_free, &v);
 	if (r < 0)
