@@ -6,11 +6,13 @@
 #
 # 1. Every man/*.[0-9] is formatted with `groff -man -t -ww -z` (tbl on, all warnings on, no
 #    output); any diagnostic at all is a failure.
-# 2. Every tools/*.c that calls getopt_long must carry one line
+# 2. Every tools/*.c and tools/*/*.c that calls getopt_long must carry one line
 #        /* man: PAGE */              e.g.  /* man: kvfs-bench-tree.1 */
 #    naming its page in man/.  Every long option name in each of its `struct option` arrays
 #    ({ "name", ..., 'c' }) must appear as --name in that page's OPTIONS section, and every
 #    short option given there as a character literal ('c') as -c.
+# 3. Every problem code of kvfs-check's phases (tools/check/phase*.c) is a row of the PROBLEMS
+#    table in man/kvfs-check.8, and every row there is a code that exists.
 #
 # Prints one line per problem ("man_lint: FILE: problem") and exits 1 if there was any, else 0.
 set -uo pipefail
@@ -64,7 +66,7 @@ option_arrays() {
 }
 
 n_tools=0
-for src in tools/*.c; do
+for src in tools/*.c tools/*/*.c; do
   [ -e "$src" ] || continue
   grep -q 'getopt_long' "$src" || continue
   n_tools=$((n_tools + 1))
@@ -101,9 +103,28 @@ for src in tools/*.c; do
   done <<<"$entries"
 done
 
+# ---- 3. kvfs-check's problem codes vs. PROBLEMS in man/kvfs-check.8 ---------------------------
+# Every code of a phase's table (a string literal such as "SPACE_LEAKED" in tools/check/phase*.c)
+# must appear in the page, and every code in the page's table must exist in the code.
+n_codes=0
+if ls tools/check/phase*.c >/dev/null 2>&1; then
+  codes=$(grep -ohE '"[A-Z]+_[A-Z0-9_]+"' tools/check/phase*.c | tr -d '"' | sort -u)
+  page_codes=$(awk '/^\.SH[ \t]+"?PROBLEMS"?/ { on = 1; next } /^\.SH[ \t]/ { on = 0 }
+                    on && /^[A-Z]+_[A-Z0-9_]+\t/ { sub(/\t.*/, ""); print }' man/kvfs-check.8 | sort -u)
+  for code in $codes; do
+    n_codes=$((n_codes + 1))
+    grep -qx -- "$code" <<<"$page_codes" ||
+      problem man/kvfs-check.8 "problem code $code (tools/check/) is not in PROBLEMS"
+  done
+  for code in $page_codes; do
+    grep -qx -- "$code" <<<"$codes" ||
+      problem man/kvfs-check.8 "PROBLEMS lists $code, which no phase in tools/check/ reports"
+  done
+fi
+
 if [ "$problems" -gt 0 ]; then
   echo "man_lint: $problems problem(s)" >&2
   exit 1
 fi
-echo "man_lint: $n_pages page(s) clean; options of $n_tools tool(s) documented"
+echo "man_lint: $n_pages page(s) clean; options of $n_tools tool(s) and $n_codes problem codes documented"
 exit 0

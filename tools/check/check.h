@@ -126,6 +126,14 @@ struct chk_problem {
 
 struct chk_ns; /* phase5_namespace.c: the namespace collected from the trees and the log */
 
+/* A named tree of the catalog whose TREE RECORD is sound (phase 1 reports the others). */
+struct chk_tree {
+	char name[4 * STORE_MAX_TREE_NAME + 1]; /* printable (chk_printable) */
+	struct tree_rec rec;
+	pgno_t leaf;   /* the catalog leaf holding it, for messages */
+	int engine;    /* engine tree number for "t0".."t7", else -1 */
+};
+
 struct chk {
 	struct chk_opts o;
 	const char *path;        /* data file */
@@ -150,6 +158,8 @@ struct chk {
 	bool trees_damaged;      /* a tree page (not the free list's) failed: reachability is
 				    incomplete, so the free list cannot be rebuilt */
 	uint64_t n_trees;        /* named trees in the catalog */
+	struct chk_tree *trees;  /* phase 1: the catalog's sound tree records, in key order */
+	size_t n_sound_trees;
 	uint64_t n_pages_used;   /* reachable pages */
 	uint64_t n_pages_free;   /* on the free list */
 
@@ -177,8 +187,9 @@ struct chk {
 /*
  * Record a problem of the current phase (c->cur_phase) from row `def` about `page` and/or
  * `ino` (0: none) with a printf message saying what exactly is wrong (no phase prefix, no
- * newline).  Printed (text mode) when the phase ends, with its fate.  Returns the problem's
- * index for chk_fixed().  Out of memory: prints and exits 8.
+ * newline).  Returns the problem's index for chk_fixed().  Printed (text mode) after the last
+ * phase, as "phase N name: page P: inode I: msg [CODE, fate]".  Out of memory: prints and
+ * exits 8.
  */
 size_t chk_report(struct chk *c, const struct chk_def *def, uint64_t page, uint64_t ino,
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -201,14 +212,22 @@ void chk_note(struct chk *c, const char *fmt, ...) __attribute__((format(printf,
  * stderr when c->progress; cheap to call often. */
 void chk_progress(struct chk *c, uint64_t done, uint64_t total);
 
-/* Print the phase's problems (text mode) as "phase N (name): page P: inode I: msg [fixed]". */
+/* The current phase has ended (clears the progress bar). */
 void chk_phase_done(struct chk *c);
 
-/* The summary (text) or the whole JSON document; returns the exit status bits 0/1/4. */
-int chk_finish(struct chk *c);
+/* The summary (text) or the whole JSON document; returns the exit status: `extra` (8 after an
+ * operational error) plus 1 when problems were fixed, 4 when some were not. */
+int chk_finish(struct chk *c, int extra);
 
-/* Print every row of every phase's table (--list-problems). */
-void chk_list_problems(void);
+/* Free the problem list and notes. */
+void chk_report_free(struct chk *c);
+
+/* Bytes p[0..n) as text for a message: printable ASCII as is, others (and '\\') as \xNN.
+ * out must hold 4 * n + 1 bytes. */
+void chk_printable(char *out, const uint8_t *p, size_t n);
+
+/* CLOCK_MONOTONIC, seconds. */
+double chk_now(void);
 
 /* ---- main.c: reading the data file ---- */
 
@@ -222,6 +241,14 @@ int chk_read_pages(struct chk *c, pgno_t pgno, uint64_t n, uint8_t *buf);
 /* Read a leaf value: inline bytes are copied, an overflow run is read (not re-checked: phase
  * 2 checked it).  Copies min(cap, vlen) bytes; 0 or -errno. */
 int chk_read_value(struct chk *c, const struct chk_value *v, void *buf, size_t cap);
+
+/* The transaction id of the newer valid meta page as the file holds it now (0: none). */
+txnid_t chk_newest_txnid(struct chk *c);
+
+/* Drop kvfs-check's own lock on the data file, so that a repair can open the store (its lock
+ * would conflict with ours).  Call right before store_open / engine_open / wal_open for
+ * writing.  Idempotent. */
+void chk_release_lock(struct chk *c);
 
 /* ---- phase 5's collector (phase5_namespace.c), fed by phase 2 and phase 4 ---- */
 

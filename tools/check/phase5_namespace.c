@@ -1,0 +1,1942 @@
+/*
+ * tools/check/phase5_namespace.c — phase 5: the file namespace (store/namespace.c's records,
+ * store/ns_format.h, man/kvfs.5 "NAMESPACE") against its invariants NS-1..NS-4.
+ *
+ * Collection.  Phase 2 hands every entry of the engine trees t0..t5 here in key order
+ * (chk_ns_tree_entry; values only of T_INODE, T_DIRENT, T_ORPHAN and T_SUPER), phase 4 every
+ * put and delete of the log records the next open would replay (chk_ns_log_op), which
+ * override the trees' entries.  What is kept (struct chk_ns, freed when the phase ends):
+ *   inodes    an array sorted by ino (after collection) + open-addressing index: the header
+ *             fields, the record's length, and per ino the counts found in the other trees;
+ *   dirents   an array + index by raw key; raw keys in one arena;
+ *   blocks    the tree's (ino, block) pairs, 16 bytes each, plus the log's puts and deletes
+ *             in a small map that overrides them; blocks of the wrong length in a list;
+ *   xattrs    the tree's (ino, hash of the name) pairs, overridden the same way;
+ *   orphans   a flag on the inode entry; next_ino; keys of the wrong length in a list.
+ * Cost: 112 bytes per inode, 40 + its key per dirent, 16 per block, plus hash indexes at
+ * most half full (measured: 100,000 small files in 1,000 directories, 25 MiB; 100,000
+ * blocks, 2.7 MiB).
+ *
+ * Checks (problem table rows below):
+ *   - the root: inode 1 a directory                                         NS_ROOT
+ *   - each inode record decodes: 88-byte header, a known S_IFMT type, no unknown flag,
+ *     88 + size bytes when INODE_INLINE (size <= INLINE_MAX for a regular file, 1..4095 for
+ *     a symbolic link, which is always inline), 88 without; an 8-byte key   NS_INODE_RECORD
+ *   - each dirent: a 9..263-byte key, a name without '/' or NUL, not "." or "..", a 9-byte
+ *     value                                                                 NS_DIRENT_BAD
+ *   - it lies in an existing directory and names an existing inode (NS-1)   NS_DIRENT_DANGLING
+ *   - of the type it records (NS-1)                                         NS_DIRENT_TYPE
+ *   - orphans: an unlinked inode (no dirent, nlink 0) still listed          NS_ORPHAN_PENDING
+ *     an entry for a linked or missing inode, or a malformed key            NS_ORPHAN_STALE
+ *   - a directory is named by one dirent (the root by none)                 NS_DIR_LINKS
+ *     and its parent field names the directory holding it (NS-3)            NS_PARENT
+ *   - an inode that no dirent names and that is not a pending orphan        NS_LOST_INODE
+ *   - directories not reachable from the root (a cycle), found by walking the directories
+ *     from the root and then following, from each one not reached, its dirent's directory
+ *     upwards until the walk comes back to itself                           NS_CYCLE
+ *   - nlink (NS-2): a directory 2 + its subdirectories, another inode its dirents
+ *                                                                           NS_NLINK
+ *   - data blocks (NS-4): of a missing inode                                NS_BLOCK_ORPHAN
+ *     of the wrong length or key, or of an inode that keeps no blocks       NS_BLOCK_BAD
+ *     at or past ceil(size / 4096)                                          NS_SIZE
+ *     as many as the inode's blocks field says                              NS_BLOCKS_COUNT
+ *   - xattrs of a missing inode, or with a key that names none              NS_XATTR_ORPHAN
+ *   - next_ino present, 8 bytes, above every inode                          NS_NEXT_INO
+ * A damaged inode record (NS_INODE_RECORD, or a value phase 2 could not read) still counts
+ * as an inode, but no check is made that would need its fields.
+ *
+ * Incomplete namespace (c->ns_incomplete: a tree page or log record could not be read).
+ * Entries are then missing, so a dirent can dangle, an inode look lost, a link count look
+ * wrong and blocks look orphaned because of the damage alone.  These problems are still
+ * reported, with "(namespace incomplete)" in the message, but their fixes (removing dirents,
+ * reconnecting, setting nlink, parent or blocks, deleting blocks and xattrs) are not offered.
+ * Fixes that rely only on the entry itself are (NS_DIRENT_BAD, NS_DIRENT_TYPE, NS_BLOCK_BAD,
+ * NS_SIZE, NS_ORPHAN_*, which the next open would do anyway, NS_NEXT_INO, which only raises).
+ *
+ * Repairs.  Each fix is decided through chk_gate and applied at once to the in-memory model
+ * (dirents removed or added, link counts, parent fields, lost+found), so that later checks
+ * see the store as it will be and the link counts written are those of the repaired tree: a
+ * second run is clean.  The link counts a structural fix changes (a subdirectory moved to
+ * lost+found, the root gaining lost+found) are part of that fix; NS_NLINK is reported only
+ * for a count that agrees neither with the dirents as found nor with them as repaired.
+ * Then, when any fix was approved: chk_release_lock, engine_open (replaying the log), engine
+ * batches (committed every ~1 MiB), engine_close (a checkpoint), and chk_fixed for each.
+ * An inode record is changed by reading it (engine_get), patching the fields (nlink, size,
+ * blocks, parent) and putting it back.  lost+found (mode 040700, uid 0, gid 0) is created in
+ * the root, with an inode number from next_ino, when the first reconnection is approved; an
+ * inode is reconnected as "#<ino>" (or "#<ino>.<n>" when that name is taken).  A cycle is
+ * broken at its lowest-numbered directory: the dirent naming it inside the cycle is removed
+ * and the directory reconnected.  A pending orphan is purged as namespace.c's purge() does:
+ * its blocks, xattrs, inode record and orphan entry in one batch.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "store/engine.h"
+#include "store/format.h"
+#include "store/ns_format.h"
+#include "tools/check/check.h"
+
+#define NS_NAME_MAX 255u /* KVFS_NAME_MAX: a name is 1..255 bytes (man/kvfs.5) */
+#define DT_DIR_TYPE 4u   /* S_IFDIR >> 12 */
+
+static const struct chk_def defs[] = {
+#define NS_ROOT (&defs[0])
+	{ "NS_ROOT", SEV_ERROR, false, false,
+	  "the root directory (inode 1) is missing or not a directory", NULL },
+#define NS_INODE_RECORD (&defs[1])
+	{ "NS_INODE_RECORD", SEV_ERROR, false, false, "an inode record that does not decode",
+	  NULL },
+#define NS_DIRENT_DANGLING (&defs[2])
+	{ "NS_DIRENT_DANGLING", SEV_ERROR, true, false,
+	  "a dirent names a missing inode, or lies in a missing directory", "remove the dirent" },
+#define NS_DIRENT_TYPE (&defs[3])
+	{ "NS_DIRENT_TYPE", SEV_ERROR, true, false,
+	  "a dirent records another type than its inode's", "correct the dirent's type" },
+#define NS_DIRENT_BAD (&defs[4])
+	{ "NS_DIRENT_BAD", SEV_ERROR, true, false, "a dirent's key or value is malformed",
+	  "remove the dirent" },
+#define NS_NLINK (&defs[5])
+	{ "NS_NLINK", SEV_WARNING, true, true, "an inode's link count disagrees with its dirents",
+	  "set nlink" },
+#define NS_DIR_LINKS (&defs[6])
+	{ "NS_DIR_LINKS", SEV_ERROR, true, false,
+	  "a directory is named by more than one dirent (the root: by any)",
+	  "remove the dirents other than the one in its parent field" },
+#define NS_PARENT (&defs[7])
+	{ "NS_PARENT", SEV_WARNING, true, true,
+	  "a directory's parent field does not name the directory holding it",
+	  "set the parent field" },
+#define NS_LOST_INODE (&defs[8])
+	{ "NS_LOST_INODE", SEV_ERROR, true, false,
+	  "an inode no dirent names and that is not an orphan",
+	  "reconnect it as lost+found/#INO" },
+#define NS_CYCLE (&defs[9])
+	{ "NS_CYCLE", SEV_ERROR, true, false,
+	  "directories not reachable from the root (a cycle)",
+	  "break the cycle and reconnect it under lost+found" },
+#define NS_ORPHAN_PENDING (&defs[10])
+	{ "NS_ORPHAN_PENDING", SEV_WARNING, true, true,
+	  "an unlinked inode still on the orphan list", "purge it, as the next open would" },
+#define NS_ORPHAN_STALE (&defs[11])
+	{ "NS_ORPHAN_STALE", SEV_WARNING, true, true,
+	  "an orphan entry for a linked or missing inode", "delete the orphan entry" },
+#define NS_BLOCK_ORPHAN (&defs[12])
+	{ "NS_BLOCK_ORPHAN", SEV_WARNING, true, true, "data blocks of a missing inode",
+	  "delete them" },
+#define NS_XATTR_ORPHAN (&defs[13])
+	{ "NS_XATTR_ORPHAN", SEV_WARNING, true, true, "xattrs of a missing inode",
+	  "delete them" },
+#define NS_BLOCK_BAD (&defs[14])
+	{ "NS_BLOCK_BAD", SEV_ERROR, true, false,
+	  "a data block whose key or value is not the right size, or of an inode that keeps no "
+	  "blocks", "delete it" },
+#define NS_SIZE (&defs[15])
+	{ "NS_SIZE", SEV_WARNING, true, false, "a data block past the end of its file",
+	  "set the size to cover it" },
+#define NS_BLOCKS_COUNT (&defs[16])
+	{ "NS_BLOCKS_COUNT", SEV_WARNING, true, true,
+	  "an inode's blocks field disagrees with the blocks stored", "set the blocks field" },
+#define NS_NEXT_INO (&defs[17])
+	{ "NS_NEXT_INO", SEV_ERROR, true, true,
+	  "next_ino is missing, malformed, or not above every inode", "set it" },
+};
+
+/* ---- the model ---- */
+
+/* ns_inode.st */
+enum {
+	S_PRESENT = 0x001, /* the inode record exists */
+	S_BAD = 0x002,     /* ... but does not decode (NS_INODE_RECORD) */
+	S_UNREAD = 0x004,  /* ... but phase 2 could not read its value */
+	S_SHORT = 0x008,   /* ... shorter than the header: no fields at all */
+	S_ORPHAN = 0x010,  /* T_ORPHAN holds its ino */
+	S_REACHED = 0x020, /* a directory reached from the root */
+	S_PURGED = 0x040,  /* purged by an approved fix */
+	S_TOUCHED = 0x080, /* an approved fix changed its dirents or subdirectories */
+	S_NEW = 0x100,     /* created by a fix (lost+found) */
+	S_PATH = 0x200,    /* cycle search: on the current path */
+	S_DONE = 0x400,    /* cycle search: finished */
+};
+
+/* ns_inode.dirty: fields an approved fix changed, written at the repair */
+enum { F_NLINK = 1, F_PARENT = 2, F_SIZE = 4, F_BLOCKS = 8 };
+
+struct ns_inode {
+	uint64_t ino, size, blocks, parent;
+	uint64_t n_blk, n_badblk;  /* T_DATA entries; those of the wrong length */
+	uint64_t max_blk, max_good;/* highest block number of all / of the right length */
+	uint32_t mode, nlink, flags, rec_len;
+	uint32_t n_xattr;
+	uint32_t n_names;          /* counted dirents naming it (the model) */
+	uint32_t n_subdirs;        /* counted dirents in it naming directories */
+	uint32_t nl_before;        /* the link count its dirents imply as found */
+	uint32_t first_name, first_child; /* dirent lists: index + 1, 0 = end */
+	uint16_t st;
+	uint8_t dirty;
+};
+
+/* ns_dirent.st: the entry's state in the store; fl: what the check made of it */
+enum { E_LIVE = 1, E_GONE = 2, E_UNREAD = 3 };
+enum { E_BAD = 1, E_DANGLING = 2, E_REMOVED = 4, E_COUNTED = 8, E_NEW = 16,
+	E_EXTRA = 32 /* a directory's second name: not one of its parent's subdirectories */ };
+
+struct ns_dirent {
+	uint64_t parent, ino;
+	uint32_t key_off, vlen;    /* raw key in ns->arena */
+	uint32_t next_name, next_child; /* index + 1 */
+	uint16_t klen;
+	uint8_t type, st, fl;
+};
+
+struct ns_pair {
+	uint64_t ino, sub; /* block number, or the hash of an xattr's name */
+};
+
+/* A log put or delete of a block or xattr: overrides the tree's entry for the key. */
+struct ns_over {
+	uint64_t ino, sub;
+	uint32_t vlen;
+	uint8_t tree, del;
+};
+
+struct ns_badblk {
+	uint64_t ino, blk;
+	uint32_t vlen;
+};
+
+/* A key of the wrong length in T_INODE, T_DATA, T_XATTR or T_ORPHAN. */
+struct ns_odd {
+	uint8_t *key;
+	uint32_t vlen;
+	uint16_t klen;
+	uint8_t tree, gone;
+};
+
+struct idx {
+	uint32_t *slot; /* entry index + 1; 0 empty */
+	size_t cap, n;
+};
+
+/* A repair step, applied through the engine after the check. */
+enum { OP_DEL, OP_PUT, OP_DEL_INO, OP_PURGE };
+struct ns_op {
+	uint8_t kind, tree;
+	uint16_t klen;
+	uint32_t vlen;
+	uint64_t ino;   /* OP_DEL_INO (every key of ino in tree), OP_PURGE */
+	uint8_t *key, *val;
+};
+
+struct chk_ns {
+	bool oom;
+	struct ns_inode *in;
+	size_t n_in, cap_in;
+	struct idx ix_in;
+	struct ns_dirent *de;
+	size_t n_de, cap_de;
+	struct idx ix_de;
+	uint8_t *arena;
+	size_t n_arena, cap_arena;
+	struct ns_pair *blk, *xat;
+	size_t n_blk, cap_blk, n_xat, cap_xat;
+	struct ns_over *over;
+	size_t n_over, cap_over;
+	struct idx ix_over;
+	struct ns_badblk *bad;
+	size_t n_bad, cap_bad;
+	struct ns_odd *odd;
+	size_t n_odd, cap_odd;
+	bool have_next, next_unread;
+	uint64_t next_ino;
+	uint32_t next_vlen;
+	uint64_t n_tree[NS_TREES], n_log_ops, max_ref; /* max_ref: highest ino seen anywhere */
+
+	/* the check */
+	uint64_t max_ino;          /* highest ino with an inode record */
+	uint64_t next_model;       /* next_ino as it will be written (0: unchanged) */
+	bool next_dirty;
+	uint64_t lf_ino;           /* lost+found: 0 unknown / none */
+	int lf_state;              /* 0 not looked up, 1 usable, -1 unusable */
+	struct ns_op *ops;
+	size_t n_ops, cap_ops;
+	size_t *ids;               /* approved problems */
+	size_t n_ids, cap_ids;
+	size_t mem_peak;
+};
+
+static bool ns_alloc_failed; /* c->ns could not be allocated: the phase fails with -ENOMEM */
+
+static int grow(void *pp, size_t *cap, size_t need, size_t elsz)
+{
+	void **p = pp;
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(*p, n * elsz);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return mix64(h);
+}
+
+static uint64_t over_hash(uint8_t tree, uint64_t ino, uint64_t sub)
+{
+	return mix64(ino * 0x9e3779b97f4a7c15ull ^ sub ^ ((uint64_t)tree << 56));
+}
+
+static uint64_t hash_in(const struct chk_ns *ns, uint32_t e) { return mix64(ns->in[e].ino); }
+
+static uint64_t hash_de(const struct chk_ns *ns, uint32_t e)
+{
+	return hash_bytes(ns->arena + ns->de[e].key_off, ns->de[e].klen);
+}
+
+static uint64_t hash_over(const struct chk_ns *ns, uint32_t e)
+{
+	const struct ns_over *o = &ns->over[e];
+	return over_hash(o->tree, o->ino, o->sub);
+}
+
+/* Make room for one more entry (load at most 1/2). */
+static int idx_reserve(struct idx *x, const struct chk_ns *ns,
+		       uint64_t (*hash)(const struct chk_ns *, uint32_t))
+{
+	if (2 * (x->n + 1) <= x->cap)
+		return 0;
+	size_t cap = x->cap ? 2 * x->cap : 1024;
+	uint32_t *s = calloc(cap, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (size_t i = 0; i < x->cap; i++) {
+		if (!x->slot[i])
+			continue;
+		size_t j = hash(ns, x->slot[i] - 1) & (cap - 1);
+		while (s[j])
+			j = (j + 1) & (cap - 1);
+		s[j] = x->slot[i];
+	}
+	free(x->slot);
+	x->slot = s;
+	x->cap = cap;
+	return 0;
+}
+
+/* ---- inodes ---- */
+
+static uint32_t *in_slot(struct chk_ns *ns, uint64_t ino)
+{
+	size_t mask = ns->ix_in.cap - 1, i = mix64(ino) & mask;
+	while (ns->ix_in.slot[i] && ns->in[ns->ix_in.slot[i] - 1].ino != ino)
+		i = (i + 1) & mask;
+	return &ns->ix_in.slot[i];
+}
+
+static struct ns_inode *in_find(struct chk_ns *ns, uint64_t ino)
+{
+	if (!ns->ix_in.cap)
+		return NULL;
+	uint32_t s = *in_slot(ns, ino);
+	return s ? &ns->in[s - 1] : NULL;
+}
+
+/* Find or add the entry of `ino`; NULL when out of memory.  Moves the array. */
+static struct ns_inode *in_get(struct chk_ns *ns, uint64_t ino)
+{
+	struct ns_inode *p = in_find(ns, ino);
+	if (p)
+		return p;
+	if (idx_reserve(&ns->ix_in, ns, hash_in) < 0 ||
+	    grow(&ns->in, &ns->cap_in, ns->n_in + 1, sizeof(*ns->in)) < 0)
+		return NULL;
+	p = &ns->in[ns->n_in];
+	memset(p, 0, sizeof(*p));
+	p->ino = ino;
+	*in_slot(ns, ino) = (uint32_t)++ns->n_in;
+	ns->ix_in.n++;
+	if (ino > ns->max_ref)
+		ns->max_ref = ino;
+	return p;
+}
+
+static void inode_decode(struct ns_inode *p, const uint8_t *v, size_t vlen)
+{
+	p->st &= (uint16_t)~(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
+	p->st |= S_PRESENT;
+	p->rec_len = vlen > UINT32_MAX ? UINT32_MAX : (uint32_t)vlen;
+	p->mode = p->nlink = p->flags = 0;
+	p->size = p->blocks = p->parent = 0;
+	if (!v) {
+		p->st |= S_UNREAD;
+		return;
+	}
+	if (vlen < IN_HDR) {
+		p->st |= S_SHORT;
+		return;
+	}
+	p->mode = ld32(v + IN_MODE);
+	p->nlink = ld32(v + IN_NLINK);
+	p->size = ld64(v + IN_SIZE);
+	p->blocks = ld64(v + IN_BLOCKS);
+	p->parent = ld64(v + IN_PARENT);
+	p->flags = ld32(v + IN_FLAGS);
+}
+
+/* A record with every field sound (not S_BAD, S_UNREAD, S_SHORT). */
+static bool known(const struct ns_inode *p)
+{
+	return p && (p->st & (S_PRESENT | S_BAD | S_UNREAD | S_SHORT)) == S_PRESENT;
+}
+
+static bool present(const struct ns_inode *p) { return p && (p->st & S_PRESENT); }
+
+/* Why the record does not decode, or NULL (man/kvfs.5 "Inode record"). */
+static const char *record_why(const struct ns_inode *p, char *buf, size_t cap)
+{
+	uint32_t n = p->rec_len;
+	unsigned fmt = p->mode & S_IFMT;
+	bool inl = p->flags & INODE_INLINE;
+	if (n < IN_HDR)
+		snprintf(buf, cap, "record of %" PRIu32 " bytes, shorter than the %u-byte header",
+			 n, IN_HDR);
+	else if (n > IN_HDR + SYMLINK_MAX + 1)
+		snprintf(buf, cap, "record of %" PRIu32 " bytes, longer than %u", n,
+			 IN_HDR + SYMLINK_MAX + 1);
+	else if (fmt != S_IFREG && fmt != S_IFDIR && fmt != S_IFLNK && fmt != S_IFCHR &&
+		 fmt != S_IFBLK && fmt != S_IFIFO && fmt != S_IFSOCK)
+		snprintf(buf, cap, "mode %06o: not a file type", p->mode);
+	else if (p->flags & ~INODE_INLINE)
+		snprintf(buf, cap, "unknown flags 0x%" PRIx32, p->flags);
+	else if (inl && n - IN_HDR != p->size)
+		snprintf(buf, cap, "%" PRIu32 " bytes of inline data for size %" PRIu64,
+			 n - IN_HDR, p->size);
+	else if (!inl && n != IN_HDR)
+		snprintf(buf, cap, "%" PRIu32 " bytes after the header without INODE_INLINE",
+			 n - IN_HDR);
+	else if (fmt == S_IFREG && inl && p->size > INLINE_MAX)
+		snprintf(buf, cap, "an inline file of %" PRIu64 " bytes (at most %u)", p->size,
+			 INLINE_MAX);
+	else if (fmt == S_IFLNK && !inl)
+		snprintf(buf, cap, "a symbolic link without INODE_INLINE");
+	else if (fmt == S_IFLNK && (p->size == 0 || p->size > SYMLINK_MAX))
+		snprintf(buf, cap, "a symbolic link target of %" PRIu64 " bytes", p->size);
+	else
+		return NULL;
+	return buf;
+}
+
+/* ---- dirents ---- */
+
+static uint8_t *de_key(const struct chk_ns *ns, const struct ns_dirent *e)
+{
+	return ns->arena + e->key_off;
+}
+
+static uint32_t *de_slot(struct chk_ns *ns, const uint8_t *key, size_t klen)
+{
+	size_t mask = ns->ix_de.cap - 1, i = hash_bytes(key, klen) & mask;
+	for (;; i = (i + 1) & mask) {
+		uint32_t s = ns->ix_de.slot[i];
+		if (!s)
+			return &ns->ix_de.slot[i];
+		const struct ns_dirent *e = &ns->de[s - 1];
+		if (e->klen == klen && memcmp(de_key(ns, e), key, klen) == 0)
+			return &ns->ix_de.slot[i];
+	}
+}
+
+static uint32_t de_find(struct chk_ns *ns, const uint8_t *key, size_t klen)
+{
+	return ns->ix_de.cap ? *de_slot(ns, key, klen) : 0;
+}
+
+/* Add an entry for `key` (not yet present); its index + 1, or 0 when out of memory. */
+static uint32_t de_add(struct chk_ns *ns, const uint8_t *key, size_t klen)
+{
+	if (idx_reserve(&ns->ix_de, ns, hash_de) < 0 ||
+	    grow(&ns->de, &ns->cap_de, ns->n_de + 1, sizeof(*ns->de)) < 0 ||
+	    grow(&ns->arena, &ns->cap_arena, ns->n_arena + klen, 1) < 0 ||
+	    ns->n_arena + klen > UINT32_MAX)
+		return 0;
+	struct ns_dirent *e = &ns->de[ns->n_de];
+	memset(e, 0, sizeof(*e));
+	e->key_off = (uint32_t)ns->n_arena;
+	e->klen = (uint16_t)klen;
+	memcpy(ns->arena + ns->n_arena, key, klen);
+	ns->n_arena += klen;
+	*de_slot(ns, key, klen) = (uint32_t)++ns->n_de;
+	ns->ix_de.n++;
+	return (uint32_t)ns->n_de;
+}
+
+static void de_apply(struct chk_ns *ns, const uint8_t *key, size_t klen, bool del,
+		     const uint8_t *v, size_t vlen)
+{
+	if (klen > STORE_MAX_KEY)
+		return; /* the engine holds no such key */
+	uint32_t i = de_find(ns, key, klen);
+	if (!i) {
+		if (del)
+			return;
+		if (!(i = de_add(ns, key, klen))) {
+			ns->oom = true;
+			return;
+		}
+	}
+	struct ns_dirent *e = &ns->de[i - 1];
+	if (del) {
+		e->st = E_GONE;
+		return;
+	}
+	e->st = v ? E_LIVE : E_UNREAD;
+	e->vlen = vlen > UINT32_MAX ? UINT32_MAX : (uint32_t)vlen;
+	e->parent = klen >= 8 ? ldbe64(key) : 0;
+	e->ino = v && vlen >= 8 ? ld64(v) : 0;
+	e->type = v && vlen >= DIRENT_VALUE ? v[8] : 0;
+	if (v && vlen == DIRENT_VALUE && e->ino > ns->max_ref)
+		ns->max_ref = e->ino;
+}
+
+/* Why a dirent is malformed, or NULL (man/kvfs.5 "Directory entries"). */
+static const char *dirent_why(const struct chk_ns *ns, const struct ns_dirent *e, char *buf,
+			      size_t cap)
+{
+	const uint8_t *k = de_key(ns, e), *name = k + 8;
+	size_t n = e->klen >= 8 ? e->klen - 8u : 0;
+	if (e->klen < 9)
+		snprintf(buf, cap, "key of %u bytes: no name", e->klen);
+	else if (n > NS_NAME_MAX)
+		snprintf(buf, cap, "name of %zu bytes (at most %u)", n, NS_NAME_MAX);
+	else if (memchr(name, '/', n))
+		snprintf(buf, cap, "name holds '/'");
+	else if (memchr(name, 0, n))
+		snprintf(buf, cap, "name holds a NUL byte");
+	else if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
+		snprintf(buf, cap, "name \"%.*s\"", (int)n, (const char *)name);
+	else if (e->vlen != DIRENT_VALUE)
+		snprintf(buf, cap, "value of %" PRIu32 " bytes, not %u", e->vlen, DIRENT_VALUE);
+	else
+		return NULL;
+	return buf;
+}
+
+/* A dirent's name for messages: printable bytes as they are, others as \xNN. */
+static const char *de_name(const struct chk_ns *ns, const struct ns_dirent *e, char *buf,
+			   size_t cap)
+{
+	const uint8_t *k = de_key(ns, e);
+	size_t n = e->klen > 8 ? e->klen - 8u : 0, o = 0;
+	for (size_t i = 0; i < n && o + 5 < cap; i++) {
+		uint8_t ch = k[8 + i];
+		if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+			buf[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+#define NAME_BUF (4 * NS_NAME_MAX + 8)
+
+/* ---- blocks and xattrs ---- */
+
+static struct ns_over *over_find(struct chk_ns *ns, uint8_t tree, uint64_t ino, uint64_t sub)
+{
+	if (!ns->ix_over.cap)
+		return NULL;
+	size_t mask = ns->ix_over.cap - 1, i = over_hash(tree, ino, sub) & mask;
+	for (;; i = (i + 1) & mask) {
+		uint32_t s = ns->ix_over.slot[i];
+		if (!s)
+			return NULL;
+		struct ns_over *o = &ns->over[s - 1];
+		if (o->tree == tree && o->ino == ino && o->sub == sub)
+			return o;
+	}
+}
+
+static void over_apply(struct chk_ns *ns, uint8_t tree, uint64_t ino, uint64_t sub, bool del,
+		       size_t vlen)
+{
+	struct ns_over *o = over_find(ns, tree, ino, sub);
+	if (!o) {
+		if (idx_reserve(&ns->ix_over, ns, hash_over) < 0 ||
+		    grow(&ns->over, &ns->cap_over, ns->n_over + 1, sizeof(*ns->over)) < 0) {
+			ns->oom = true;
+			return;
+		}
+		o = &ns->over[ns->n_over++];
+		o->tree = tree;
+		o->ino = ino;
+		o->sub = sub;
+		size_t mask = ns->ix_over.cap - 1, i = over_hash(tree, ino, sub) & mask;
+		while (ns->ix_over.slot[i])
+			i = (i + 1) & mask;
+		ns->ix_over.slot[i] = (uint32_t)ns->n_over;
+		ns->ix_over.n++;
+	}
+	o->del = del;
+	o->vlen = vlen > UINT32_MAX ? UINT32_MAX : (uint32_t)vlen;
+}
+
+static void odd_apply(struct chk_ns *ns, uint8_t tree, bool log, bool del, const uint8_t *key,
+		      size_t klen, size_t vlen)
+{
+	struct ns_odd *o = NULL;
+	if (log) /* the trees hold each key once: only a log op can meet an earlier entry */
+		for (size_t i = 0; i < ns->n_odd && !o; i++)
+			if (ns->odd[i].tree == tree && ns->odd[i].klen == klen &&
+			    memcmp(ns->odd[i].key, key, klen) == 0)
+				o = &ns->odd[i];
+	if (!o) {
+		if (del)
+			return;
+		if (grow(&ns->odd, &ns->cap_odd, ns->n_odd + 1, sizeof(*ns->odd)) < 0) {
+			ns->oom = true;
+			return;
+		}
+		o = &ns->odd[ns->n_odd];
+		if (!(o->key = malloc(klen ? klen : 1))) {
+			ns->oom = true;
+			return;
+		}
+		memcpy(o->key, key, klen);
+		o->klen = (uint16_t)klen;
+		o->tree = tree;
+		ns->n_odd++;
+	}
+	o->gone = del;
+	o->vlen = vlen > UINT32_MAX ? UINT32_MAX : (uint32_t)vlen;
+}
+
+/* ---- the collector ---- */
+
+static struct chk_ns *ns_of(struct chk *c)
+{
+	if (!c->ns && !ns_alloc_failed && !(c->ns = calloc(1, sizeof(*c->ns))))
+		ns_alloc_failed = true;
+	return c->ns && !c->ns->oom ? c->ns : NULL;
+}
+
+static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uint8_t *key,
+		     size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct chk_ns *ns;
+	if (tree >= NS_TREES || !(ns = ns_of(c)))
+		return;
+	if (log)
+		ns->n_log_ops++;
+	else
+		ns->n_tree[tree]++;
+	if (!del && !val && chk_ns_wants_value(tree))
+		c->ns_incomplete = true; /* phase 2 could not read it */
+	struct ns_inode *p;
+	switch (tree) {
+	case T_INODE:
+		if (klen != 8) {
+			odd_apply(ns, T_INODE, log, del, key, klen, vlen);
+			break;
+		}
+		if (!(p = in_get(ns, ldbe64(key)))) {
+			ns->oom = true;
+			break;
+		}
+		if (del)
+			p->st &= (uint16_t)~(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
+		else
+			inode_decode(p, val, vlen);
+		break;
+	case T_DIRENT:
+		de_apply(ns, key, klen, del, val, vlen);
+		break;
+	case T_DATA:
+		if (klen != 16) {
+			odd_apply(ns, T_DATA, log, del, key, klen, vlen);
+			break;
+		}
+		if (log) {
+			over_apply(ns, T_DATA, ldbe64(key), ldbe64(key + 8), del, vlen);
+			break;
+		}
+		if (grow(&ns->blk, &ns->cap_blk, ns->n_blk + 1, sizeof(*ns->blk)) < 0) {
+			ns->oom = true;
+			break;
+		}
+		ns->blk[ns->n_blk++] = (struct ns_pair){ ldbe64(key), ldbe64(key + 8) };
+		if (vlen != BLOCK) {
+			if (grow(&ns->bad, &ns->cap_bad, ns->n_bad + 1, sizeof(*ns->bad)) < 0) {
+				ns->oom = true;
+				break;
+			}
+			ns->bad[ns->n_bad++] = (struct ns_badblk){ ldbe64(key), ldbe64(key + 8),
+								    (uint32_t)vlen };
+		}
+		break;
+	case T_XATTR:
+		if (klen < 9) {
+			odd_apply(ns, T_XATTR, log, del, key, klen, vlen);
+			break;
+		}
+		if (log) {
+			over_apply(ns, T_XATTR, ldbe64(key), hash_bytes(key + 8, klen - 8), del,
+				   vlen);
+			break;
+		}
+		if (grow(&ns->xat, &ns->cap_xat, ns->n_xat + 1, sizeof(*ns->xat)) < 0) {
+			ns->oom = true;
+			break;
+		}
+		ns->xat[ns->n_xat++] = (struct ns_pair){ ldbe64(key), hash_bytes(key + 8, klen - 8) };
+		break;
+	case T_ORPHAN:
+		if (klen != 8) {
+			odd_apply(ns, T_ORPHAN, log, del, key, klen, vlen);
+			break;
+		}
+		if (!(p = in_get(ns, ldbe64(key)))) {
+			ns->oom = true;
+			break;
+		}
+		if (del)
+			p->st &= (uint16_t)~S_ORPHAN;
+		else
+			p->st |= S_ORPHAN;
+		break;
+	case T_SUPER:
+		if (klen != 8 || memcmp(key, NS_SUPER_NEXT_INO, 8) != 0)
+			break; /* no other key is defined; not the namespace's concern */
+		ns->have_next = !del;
+		ns->next_unread = !del && !val;
+		ns->next_vlen = (uint32_t)(vlen > UINT32_MAX ? UINT32_MAX : vlen);
+		ns->next_ino = !del && val && vlen == 8 ? ld64(val) : 0;
+		break;
+	}
+}
+
+bool chk_ns_wants_value(unsigned tree)
+{
+	return tree == T_INODE || tree == T_DIRENT || tree == T_ORPHAN || tree == T_SUPER;
+}
+
+void chk_ns_tree_entry(struct chk *c, unsigned tree, const void *key, size_t klen,
+		       const void *val, size_t vlen)
+{
+	ns_entry(c, tree, false, false, key, klen, val, vlen);
+}
+
+void chk_ns_log_op(struct chk *c, unsigned tree, bool del, const void *key, size_t klen,
+		   const void *val, size_t vlen)
+{
+	ns_entry(c, tree, true, del, key, klen, del ? NULL : val, del ? 0 : vlen);
+}
+
+static void ns_free(struct chk_ns *ns)
+{
+	if (!ns)
+		return;
+	for (size_t i = 0; i < ns->n_odd; i++)
+		free(ns->odd[i].key);
+	for (size_t i = 0; i < ns->n_ops; i++) {
+		free(ns->ops[i].key);
+		free(ns->ops[i].val);
+	}
+	free(ns->in);
+	free(ns->ix_in.slot);
+	free(ns->de);
+	free(ns->ix_de.slot);
+	free(ns->arena);
+	free(ns->blk);
+	free(ns->xat);
+	free(ns->over);
+	free(ns->ix_over.slot);
+	free(ns->bad);
+	free(ns->odd);
+	free(ns->ops);
+	free(ns->ids);
+	free(ns);
+}
+
+static size_t ns_mem(const struct chk_ns *ns)
+{
+	return ns->cap_in * sizeof(*ns->in) + ns->ix_in.cap * 4 + ns->cap_de * sizeof(*ns->de) +
+	       ns->ix_de.cap * 4 + ns->cap_arena + ns->cap_blk * sizeof(*ns->blk) +
+	       ns->cap_xat * sizeof(*ns->xat) + ns->cap_over * sizeof(*ns->over) +
+	       ns->ix_over.cap * 4 + ns->cap_bad * sizeof(*ns->bad) +
+	       ns->cap_odd * sizeof(*ns->odd) + sizeof(*ns);
+}
+
+/* ---- after collection: the final view ---- */
+
+static int cmp_inode(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ns_inode *)a)->ino, y = ((const struct ns_inode *)b)->ino;
+	return x < y ? -1 : x > y;
+}
+
+static void count_block(struct ns_inode *p, uint64_t blk, bool good)
+{
+	if (p->n_blk == 0 || blk > p->max_blk)
+		p->max_blk = blk;
+	if (good && (p->n_blk == p->n_badblk || blk > p->max_good))
+		p->max_good = blk;
+	p->n_blk++;
+	if (!good)
+		p->n_badblk++;
+}
+
+/* Sort the inodes by ino, fold the blocks and xattrs (tree overridden by log) into them, and
+ * leave in ns->bad the blocks of the wrong length that are there at the end. */
+static int finalize(struct chk_ns *ns)
+{
+	/* the entries the blocks and xattrs need, before the sort */
+	for (size_t i = 0; i < ns->n_blk; i++)
+		if (!in_get(ns, ns->blk[i].ino))
+			return -ENOMEM;
+	for (size_t i = 0; i < ns->n_xat; i++)
+		if (!in_get(ns, ns->xat[i].ino))
+			return -ENOMEM;
+	for (size_t i = 0; i < ns->n_over; i++)
+		if (!ns->over[i].del && !in_get(ns, ns->over[i].ino))
+			return -ENOMEM;
+	/* room for lost+found, so that creating it later moves nothing */
+	if (grow(&ns->in, &ns->cap_in, ns->n_in + 1, sizeof(*ns->in)) < 0 ||
+	    idx_reserve(&ns->ix_in, ns, hash_in) < 0)
+		return -ENOMEM;
+	qsort(ns->in, ns->n_in, sizeof(*ns->in), cmp_inode);
+	memset(ns->ix_in.slot, 0, ns->ix_in.cap * sizeof(*ns->ix_in.slot));
+	for (size_t i = 0; i < ns->n_in; i++)
+		*in_slot(ns, ns->in[i].ino) = (uint32_t)(i + 1);
+	ns->mem_peak = ns_mem(ns);
+
+	size_t nb = 0;
+	for (size_t i = 0; i < ns->n_bad; i++) /* the tree's short blocks the log left */
+		if (!over_find(ns, T_DATA, ns->bad[i].ino, ns->bad[i].blk))
+			ns->bad[nb++] = ns->bad[i];
+	ns->n_bad = nb;
+	for (size_t i = 0, j = 0; i < ns->n_blk; i++) {
+		const struct ns_pair *b = &ns->blk[i];
+		if (over_find(ns, T_DATA, b->ino, b->sub))
+			continue;
+		bool good = true;
+		/* ns->bad is in key order, as ns->blk: walk both */
+		while (j < nb && (ns->bad[j].ino < b->ino ||
+				  (ns->bad[j].ino == b->ino && ns->bad[j].blk < b->sub)))
+			j++;
+		if (j < nb && ns->bad[j].ino == b->ino && ns->bad[j].blk == b->sub)
+			good = false;
+		count_block(in_find(ns, b->ino), b->sub, good);
+	}
+	for (size_t i = 0; i < ns->n_xat; i++)
+		if (!over_find(ns, T_XATTR, ns->xat[i].ino, ns->xat[i].sub))
+			in_find(ns, ns->xat[i].ino)->n_xattr++;
+	for (size_t i = 0; i < ns->n_over; i++) {
+		const struct ns_over *o = &ns->over[i];
+		if (o->del)
+			continue;
+		if (o->tree == T_XATTR) {
+			in_find(ns, o->ino)->n_xattr++;
+			continue;
+		}
+		count_block(in_find(ns, o->ino), o->sub, o->vlen == BLOCK);
+		if (o->vlen != BLOCK) {
+			if (grow(&ns->bad, &ns->cap_bad, ns->n_bad + 1, sizeof(*ns->bad)) < 0)
+				return -ENOMEM;
+			ns->bad[ns->n_bad++] = (struct ns_badblk){ o->ino, o->sub, o->vlen };
+		}
+	}
+	free(ns->blk);
+	free(ns->xat);
+	ns->blk = ns->xat = NULL;
+	ns->cap_blk = ns->cap_xat = 0;
+	for (size_t i = 0; i < ns->n_in; i++)
+		if (present(&ns->in[i]) && ns->in[i].ino > ns->max_ino)
+			ns->max_ino = ns->in[i].ino;
+	return 0;
+}
+
+/* ---- repairs: recording ---- */
+
+static int op_add(struct chk_ns *ns, uint8_t kind, uint8_t tree, uint64_t ino,
+		  const void *key, size_t klen, const void *val, size_t vlen)
+{
+	if (grow(&ns->ops, &ns->cap_ops, ns->n_ops + 1, sizeof(*ns->ops)) < 0)
+		return -ENOMEM;
+	struct ns_op *o = &ns->ops[ns->n_ops];
+	memset(o, 0, sizeof(*o));
+	o->kind = kind;
+	o->tree = tree;
+	o->ino = ino;
+	if (klen && !(o->key = malloc(klen)))
+		return -ENOMEM;
+	if (vlen && !(o->val = malloc(vlen))) {
+		free(o->key);
+		return -ENOMEM;
+	}
+	if (klen)
+		memcpy(o->key, key, klen);
+	if (vlen)
+		memcpy(o->val, val, vlen);
+	o->klen = (uint16_t)klen;
+	o->vlen = (uint32_t)vlen;
+	ns->n_ops++;
+	return 0;
+}
+
+/* Ask the gate for problem `id`; true when the fix is to be made.  `needs_complete`: the
+ * fix relies on the absence of entries, which an incomplete namespace makes unreliable. */
+static bool fix_ok(struct chk *c, size_t id, bool needs_complete, const char *action)
+{
+	struct chk_ns *ns = c->ns;
+	if (ns->oom || (needs_complete && c->ns_incomplete))
+		return false;
+	if (!chk_gate(c, id, action))
+		return false;
+	if (grow(&ns->ids, &ns->cap_ids, ns->n_ids + 1, sizeof(*ns->ids)) < 0) {
+		ns->oom = true;
+		return false;
+	}
+	ns->ids[ns->n_ids++] = id;
+	return true;
+}
+
+static const char *inc(const struct chk *c)
+{
+	return c->ns_incomplete ? " (namespace incomplete)" : "";
+}
+
+static const char *type_name(uint32_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: return "regular file";
+	case S_IFDIR: return "directory";
+	case S_IFLNK: return "symbolic link";
+	case S_IFCHR: return "character device";
+	case S_IFBLK: return "block device";
+	case S_IFIFO: return "FIFO";
+	case S_IFSOCK: return "socket";
+	}
+	return "inode";
+}
+
+/* Is the inode a directory (or, for a damaged record, may it be one)? */
+static bool is_dir(const struct ns_inode *p, const struct ns_dirent *e)
+{
+	if (known(p) || (present(p) && !(p->st & (S_SHORT | S_UNREAD))))
+		return S_ISDIR(p->mode);
+	return e && e->type == DT_DIR_TYPE;
+}
+
+/* ---- the model: dirent lists and counts ---- */
+
+static bool counted(const struct ns_dirent *e)
+{
+	return (e->fl & (E_COUNTED | E_REMOVED)) == E_COUNTED;
+}
+
+/* Link dirent i into its directory's and its inode's lists and count it. */
+static void de_count(struct chk_ns *ns, uint32_t i)
+{
+	struct ns_dirent *e = &ns->de[i];
+	struct ns_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
+	e->fl |= E_COUNTED;
+	e->next_child = par->first_child;
+	par->first_child = i + 1;
+	e->next_name = t->first_name;
+	t->first_name = i + 1;
+	t->n_names++;
+	if (is_dir(t, e))
+		par->n_subdirs++;
+}
+
+/* An approved fix removes dirent i. */
+static int de_remove(struct chk_ns *ns, uint32_t i)
+{
+	struct ns_dirent *e = &ns->de[i];
+	if (e->fl & E_REMOVED)
+		return 0;
+	e->fl |= E_REMOVED;
+	if (e->fl & E_COUNTED) {
+		struct ns_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
+		t->n_names--;
+		t->st |= S_TOUCHED;
+		if (is_dir(t, e)) {
+			/* an extra one was never counted as a subdirectory, but the link
+			 * count as found may have counted it */
+			if (!(e->fl & E_EXTRA))
+				par->n_subdirs--;
+			par->st |= S_TOUCHED;
+		}
+	}
+	if (e->fl & E_NEW)
+		return 0;
+	return op_add(ns, OP_DEL, T_DIRENT, 0, de_key(ns, e), e->klen, NULL, 0);
+}
+
+/* An approved fix adds the dirent (parent, name) -> ino of type `type`. */
+static int de_new(struct chk_ns *ns, uint64_t parent, const char *name, size_t n,
+		  uint64_t ino, uint8_t type)
+{
+	uint8_t k[8 + NS_NAME_MAX], v[DIRENT_VALUE];
+	size_t klen = dirent_key(k, parent, name, n);
+	uint32_t i = de_add(ns, k, klen);
+	if (!i)
+		return -ENOMEM;
+	struct ns_dirent *e = &ns->de[i - 1];
+	e->st = E_LIVE;
+	e->fl = E_NEW;
+	e->parent = parent;
+	e->ino = ino;
+	e->type = type;
+	e->vlen = DIRENT_VALUE;
+	de_count(ns, i - 1);
+	in_find(ns, ino)->st |= S_TOUCHED;
+	in_find(ns, parent)->st |= S_TOUCHED;
+	st64(v, ino);
+	v[8] = type;
+	return op_add(ns, OP_PUT, T_DIRENT, 0, k, klen, v, sizeof(v));
+}
+
+/* The counted dirent of a directory to follow upwards: the one in its parent field, else the
+ * first; 0 when none (index + 1). */
+static uint32_t dir_up(struct chk_ns *ns, const struct ns_inode *d)
+{
+	uint32_t first = 0;
+	for (uint32_t i = d->first_name; i; i = ns->de[i - 1].next_name) {
+		const struct ns_dirent *e = &ns->de[i - 1];
+		if (!counted(e))
+			continue;
+		if (e->parent == d->parent)
+			return i;
+		if (!first)
+			first = i;
+	}
+	return first;
+}
+
+/* ---- the checks ---- */
+
+static void check_next_ino(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	uint64_t want = (ns->max_ref > ns->max_ino ? ns->max_ref : ns->max_ino) + 1;
+	if (want < NS_ROOT_INO + 1)
+		want = NS_ROOT_INO + 1;
+	if (ns->have_next && ns->next_unread)
+		return; /* phase 2 could not read it: reported there */
+	size_t id;
+	if (!ns->have_next)
+		id = chk_report(c, NS_NEXT_INO, 0, 0, "next_ino is missing (highest inode %" PRIu64
+				")%s", ns->max_ino, inc(c));
+	else if (ns->next_vlen != 8)
+		id = chk_report(c, NS_NEXT_INO, 0, 0, "next_ino's value is %" PRIu32
+				" bytes, not 8", ns->next_vlen);
+	else if (ns->next_ino <= ns->max_ino || ns->next_ino <= NS_ROOT_INO)
+		id = chk_report(c, NS_NEXT_INO, 0, 0, "next_ino %" PRIu64 " is not above inode %"
+				PRIu64, ns->next_ino, ns->max_ino);
+	else
+		return;
+	if (ns->have_next && ns->next_vlen == 8 && ns->next_ino > want)
+		want = ns->next_ino;
+	char act[64];
+	snprintf(act, sizeof(act), "set next_ino to %" PRIu64, want);
+	if (fix_ok(c, id, false, act)) {
+		ns->next_model = want;
+		ns->next_dirty = true;
+	}
+}
+
+static void check_records(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	char why[160];
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *p = &ns->in[i];
+		if (!present(p) || (p->st & S_UNREAD))
+			continue;
+		if (record_why(p, why, sizeof(why))) {
+			p->st |= S_BAD;
+			chk_report(c, NS_INODE_RECORD, 0, p->ino, "%s", why);
+		}
+	}
+	for (size_t i = 0; i < ns->n_odd; i++)
+		if (!ns->odd[i].gone && ns->odd[i].tree == T_INODE)
+			chk_report(c, NS_INODE_RECORD, 0, 0, "an inode key of %u bytes, not 8",
+				   ns->odd[i].klen);
+}
+
+/* NS_ROOT: false when the root is not a sound directory (no walk, no lost+found). */
+static bool check_root(struct chk *c)
+{
+	struct ns_inode *r = in_find(c->ns, NS_ROOT_INO);
+	if (!present(r)) {
+		chk_report(c, NS_ROOT, 0, NS_ROOT_INO, "the root directory (inode 1) is missing%s",
+			   inc(c));
+		return false;
+	}
+	if (!known(r))
+		return false; /* NS_INODE_RECORD, or unread */
+	if (!S_ISDIR(r->mode)) {
+		chk_report(c, NS_ROOT, 0, NS_ROOT_INO, "the root (inode 1) is a %s, not a "
+			   "directory", type_name(r->mode));
+		return false;
+	}
+	return true;
+}
+
+/* Malformed and dangling dirents, types; then count the rest (the model as found). */
+static int check_dirents(struct chk *c, bool root_ok)
+{
+	struct chk_ns *ns = c->ns;
+	char why[160], nm[NAME_BUF], act[96];
+	int r;
+	for (uint32_t i = 0; i < ns->n_de; i++) {
+		struct ns_dirent *e = &ns->de[i];
+		if (e->st != E_LIVE)
+			continue;
+		if (dirent_why(ns, e, why, sizeof(why))) {
+			e->fl |= E_BAD;
+			size_t id = chk_report(c, NS_DIRENT_BAD, 0, 0, "dirent \"%s\" in directory %"
+					       PRIu64 ": %s", de_name(ns, e, nm, sizeof(nm)),
+					       e->parent, why);
+			if (fix_ok(c, id, false, "remove the dirent") &&
+			    (r = de_remove(ns, i)) < 0)
+				return r;
+			continue;
+		}
+		struct ns_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
+		char dang[96];
+		dang[0] = 0;
+		if (!present(par))
+			snprintf(dang, sizeof(dang), ": directory %" PRIu64 " is missing", e->parent);
+		else if (known(par) && !S_ISDIR(par->mode))
+			snprintf(dang, sizeof(dang), ": inode %" PRIu64 " is a %s, not a directory",
+				 e->parent, type_name(par->mode));
+		else if (!present(t))
+			snprintf(dang, sizeof(dang), " names missing inode %" PRIu64, e->ino);
+		if (dang[0] && e->parent == NS_ROOT_INO && !root_ok) {
+			e->fl |= E_DANGLING; /* NS_ROOT says it: removing the tree's top is no fix */
+			continue;
+		}
+		if (dang[0]) {
+			e->fl |= E_DANGLING;
+			size_t id = chk_report(c, NS_DIRENT_DANGLING, 0, e->ino,
+					       "dirent \"%s\" in directory %" PRIu64 "%s%s",
+					       de_name(ns, e, nm, sizeof(nm)), e->parent, dang, inc(c));
+			if (fix_ok(c, id, true, "remove the dirent") && (r = de_remove(ns, i)) < 0)
+				return r;
+			continue;
+		}
+		if (known(t) && e->type != (t->mode & S_IFMT) >> 12) {
+			unsigned want = (t->mode & S_IFMT) >> 12;
+			size_t id = chk_report(c, NS_DIRENT_TYPE, 0, e->ino,
+					       "dirent \"%s\" in directory %" PRIu64 " records type %u"
+					       " for inode %" PRIu64 ", a %s (type %u)",
+					       de_name(ns, e, nm, sizeof(nm)), e->parent, e->type,
+					       e->ino, type_name(t->mode), want);
+			snprintf(act, sizeof(act), "set the dirent's type to %u", want);
+			if (fix_ok(c, id, false, act)) {
+				uint8_t v[DIRENT_VALUE];
+				e->type = (uint8_t)want;
+				st64(v, e->ino);
+				v[8] = (uint8_t)want;
+				if ((r = op_add(ns, OP_PUT, T_DIRENT, 0, de_key(ns, e), e->klen, v,
+						sizeof(v))) < 0)
+					return r;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < ns->n_de; i++) {
+		struct ns_dirent *e = &ns->de[i];
+		if (e->st == E_LIVE && !(e->fl & (E_BAD | E_DANGLING)))
+			de_count(ns, i);
+	}
+	/* the link count the dirents imply as found: every directory dirent a subdirectory */
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *p = &ns->in[i];
+		p->nl_before = is_dir(p, NULL) ? 2 + p->n_subdirs : p->n_names;
+	}
+	/* a directory links only the directory of its one dirent (NS_DIR_LINKS removes the
+	 * others), so only that one counts as a subdirectory of the repaired tree */
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *d = &ns->in[i];
+		if (!known(d) || !S_ISDIR(d->mode) ||
+		    d->n_names <= (d->ino == NS_ROOT_INO ? 0u : 1u))
+			continue;
+		uint32_t keep = d->ino == NS_ROOT_INO ? 0 : dir_up(ns, d);
+		for (uint32_t j = d->first_name; j; j = ns->de[j - 1].next_name) {
+			struct ns_dirent *e = &ns->de[j - 1];
+			if (!counted(e) || j == keep)
+				continue;
+			e->fl |= E_EXTRA;
+			in_find(ns, e->parent)->n_subdirs--;
+		}
+	}
+	return 0;
+}
+
+/* Does directory d hold a counted dirent (a purge would leave it dangling)? */
+static bool has_children(struct chk_ns *ns, const struct ns_inode *d)
+{
+	for (uint32_t i = d->first_child; i; i = ns->de[i - 1].next_child)
+		if (counted(&ns->de[i - 1]))
+			return true;
+	return false;
+}
+
+static int check_orphans(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	char act[96];
+	int r;
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *p = &ns->in[i];
+		if (!(p->st & S_ORPHAN))
+			continue;
+		uint8_t k[8];
+		ino_key(k, p->ino);
+		if (present(p) && !known(p))
+			continue; /* damaged record: nothing sure */
+		if (present(p) && p->n_names == 0 && p->nlink == 0 && p->ino != NS_ROOT_INO) {
+			size_t id = chk_report(c, NS_ORPHAN_PENDING, 0, p->ino, "a %s of %"
+					       PRIu64 " bytes, unlinked and still on the orphan list",
+					       type_name(p->mode),
+					       p->size);
+			if (S_ISDIR(p->mode) && has_children(ns, p))
+				continue; /* its dirents would dangle: not purged */
+			snprintf(act, sizeof(act), "purge inode %" PRIu64, p->ino);
+			if (fix_ok(c, id, false, act)) {
+				p->st &= (uint16_t)~(S_PRESENT | S_ORPHAN);
+				p->st |= S_PURGED;
+				if ((r = op_add(ns, OP_PURGE, 0, p->ino, NULL, 0, NULL, 0)) < 0)
+					return r;
+			}
+			continue;
+		}
+		size_t id;
+		if (!present(p))
+			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "the orphan list names "
+					"a missing inode");
+		else if (p->n_names || p->ino == NS_ROOT_INO)
+			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "on the orphan list, but "
+					"named by %" PRIu32 " dirent(s)", p->n_names);
+		else
+			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "on the orphan list with "
+					"nlink %" PRIu32 ": the next open would only drop the entry",
+					p->nlink);
+		if (fix_ok(c, id, false, "delete the orphan entry")) {
+			p->st &= (uint16_t)~S_ORPHAN;
+			if ((r = op_add(ns, OP_DEL, T_ORPHAN, 0, k, 8, NULL, 0)) < 0)
+				return r;
+		}
+	}
+	for (size_t i = 0; i < ns->n_odd; i++) {
+		struct ns_odd *o = &ns->odd[i];
+		if (o->gone || o->tree != T_ORPHAN)
+			continue;
+		size_t id = chk_report(c, NS_ORPHAN_STALE, 0, 0, "an orphan key of %u bytes, not 8",
+				       o->klen);
+		if (fix_ok(c, id, false, "delete the orphan entry") &&
+		    (r = op_add(ns, OP_DEL, T_ORPHAN, 0, o->key, o->klen, NULL, 0)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* NS_DIR_LINKS and NS_PARENT. */
+static int check_dir_links(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	char nm[NAME_BUF], act[96];
+	int r;
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *d = &ns->in[i];
+		if (!known(d) || !S_ISDIR(d->mode))
+			continue;
+		bool root = d->ino == NS_ROOT_INO;
+		if (root ? d->n_names > 0 : d->n_names > 1) {
+			uint32_t keep = root ? 0 : dir_up(ns, d);
+			for (uint32_t j = d->first_name; j; j = ns->de[j - 1].next_name) {
+				struct ns_dirent *e = &ns->de[j - 1];
+				if (!counted(e) || j == keep)
+					continue;
+				size_t id = chk_report(c, NS_DIR_LINKS, 0, d->ino,
+						       "the directory is also named \"%s\" in "
+						       "directory %" PRIu64 " (%s)%s",
+						       de_name(ns, e, nm, sizeof(nm)), e->parent,
+						       root ? "the root has no dirent" :
+						       "a directory has one dirent", inc(c));
+				if (fix_ok(c, id, true, "remove the dirent") &&
+				    (r = de_remove(ns, j - 1)) < 0)
+					return r;
+			}
+		}
+		if (root) {
+			if (d->parent != NS_ROOT_INO) {
+				size_t id = chk_report(c, NS_PARENT, 0, d->ino, "the root's parent "
+						       "field is %" PRIu64 ", not 1", d->parent);
+				if (fix_ok(c, id, false, "set it to 1")) {
+					d->parent = NS_ROOT_INO;
+					d->dirty |= F_PARENT;
+				}
+			}
+			continue;
+		}
+		uint32_t up = dir_up(ns, d);
+		if (!up || ns->de[up - 1].parent == d->parent)
+			continue;
+		uint64_t want = ns->de[up - 1].parent;
+		size_t id = chk_report(c, NS_PARENT, 0, d->ino, "the directory's parent field is %"
+				       PRIu64 ", but its dirent is in directory %" PRIu64 "%s",
+				       d->parent, want, inc(c));
+		snprintf(act, sizeof(act), "set the parent field to %" PRIu64, want);
+		if (fix_ok(c, id, true, act)) {
+			d->parent = want;
+			d->dirty |= F_PARENT;
+		}
+	}
+	return 0;
+}
+
+/* Mark the directories reachable from `from` (already marked) over counted dirents. */
+static int walk_from(struct chk_ns *ns, uint64_t from)
+{
+	size_t cap = 64, n = 0;
+	uint64_t *stack = malloc(cap * sizeof(*stack));
+	if (!stack)
+		return -ENOMEM;
+	stack[n++] = from;
+	while (n) {
+		struct ns_inode *d = in_find(ns, stack[--n]);
+		for (uint32_t i = d->first_child; i; i = ns->de[i - 1].next_child) {
+			const struct ns_dirent *e = &ns->de[i - 1];
+			struct ns_inode *t = in_find(ns, e->ino);
+			if (!counted(e) || !is_dir(t, e) || (t->st & S_REACHED))
+				continue;
+			t->st |= S_REACHED;
+			if (n == cap) {
+				uint64_t *s2 = realloc(stack, 2 * cap * sizeof(*stack));
+				if (!s2) {
+					free(stack);
+					return -ENOMEM;
+				}
+				stack = s2;
+				cap *= 2;
+			}
+			stack[n++] = t->ino;
+		}
+	}
+	free(stack);
+	return 0;
+}
+
+/* lost+found in the root: find it, or create it (with the first approved reconnection).
+ * 0 and ns->lf_ino set, or -ENOENT when it cannot be used, or -ENOMEM. */
+static int lost_found(struct chk *c, bool create)
+{
+	struct chk_ns *ns = c->ns;
+	static const char name[] = "lost+found";
+	if (ns->lf_state < 0 || (ns->lf_state > 0 && ns->lf_ino))
+		return ns->lf_state < 0 ? -ENOENT : 0;
+	uint8_t k[8 + sizeof(name)];
+	size_t klen = dirent_key(k, NS_ROOT_INO, name, sizeof(name) - 1);
+	uint32_t i = de_find(ns, k, klen);
+	if (i && ns->de[i - 1].st == E_GONE)
+		i = 0; /* deleted by the log: there is none */
+	if (i && counted(&ns->de[i - 1])) {
+		struct ns_inode *t = in_find(ns, ns->de[i - 1].ino);
+		if (!known(t) || !S_ISDIR(t->mode)) {
+			chk_note(c, "namespace: /lost+found is not a directory: nothing can be "
+				 "reconnected");
+			ns->lf_state = -1;
+			return -ENOENT;
+		}
+		ns->lf_state = 1;
+		ns->lf_ino = t->ino;
+		return 0;
+	}
+	if (i) { /* a removed, malformed or dangling entry of that name: do not reuse it */
+		ns->lf_state = -1;
+		chk_note(c, "namespace: /lost+found's dirent is damaged: nothing can be "
+			 "reconnected");
+		return -ENOENT;
+	}
+	ns->lf_state = 1;
+	if (!create)
+		return 0;
+	uint64_t ino = ns->max_ref + 1;
+	if (ns->next_dirty && ns->next_model > ino)
+		ino = ns->next_model;
+	else if (!ns->next_dirty && ns->have_next && ns->next_vlen == 8 && ns->next_ino > ino)
+		ino = ns->next_ino;
+	struct ns_inode *p = in_get(ns, ino); /* room reserved by finalize: nothing moves */
+	if (!p)
+		return -ENOMEM;
+	p->st = S_PRESENT | S_NEW | S_TOUCHED;
+	p->mode = S_IFDIR | 0700;
+	p->nlink = p->nl_before = 2;
+	p->parent = NS_ROOT_INO;
+	p->flags = INODE_INLINE;
+	p->rec_len = IN_HDR;
+	ns->lf_ino = ino;
+	ns->max_ino = ns->max_ref = ino;
+	ns->next_model = ino + 1;
+	ns->next_dirty = true;
+	return de_new(ns, NS_ROOT_INO, name, sizeof(name) - 1, ino, DT_DIR_TYPE);
+}
+
+/* Reconnect inode t under lost+found as "#<ino>" (lost_found() succeeded). */
+static int reconnect(struct chk_ns *ns, uint64_t ino)
+{
+	char name[48];
+	uint8_t k[8 + sizeof(name)];
+	int n = snprintf(name, sizeof(name), "#%" PRIu64, ino);
+	for (unsigned s = 1; de_find(ns, k, dirent_key(k, ns->lf_ino, name, (size_t)n)); s++)
+		n = snprintf(name, sizeof(name), "#%" PRIu64 ".%u", ino, s);
+	struct ns_inode *t = in_find(ns, ino);
+	if (S_ISDIR(t->mode)) {
+		t->parent = ns->lf_ino;
+		t->dirty |= F_PARENT;
+	}
+	return de_new(ns, ns->lf_ino, name, (size_t)n, ino, (uint8_t)((t->mode & S_IFMT) >> 12));
+}
+
+/* NS_LOST_INODE and NS_CYCLE; root_ok: the root is a sound directory. */
+static int check_reach(struct chk *c, bool root_ok)
+{
+	struct chk_ns *ns = c->ns;
+	char act[96];
+	int r;
+	if (root_ok && (r = lost_found(c, false)) < 0 && r != -ENOENT)
+		return r;
+	bool can = root_ok && ns->lf_state > 0;
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *p = &ns->in[i];
+		if (!known(p) || p->ino == NS_ROOT_INO || p->n_names ||
+		    ((p->st & S_ORPHAN) && p->nlink == 0))
+			continue;
+		size_t id = chk_report(c, NS_LOST_INODE, 0, p->ino, "a %s (nlink %" PRIu32 ") "
+				       "named by no dirent%s%s", type_name(p->mode), p->nlink, inc(c),
+				       root_ok && !can ? " (no usable lost+found)" : "");
+		snprintf(act, sizeof(act), "reconnect it as lost+found/#%" PRIu64, p->ino);
+		if (!can || !fix_ok(c, id, true, act))
+			continue;
+		if ((r = lost_found(c, true)) < 0) {
+			if (r != -ENOENT)
+				return r;
+			can = false;
+			continue;
+		}
+		p = in_find(ns, ns->in[i].ino);
+		if ((r = reconnect(ns, p->ino)) < 0)
+			return r;
+	}
+	if (!root_ok) {
+		chk_note(c, "namespace: no sound root directory: reachability not checked");
+		return 0;
+	}
+	struct ns_inode *root = in_find(ns, NS_ROOT_INO);
+	root->st |= S_REACHED;
+	if ((r = walk_from(ns, NS_ROOT_INO)) < 0)
+		return r;
+	/* Directories not reached: follow each one's dirent upwards; coming back to the path
+	 * is a cycle (a chain that ends at a lost directory or a damaged one is not). */
+	size_t cap = 64, n;
+	uint64_t *path = malloc(cap * sizeof(*path));
+	if (!path)
+		return -ENOMEM;
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *d = &ns->in[i];
+		if (!known(d) || !S_ISDIR(d->mode) || (d->st & (S_REACHED | S_DONE)) ||
+		    !d->n_names)
+			continue;
+		n = 0;
+		struct ns_inode *cur = d;
+		while (cur && !(cur->st & (S_REACHED | S_DONE | S_PATH))) {
+			uint32_t up = dir_up(ns, cur);
+			if (n == cap) {
+				uint64_t *p2 = realloc(path, 2 * cap * sizeof(*path));
+				if (!p2) {
+					free(path);
+					return -ENOMEM;
+				}
+				path = p2;
+				cap *= 2;
+			}
+			path[n++] = cur->ino;
+			cur->st |= S_PATH;
+			cur = up ? in_find(ns, ns->de[up - 1].parent) : NULL;
+		}
+		if (cur && (cur->st & S_PATH)) {
+			/* the cycle: path[s..n) where path[s] == cur */
+			size_t s = 0;
+			while (path[s] != cur->ino)
+				s++;
+			uint64_t low = 0;
+			char list[160];
+			size_t o = 0;
+			for (size_t j = s; j < n; j++) {
+				if (known(in_find(ns, path[j])) && (!low || path[j] < low))
+					low = path[j];
+				if (o < sizeof(list) - 32)
+					o += (size_t)snprintf(list + o, sizeof(list) - o, "%" PRIu64
+							      " in ", path[j]);
+				else if (j + 1 == n)
+					o += (size_t)snprintf(list + o, sizeof(list) - o, "... in ");
+			}
+			snprintf(list + o, sizeof(list) - o, "%" PRIu64, path[s]);
+			size_t id = chk_report(c, NS_CYCLE, 0, low ? low : path[s], "directories %s "
+					       "form a cycle not reachable from the root%s", list, inc(c));
+			snprintf(act, sizeof(act), "move directory %" PRIu64 " to lost+found/#%"
+				 PRIu64, low, low);
+			if (low && ns->lf_state > 0 && fix_ok(c, id, true, act)) {
+				if ((r = lost_found(c, true)) < 0 && r != -ENOENT) {
+					free(path);
+					return r;
+				}
+				struct ns_inode *x = in_find(ns, low);
+				uint32_t up = r == 0 ? dir_up(ns, x) : 0;
+				if (up && ((r = de_remove(ns, up - 1)) < 0 ||
+					   (r = reconnect(ns, low)) < 0 ||
+					   (x->st |= S_REACHED, (r = walk_from(ns, low)) < 0))) {
+					free(path);
+					return r;
+				}
+			}
+		}
+		for (size_t j = 0; j < n; j++) {
+			struct ns_inode *q = in_find(ns, path[j]);
+			q->st = (uint16_t)((q->st & ~S_PATH) | S_DONE);
+		}
+	}
+	free(path);
+	return 0;
+}
+
+static int check_nlink(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	char act[64];
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *p = &ns->in[i];
+		if (!known(p) || (p->ino != NS_ROOT_INO && p->n_names == 0))
+			continue; /* an orphan or a lost inode: reported as such */
+		bool dir = S_ISDIR(p->mode);
+		uint32_t want = dir ? 2 + p->n_subdirs : p->n_names;
+		if (p->nlink == want)
+			continue;
+		/* a count that matches the dirents as found was right: the fixes that changed
+		 * them set it (S_TOUCHED); only one that matches neither is a problem */
+		if (p->nlink == p->nl_before) {
+			if (p->st & S_TOUCHED) {
+				p->nlink = want;
+				p->dirty |= F_NLINK;
+			}
+			continue;
+		}
+		size_t id;
+		if (dir)
+			id = chk_report(c, NS_NLINK, 0, p->ino, "a directory with nlink %" PRIu32
+					" and %" PRIu32 " subdirectories (expected %" PRIu32 ")%s",
+					p->nlink, p->n_subdirs, want, inc(c));
+		else
+			id = chk_report(c, NS_NLINK, 0, p->ino, "nlink %" PRIu32 ", but %" PRIu32
+					" dirent(s) name it%s", p->nlink, p->n_names, inc(c));
+		snprintf(act, sizeof(act), "set nlink to %" PRIu32, want);
+		if (fix_ok(c, id, true, act) || (p->st & S_TOUCHED)) {
+			p->nlink = want;
+			p->dirty |= F_NLINK;
+		}
+	}
+	return 0;
+}
+
+static int check_blocks(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	char act[96];
+	int r;
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct ns_inode *p = &ns->in[i];
+		if (p->st & S_PURGED)
+			continue; /* the purge deletes them */
+		if (!present(p)) {
+			if (p->n_blk) {
+				size_t id = chk_report(c, NS_BLOCK_ORPHAN, 0, p->ino, "%" PRIu64
+						       " data block(s) of a missing inode%s",
+						       p->n_blk, inc(c));
+				if (fix_ok(c, id, true, "delete them") &&
+				    (r = op_add(ns, OP_DEL_INO, T_DATA, p->ino, NULL, 0, NULL, 0)) < 0)
+					return r;
+			}
+			if (p->n_xattr) {
+				size_t id = chk_report(c, NS_XATTR_ORPHAN, 0, p->ino, "%" PRIu32
+						       " xattr(s) of a missing inode%s",
+						       p->n_xattr, inc(c));
+				if (fix_ok(c, id, true, "delete them") &&
+				    (r = op_add(ns, OP_DEL_INO, T_XATTR, p->ino, NULL, 0, NULL, 0)) < 0)
+					return r;
+			}
+			continue;
+		}
+		if (!known(p))
+			continue;
+		uint64_t n_blk = p->n_blk;
+		if (n_blk && (!S_ISREG(p->mode) || (p->flags & INODE_INLINE))) {
+			size_t id = chk_report(c, NS_BLOCK_BAD, 0, p->ino, "%" PRIu64 " data block(s) "
+					       "of a%s %s, which keeps none",
+					       n_blk, S_ISREG(p->mode) ? "n inline" : "",
+					       type_name(p->mode));
+			if (fix_ok(c, id, false, "delete them")) {
+				if ((r = op_add(ns, OP_DEL_INO, T_DATA, p->ino, NULL, 0, NULL, 0)) < 0)
+					return r;
+				n_blk = 0;
+			}
+		} else if (p->n_badblk) {
+			uint64_t deleted = 0;
+			for (size_t j = 0; j < ns->n_bad; j++) {
+				const struct ns_badblk *bb = &ns->bad[j];
+				if (bb->ino != p->ino)
+					continue;
+				size_t id = chk_report(c, NS_BLOCK_BAD, 0, p->ino, "block %" PRIu64
+						       " is %" PRIu32 " bytes, not %u", bb->blk,
+						       bb->vlen, BLOCK);
+				if (fix_ok(c, id, false, "delete the block")) {
+					uint8_t k[16];
+					block_key(k, bb->ino, bb->blk);
+					if ((r = op_add(ns, OP_DEL, T_DATA, 0, k, 16, NULL, 0)) < 0)
+						return r;
+					deleted++;
+				}
+			}
+			n_blk -= deleted;
+			if (deleted == p->n_badblk)
+				p->max_blk = p->max_good;
+		}
+		if (n_blk && S_ISREG(p->mode) && !(p->flags & INODE_INLINE) &&
+		    p->max_blk >= (p->size + BLOCK - 1) / BLOCK) {
+			uint64_t want = (p->max_blk + 1) * BLOCK;
+			size_t id = chk_report(c, NS_SIZE, 0, p->ino, "block %" PRIu64 " lies past "
+					       "the size, %" PRIu64 " bytes", p->max_blk, p->size);
+			snprintf(act, sizeof(act), "set the size to %" PRIu64, want);
+			if (fix_ok(c, id, false, act)) {
+				p->size = want;
+				p->dirty |= F_SIZE;
+			}
+		}
+		if (!S_ISREG(p->mode) || (p->flags & INODE_INLINE))
+			n_blk = 0; /* it keeps none: 0 is right, whether or not they are deleted */
+		if (p->blocks != n_blk) {
+			size_t id = chk_report(c, NS_BLOCKS_COUNT, 0, p->ino, "blocks field %" PRIu64
+					       ", but %" PRIu64 " block(s) stored%s", p->blocks, n_blk,
+					       inc(c));
+			snprintf(act, sizeof(act), "set blocks to %" PRIu64, n_blk);
+			if (fix_ok(c, id, true, act)) {
+				p->blocks = n_blk;
+				p->dirty |= F_BLOCKS;
+			}
+		}
+	}
+	for (size_t i = 0; i < ns->n_odd; i++) {
+		struct ns_odd *o = &ns->odd[i];
+		if (o->gone || (o->tree != T_DATA && o->tree != T_XATTR))
+			continue;
+		size_t id;
+		if (o->tree == T_DATA)
+			id = chk_report(c, NS_BLOCK_BAD, 0, 0, "a data block key of %u bytes, not 16",
+					o->klen);
+		else
+			id = chk_report(c, NS_XATTR_ORPHAN, 0, 0, "an xattr key of %u bytes names "
+					"no inode and attribute", o->klen);
+		if (fix_ok(c, id, false, "delete it") &&
+		    (r = op_add(ns, OP_DEL, o->tree, 0, o->key, o->klen, NULL, 0)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- repairs: applying ---- */
+
+struct applier {
+	struct engine *e;
+	struct engine_batch *b;
+	size_t bytes;
+};
+
+static int ap_flush(struct applier *a, bool force)
+{
+	if (!force && a->bytes < (1u << 20))
+		return 0;
+	int r = engine_commit(a->e, a->b, NULL);
+	engine_batch_clear(a->b);
+	a->bytes = 0;
+	return r;
+}
+
+static int ap_del(struct applier *a, unsigned tree, const void *k, size_t klen)
+{
+	int r = engine_batch_del(a->b, tree, k, klen);
+	a->bytes += klen + 16;
+	return r < 0 ? r : ap_flush(a, false);
+}
+
+static int ap_put(struct applier *a, unsigned tree, const void *k, size_t klen, const void *v,
+		  size_t vlen)
+{
+	int r = engine_batch_put(a->b, tree, k, klen, v, vlen);
+	a->bytes += klen + vlen + 16;
+	return r < 0 ? r : ap_flush(a, false);
+}
+
+/* Delete every key of `tree` that starts with ino (8 bytes, big-endian). */
+static int ap_del_ino(struct applier *a, unsigned tree, uint64_t ino)
+{
+	uint8_t lo[8], hi[8], k[STORE_MAX_KEY];
+	ino_key(lo, ino);
+	ino_key(hi, ino + 1);
+	struct engine_iter *it;
+	int r = engine_iter_new(a->e, tree, lo, 8, ino + 1 ? hi : NULL, ino + 1 ? 8 : 0, &it);
+	if (r < 0)
+		return r;
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0)
+		if (klen <= sizeof(k) && (r = ap_del(a, tree, k, klen)) < 0)
+			break;
+	engine_iter_free(it);
+	return r == -ENOENT ? 0 : r;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Write the changed fields of inode p (or create it, S_NEW). */
+static int ap_inode(struct applier *a, const struct ns_inode *p)
+{
+	uint8_t k[8], *buf = malloc(IN_HDR + SYMLINK_MAX + 1);
+	size_t len = 0;
+	if (!buf)
+		return -ENOMEM;
+	ino_key(k, p->ino);
+	int r = 0;
+	if (p->st & S_NEW) {
+		int64_t now = now_ns();
+		memset(buf, 0, IN_HDR);
+		st32(buf + IN_MODE, p->mode);
+		st64(buf + IN_ATIME, (uint64_t)now);
+		st64(buf + IN_MTIME, (uint64_t)now);
+		st64(buf + IN_CTIME, (uint64_t)now);
+		st64(buf + IN_GEN, 1);
+		st64(buf + IN_PARENT, p->parent);
+		st32(buf + IN_FLAGS, p->flags);
+		st32(buf + IN_NLINK, p->nlink);
+		len = IN_HDR;
+	} else {
+		r = engine_get(a->e, T_INODE, k, 8, buf, IN_HDR + SYMLINK_MAX + 1, &len);
+		if (r == 0 && (len < IN_HDR || len > IN_HDR + SYMLINK_MAX + 1))
+			r = -EUCLEAN; /* not the record checked */
+		if (r == 0) {
+			if (p->dirty & F_NLINK)
+				st32(buf + IN_NLINK, p->nlink);
+			if (p->dirty & F_PARENT)
+				st64(buf + IN_PARENT, p->parent);
+			if (p->dirty & F_SIZE)
+				st64(buf + IN_SIZE, p->size);
+			if (p->dirty & F_BLOCKS)
+				st64(buf + IN_BLOCKS, p->blocks);
+			st64(buf + IN_CTIME, (uint64_t)now_ns());
+		}
+	}
+	if (r == 0)
+		r = ap_put(a, T_INODE, k, 8, buf, len);
+	free(buf);
+	return r;
+}
+
+static int apply(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	struct engine_options eo = { .no_checkpoint_thread = true };
+	struct applier a = { 0 };
+	/* The fixes were computed for the state checked (c->meta, as phases 0 and 3 left it):
+	 * the store must still open to that one (not after a refused --previous-meta
+	 * roll-back). */
+	/* Writing through the library relies on sound pages and a sound free list (a commit
+	 * could otherwise hand out a page in use): not while an earlier phase's error stands. */
+	for (size_t i = 0; i < c->n_problems; i++) {
+		const struct chk_problem *q = &c->problems[i];
+		if (q->phase->num < 5 && q->def->sev == SEV_ERROR && !q->fixed) {
+			fprintf(stderr, "kvfs-check: %s: namespace repairs not made: %s (phase %u) "
+				"is not repaired\n", c->path, q->def->code, q->phase->num);
+			return 0;
+		}
+	}
+	txnid_t now = chk_newest_txnid(c);
+	if (now != c->meta.txnid) {
+		fprintf(stderr, "kvfs-check: %s: namespace repairs not made: the store's current "
+			"state (txn %llu) is not the one checked (txn %llu)\n", c->path,
+			(unsigned long long)now, (unsigned long long)c->meta.txnid);
+		return 0;
+	}
+	chk_release_lock(c);
+	int r = engine_open(c->path, &eo, &a.e);
+	if (r < 0) {
+		fprintf(stderr, "kvfs-check: %s: namespace repairs not made: opening the store: "
+			"%s\n", c->path, strerror(-r));
+		return r;
+	}
+	if (!(a.b = engine_batch_new())) {
+		engine_close(a.e);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ns->n_ops && r == 0; i++) {
+		const struct ns_op *o = &ns->ops[i];
+		uint8_t k[8];
+		switch (o->kind) {
+		case OP_DEL:
+			r = ap_del(&a, o->tree, o->key, o->klen);
+			break;
+		case OP_PUT:
+			r = ap_put(&a, o->tree, o->key, o->klen, o->val, o->vlen);
+			break;
+		case OP_DEL_INO:
+			r = ap_del_ino(&a, o->tree, o->ino);
+			break;
+		case OP_PURGE: /* namespace.c's purge(): blocks, xattrs, inode, orphan entry */
+			ino_key(k, o->ino);
+			if ((r = ap_del_ino(&a, T_DATA, o->ino)) == 0 &&
+			    (r = ap_del_ino(&a, T_XATTR, o->ino)) == 0 &&
+			    (r = ap_del(&a, T_INODE, k, 8)) == 0)
+				r = ap_del(&a, T_ORPHAN, k, 8);
+			break;
+		}
+	}
+	for (size_t i = 0; i < ns->n_in && r == 0; i++) {
+		const struct ns_inode *p = &ns->in[i];
+		if (present(p) && ((p->st & S_NEW) || p->dirty))
+			r = ap_inode(&a, p);
+	}
+	if (r == 0 && ns->next_dirty) {
+		uint8_t v[8];
+		st64(v, ns->next_model);
+		r = ap_put(&a, T_SUPER, NS_SUPER_NEXT_INO, 8, v, 8);
+	}
+	if (r == 0)
+		r = ap_flush(&a, true);
+	engine_batch_free(a.b);
+	int r2 = engine_close(a.e);
+	if (r == 0)
+		r = r2;
+	if (r < 0) {
+		fprintf(stderr, "kvfs-check: %s: namespace repairs failed: %s\n", c->path,
+			strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < ns->n_ids; i++)
+		chk_fixed(c, ns->ids[i]);
+	return 0;
+}
+
+/* ---- the phase ---- */
+
+static int run(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	int r = 0;
+	if (ns_alloc_failed || (ns && ns->oom)) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!ns || (!ns->n_tree[T_INODE] && !ns->n_tree[T_DIRENT] && !ns->n_tree[T_SUPER] &&
+		    !ns->n_log_ops)) {
+		chk_note(c, c->ns_incomplete ? "namespace: no namespace entry could be read: "
+			 "nothing to check" : "namespace: the store holds no inode, dirent or "
+			 "next_ino: not a file-system store, nothing to check");
+		goto out;
+	}
+	if ((r = finalize(ns)) < 0)
+		goto out;
+	if (c->ns_incomplete)
+		chk_note(c, "namespace incomplete (unreadable tree pages or log records): dangling "
+			 "dirents, lost inodes, link counts and orphaned blocks may come from that "
+			 "damage and are not repaired");
+	check_records(c);
+	check_next_ino(c);
+	bool root_ok = check_root(c);
+	if ((r = check_dirents(c, root_ok)) < 0 || (r = check_orphans(c)) < 0 ||
+	    (r = check_dir_links(c)) < 0 || (r = check_reach(c, root_ok)) < 0 ||
+	    (r = check_nlink(c)) < 0 || (r = check_blocks(c)) < 0)
+		goto out;
+	if (ns->oom) {
+		r = -ENOMEM;
+		goto out;
+	}
+	uint64_t n_dirents = 0, n_blocks = 0, n_xattrs = 0, n_orphans = 0;
+	for (size_t i = 0; i < ns->n_de; i++)
+		n_dirents += ns->de[i].st == E_LIVE && !(ns->de[i].fl & E_NEW);
+	for (size_t i = 0; i < ns->n_in; i++) {
+		const struct ns_inode *p = &ns->in[i];
+		n_blocks += p->n_blk;
+		n_xattrs += p->n_xattr;
+		n_orphans += (p->st & S_ORPHAN) != 0;
+		if (!present(p) || (p->st & (S_NEW | S_UNREAD | S_SHORT)))
+			continue;
+		if (S_ISDIR(p->mode)) {
+			c->n_dirs++;
+		} else {
+			c->n_files++;
+			if (S_ISREG(p->mode))
+				c->n_bytes += p->size;
+		}
+	}
+	chk_note(c, "namespace: %" PRIu64 " files, %" PRIu64 " directories, %" PRIu64
+		 " dirents, %" PRIu64 " data blocks, %" PRIu64 " xattrs, %" PRIu64 " orphans, "
+		 "next_ino %" PRIu64 "; %" PRIu64 " log operations applied; %zu KiB of memory",
+		 c->n_files, c->n_dirs, n_dirents, n_blocks, n_xattrs, n_orphans, ns->next_ino,
+		 ns->n_log_ops, ns->mem_peak >> 10);
+	if (ns->n_ids)
+		r = apply(c);
+out:
+	ns_free(c->ns);
+	c->ns = NULL;
+	return r;
+}
+
+const struct chk_phase chk_phase_namespace = {
+	.num = 5,
+	.name = "namespace",
+	.defs = defs,
+	.ndefs = sizeof(defs) / sizeof(defs[0]),
+	.run = run,
+};
