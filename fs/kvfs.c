@@ -9,9 +9,14 @@
  * reference (kvfs_open_ino/kvfs_release_ino) so that an unlinked file stays readable until its
  * last close.  fsync and fsyncdir are the log's group-commit barrier (kvfs_fsync).
  *
- * Not here: anything about storage; everything is kvfs.h.  Not yet: lseek SEEK_DATA/SEEK_HOLE
- * (the kernel's default treats a file as all data), copy_file_range (the kernel falls back to
- * read and write), byte-range locks (the kernel keeps them locally for FUSE without lock ops).
+ * lseek SEEK_DATA/SEEK_HOLE is kvfs_lseek; copy_file_range reads and writes through the store
+ * in 1 MiB pieces (no reflink).  Locks: no getlk/setlk/flock handlers on purpose.  Without
+ * them libfuse does not offer FUSE_CAP_POSIX_LOCKS or FUSE_CAP_FLOCK_LOCKS, and the kernel
+ * keeps flock(2) and fcntl(2) locks itself, with local semantics (man/kvfs.1 "Locks"); a
+ * handler here could do no better, since no other host shares the store
+ * (tests/fs_ops.sh checks that they exclude).
+ *
+ * Not here: anything about storage; everything is kvfs.h.
  */
 #define FUSE_USE_VERSION 34
 #define _GNU_SOURCE
@@ -47,6 +52,7 @@ struct fsopts {
 
 static struct kvfs *g_fs;
 static struct fsopts g_opt = { .entry_timeout = 1.0, .attr_timeout = 1.0 };
+static bool g_writeback; /* the kernel's writeback cache is on (set once, in fs_init) */
 
 /* ns since the epoch to a timespec: floor division, so that times before 1970 keep a
  * tv_nsec in [0, 1e9) */
@@ -364,6 +370,97 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	fuse_reply_err(req, -kvfs_fallocate(g_fs, ino, km, (uint64_t)off, (uint64_t)len));
 }
 
+static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	/* With the writeback cache, written bytes may still be in the kernel, which does not
+	 * flush them before FUSE_LSEEK: an answer from the store could call them a hole (and cp
+	 * would skip them).  ENOSYS makes the kernel answer from then on, all data up to its
+	 * size: safe, not sparse. */
+	if (g_writeback) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	/* the kernel answers SEEK_SET, SEEK_CUR and SEEK_END itself; only these two come here */
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	uint64_t at;
+	int r = kvfs_lseek(g_fs, ino, (int64_t)off,
+			   whence == SEEK_DATA ? KVFS_SEEK_DATA : KVFS_SEEK_HOLE, &at);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_lseek(req, (off_t)at);
+}
+
+/* copy_file_range(2): read and write through the store in pieces of COPY_CHUNK bytes.  kvfs
+ * shares no blocks between files (no reflink), so the copy costs what read + write cost, but
+ * the bytes do not cross into the kernel and back.  The checks are the VFS's
+ * (generic_copy_file_checks), repeated because a cached size in the kernel may be stale:
+ * the length is cut at the source's end, then overlapping ranges of one file are -EINVAL. */
+#define COPY_CHUNK (1u << 20)
+
+static ssize_t copy_range(fuse_ino_t ino_in, uint64_t off_in, fuse_ino_t ino_out,
+			  uint64_t off_out, size_t len)
+{
+	struct kvfs_stat k;
+	int r = kvfs_getattr(g_fs, ino_in, &k);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(k.mode))
+		return -EISDIR;
+	if (!S_ISREG(k.mode))
+		return -EINVAL;
+	len = off_in >= k.size ? 0 : (size_t)(len < k.size - off_in ? len : k.size - off_in);
+	/* the reply's count is 32 bits (struct fuse_write_out): a longer copy is a short one, as
+	 * copy_file_range(2) allows; the kernel caps it the same way */
+	if (len > (UINT32_MAX & ~(size_t)4095))
+		len = UINT32_MAX & ~(size_t)4095;
+	if (ino_in == ino_out && off_out < off_in + len && off_in < off_out + len)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	char *buf = malloc(len < COPY_CHUNK ? len : COPY_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	size_t done = 0;
+	ssize_t n = 0;
+	while (done < len) {
+		size_t want = len - done < COPY_CHUNK ? len - done : COPY_CHUNK;
+		n = kvfs_read(g_fs, ino_in, buf, want, off_in + done);
+		if (n <= 0)
+			break; /* an error, or the source shrank meanwhile */
+		ssize_t w = kvfs_write(g_fs, ino_out, buf, (size_t)n, off_out + done);
+		if (w < 0) {
+			n = w;
+			break;
+		}
+		done += (size_t)w;
+		if ((size_t)w < want)
+			break;
+	}
+	free(buf);
+	/* as write(2): bytes copied before an error are reported, the error is not */
+	return done > 0 || n >= 0 ? (ssize_t)done : n;
+}
+
+static void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	if (flags != 0 || off_in < 0 || off_out < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	ssize_t n = copy_range(ino_in, (uint64_t)off_in, ino_out, (uint64_t)off_out, len);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
 /* Directory handles: readdir offsets are positions in one listing; the handle remembers the
  * name at the last offset so that the next call resumes by name (kvfs_readdir). */
 struct dirh {
@@ -597,9 +694,10 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	if (g_opt.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+	if (g_opt.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
-	else
+		g_writeback = true;
+	} else
 		conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
@@ -634,6 +732,8 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.removexattr = fs_removexattr,
 	.create = fs_create,
 	.fallocate = fs_fallocate,
+	.lseek = fs_lseek,
+	.copy_file_range = fs_copy_file_range,
 };
 
 /* ---- command line ---- */

@@ -204,6 +204,22 @@ ssize_t kvfs_write(struct kvfs *fs, uint64_t ino, const void *buf, size_t len, u
 #define KVFS_FALLOC_PUNCH_HOLE 0x2
 int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len);
 
+/*
+ * lseek(2)'s SEEK_DATA and SEEK_HOLE on a regular file: *out receives the offset of the first
+ * byte at or after `off` that is data (KVFS_SEEK_DATA) or in a hole (KVFS_SEEK_HOLE).  Data is
+ * a 4 KiB block that was written (also with zeros) and not punched or truncated away; a hole
+ * is a block that never was; an inline file (man/kvfs.5 "NAMESPACE") is all data; the end of
+ * the file counts as a hole, so SEEK_HOLE always finds one (at most the size).  The values of
+ * the two constants are Linux's SEEK_DATA and SEEK_HOLE.  Reads only; a concurrent write may
+ * or may not be seen, as with lseek(2).
+ * -ENXIO when off < 0 or off >= the size, or (SEEK_DATA) when only a hole follows `off`, as
+ * Linux's native file systems; -EINVAL for another `whence` or a file that is not regular;
+ * -EISDIR for a directory; -ENOENT, -EIO, -EUCLEAN.
+ */
+#define KVFS_SEEK_DATA 3
+#define KVFS_SEEK_HOLE 4
+int kvfs_lseek(struct kvfs *fs, uint64_t ino, int64_t off, int whence, uint64_t *out);
+
 /* Open references: an unlinked inode stays readable until its last release.  kvfs_open_ino
  * -ENOENT; kvfs_release_ino never fails (a purge error is logged). */
 int kvfs_open_ino(struct kvfs *fs, uint64_t ino);

@@ -1114,14 +1114,29 @@ out:
 
 /* ---- file data ---- */
 
+/* The data calls (read, write, seek) take regular files: -EISDIR for a directory (as
+ * read(2) of one), -EINVAL for anything else. */
+static int file_type_check(const struct inode *in)
+{
+	if (S_ISDIR(in->mode))
+		return -EISDIR;
+	return S_ISREG(in->mode) ? 0 : -EINVAL;
+}
+
+/* inode_get of a regular file. */
+static int file_inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
+{
+	int r = inode_get(fs, ino, in);
+	return r < 0 ? r : file_type_check(in);
+}
+
 /* Read from an inode already in hand. */
 static ssize_t read_inode(struct kvfs *fs, const struct inode *in, void *buf, size_t len,
 			  uint64_t off)
 {
-	if (S_ISDIR(in->mode))
-		return -EISDIR;
-	if (!S_ISREG(in->mode))
-		return -EINVAL;
+	int r = file_type_check(in);
+	if (r < 0)
+		return r;
 	if (off >= in->size || len == 0)
 		return 0;
 	if (len > in->size - off)
@@ -1141,8 +1156,7 @@ static ssize_t read_inode(struct kvfs *fs, const struct inode *in, void *buf, si
 		bool exists;
 		/* a whole aligned block goes straight to the caller's buffer */
 		uint8_t *dst = (in_blk == 0 && n == BLOCK) ? out + done : block;
-		int r = get_block(fs, in->ino, blk, dst, &exists);
-		if (r < 0)
+		if ((r = get_block(fs, in->ino, blk, dst, &exists)) < 0)
 			return r;
 		if (dst == block)
 			memcpy(out + done, block + in_blk, n);
@@ -1167,13 +1181,9 @@ static ssize_t write_locked(struct kvfs *fs, struct engine_batch *b, uint64_t in
 			    const uint8_t *buf, size_t len, uint64_t off)
 {
 	struct inode in;
-	int r = inode_get(fs, ino, &in);
+	int r = file_inode_get(fs, ino, &in);
 	if (r < 0)
 		return r;
-	if (S_ISDIR(in.mode))
-		return -EISDIR;
-	if (!S_ISREG(in.mode))
-		return -EINVAL;
 	if (off > KVFS_MAX_FILE || len > KVFS_MAX_FILE - off)
 		return -EFBIG;
 	uint64_t end = off + len;
@@ -2176,4 +2186,69 @@ int kvfs_stats(struct kvfs *fs, struct kvfs_stats *out)
 		out->statfs_bfree = (uint64_t)vfs.f_bavail * vfs.f_frsize / BLOCK;
 	}
 	return r == -ENOENT ? 0 : r;
+}
+
+/* ---- lseek SEEK_DATA / SEEK_HOLE ---- */
+
+/*
+ * The answer comes from the data tree: a block is data when its key exists (whatever its
+ * bytes: a written block of zeros is data, as on ext4), a hole when it does not.  The walk
+ * starts at the block of `off` and stops at the first block that answers, so SEEK_DATA over a
+ * hole of any size is one B+tree descent and SEEK_HOLE reads the keys of one run of blocks.
+ * An inline file is all data.  No lock: each step sees a committed state (engine_iter), which
+ * is what a racing writer allows (lseek(2) gives no atomicity with respect to writes).
+ */
+int kvfs_lseek(struct kvfs *fs, uint64_t ino, int64_t off, int whence, uint64_t *out)
+{
+	if (whence != KVFS_SEEK_DATA && whence != KVFS_SEEK_HOLE)
+		return -EINVAL;
+	struct inode in;
+	int r = file_inode_get(fs, ino, &in);
+	if (r < 0)
+		return r;
+	/* Linux (iomap_seek_data/iomap_seek_hole): nothing before 0 or at or past the end */
+	if (off < 0 || (uint64_t)off >= in.size)
+		return -ENXIO;
+	uint64_t pos = (uint64_t)off;
+	if (in.flags & INODE_INLINE) {
+		*out = whence == KVFS_SEEK_DATA ? pos : in.size;
+		return 0;
+	}
+	uint8_t lo[16], hi[16], k[16];
+	block_key(lo, ino, pos / BLOCK);
+	block_key(hi, ino + 1, 0);
+	struct engine_iter *it;
+	if ((r = engine_iter_new(fs->e, T_DATA, lo, 16, hi, 16, &it)) < 0)
+		return r;
+	uint64_t want = pos / BLOCK; /* SEEK_HOLE: the next block of the current run */
+	uint64_t last = (in.size - 1) / BLOCK;
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
+		if (klen != 16)
+			continue;
+		uint64_t blk = ldbe64(k + 8);
+		if (blk > last)
+			break; /* beyond the end: no block of this file can be there (set_size) */
+		if (whence == KVFS_SEEK_DATA) {
+			engine_iter_free(it);
+			uint64_t at = blk * BLOCK;
+			*out = at > pos ? at : pos;
+			return 0;
+		}
+		if (blk != want)
+			break; /* a hole at `want` */
+		want++;
+		if (want > last)
+			break;
+	}
+	engine_iter_free(it);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (whence == KVFS_SEEK_DATA)
+		return -ENXIO; /* only a hole up to the end */
+	uint64_t at = want * BLOCK;
+	if (at < pos)
+		at = pos;
+	*out = at < in.size ? at : in.size; /* the end of the file is a hole too */
+	return 0;
 }

@@ -4178,6 +4178,166 @@ START_TEST(test_edge_rename_big_dir)
 }
 END_TEST
 
+/* ---- core: lseek SEEK_DATA / SEEK_HOLE ----------------------------------------------- */
+
+/* kvfs_lseek's answer, or its -errno as a negative number. */
+static long long seek_r(struct kvfs *fs, uint64_t ino, int64_t off, int whence)
+{
+	uint64_t at = 0xdeadbeef;
+	int rc = kvfs_lseek(fs, ino, off, whence, &at);
+
+	return rc < 0 ? rc : (long long)at;
+}
+
+#define SEEK_EQ(fs, ino, off, whence, want)                                                  \
+	TU_ASSERT_EQ(seek_r((fs), (ino), (off), (whence)), (long long)(want), "lseek(%lld, %s)", \
+		     (long long)(off), (whence) == KVFS_SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE")
+
+/* Linux (ext4, tmpfs, xfs): the results of lseek(2) SEEK_DATA/SEEK_HOLE on the same layout. */
+START_TEST(test_lseek)
+{
+	struct ns n;
+	struct kvfs *fs = ns_setup(&n);
+	uint64_t f = mkfile_ok(fs, KVFS_ROOT_INO, "f");
+	uint64_t s = mkfile_ok(fs, KVFS_ROOT_INO, "small");
+	uint64_t e = mkfile_ok(fs, KVFS_ROOT_INO, "empty");
+	uint64_t d = mkdir_ok(fs, KVFS_ROOT_INO, "d");
+	const uint64_t B = 4096, G = 1ull << 30;
+	const int D = KVFS_SEEK_DATA, H = KVFS_SEEK_HOLE;
+	uint8_t blk[4096];
+	struct kvfs_stat st;
+
+	/* The constants are Linux's. */
+	EXPECT(KVFS_SEEK_DATA, SEEK_DATA);
+	EXPECT(KVFS_SEEK_HOLE, SEEK_HOLE);
+
+	/* Layout: hole [0, 2B), data [2B, 4B), hole [4B, 10 GiB - B), data the last block but
+	 * 100 bytes, then a size of 10 GiB (the last block is partial). */
+	pat(blk, sizeof(blk), 50, 0);
+	set_size_ok(fs, f, 10 * G);
+	EXPECT(kvfs_write(fs, f, blk, B, 2 * B), (ssize_t)B);
+	EXPECT(kvfs_write(fs, f, blk, B, 3 * B), (ssize_t)B);
+	EXPECT(kvfs_write(fs, f, blk, 100, 10 * G - B), 100);
+	for (int pass = 0; pass < 2; pass++) {
+		SEEK_EQ(fs, f, 0, D, 2 * B);
+		SEEK_EQ(fs, f, 0, H, 0);
+		SEEK_EQ(fs, f, B + 7, D, 2 * B);
+		SEEK_EQ(fs, f, B + 7, H, B + 7);
+		SEEK_EQ(fs, f, 2 * B, D, 2 * B);
+		SEEK_EQ(fs, f, 2 * B + 5, D, 2 * B + 5);
+		SEEK_EQ(fs, f, 2 * B + 5, H, 4 * B);
+		SEEK_EQ(fs, f, 4 * B - 1, H, 4 * B);
+		SEEK_EQ(fs, f, 4 * B, H, 4 * B);
+		SEEK_EQ(fs, f, 4 * B, D, 10 * G - B);
+		SEEK_EQ(fs, f, 10 * G - B - 1, D, 10 * G - B);
+		/* the last block is data up to the end, and the end is a hole */
+		SEEK_EQ(fs, f, 10 * G - B, H, 10 * G);
+		SEEK_EQ(fs, f, 10 * G - 1, D, 10 * G - 1);
+		SEEK_EQ(fs, f, 10 * G - 1, H, 10 * G - 1 + 1);
+		/* nothing at or past the end, nor before 0 */
+		SEEK_EQ(fs, f, 10 * G, D, -ENXIO);
+		SEEK_EQ(fs, f, 10 * G, H, -ENXIO);
+		SEEK_EQ(fs, f, 20 * G, D, -ENXIO);
+		SEEK_EQ(fs, f, -1, D, -ENXIO);
+		SEEK_EQ(fs, f, -1, H, -ENXIO);
+		fs = ns_reopen(&n);
+	}
+
+	/* Punching the first run leaves a hole up to the last block: SEEK_DATA skips it. */
+	OK(kvfs_fallocate(fs, f, KVFS_FALLOC_PUNCH_HOLE | KVFS_FALLOC_KEEP_SIZE, 2 * B, 2 * B));
+	SEEK_EQ(fs, f, 0, D, 10 * G - B);
+	SEEK_EQ(fs, f, 0, H, 0);
+	/* A block of zeros written is data (as on ext4): it was written. */
+	memset(blk, 0, sizeof(blk));
+	EXPECT(kvfs_write(fs, f, blk, B, 7 * B), (ssize_t)B);
+	SEEK_EQ(fs, f, 0, D, 7 * B);
+	SEEK_EQ(fs, f, 7 * B, H, 8 * B);
+	/* Truncating drops the tail's blocks: only a hole after 7B + B. */
+	set_size_ok(fs, f, 9 * B + 10);
+	SEEK_EQ(fs, f, 8 * B, D, -ENXIO);
+	SEEK_EQ(fs, f, 8 * B, H, 8 * B);
+	SEEK_EQ(fs, f, 7 * B + 1, H, 8 * B);
+	/* Growing again: the old last block does not come back. */
+	set_size_ok(fs, f, 10 * G);
+	SEEK_EQ(fs, f, 8 * B, D, -ENXIO);
+	/* A file that is all data: the only hole is the end. */
+	set_size_ok(fs, f, 0);
+	pat(blk, sizeof(blk), 51, 0);
+	for (int i = 0; i < 5; i++)
+		EXPECT(kvfs_write(fs, f, blk, B, i * B), (ssize_t)B);
+	EXPECT(kvfs_write(fs, f, blk, 10, 5 * B), 10);
+	SEEK_EQ(fs, f, 0, D, 0);
+	SEEK_EQ(fs, f, 0, H, 5 * B + 10);
+	SEEK_EQ(fs, f, 3 * B + 3, H, 5 * B + 10);
+	SEEK_EQ(fs, f, 5 * B + 9, D, 5 * B + 9);
+	SEEK_EQ(fs, f, 5 * B + 10, D, -ENXIO);
+
+	/* An inline file is all data; an empty one has nothing. */
+	EXPECT(write_s(fs, s, "hello", 0), 5);
+	SEEK_EQ(fs, s, 0, D, 0);
+	SEEK_EQ(fs, s, 3, D, 3);
+	SEEK_EQ(fs, s, 0, H, 5);
+	SEEK_EQ(fs, s, 4, H, 5);
+	SEEK_EQ(fs, s, 5, D, -ENXIO);
+	SEEK_EQ(fs, s, 5, H, -ENXIO);
+	SEEK_EQ(fs, e, 0, D, -ENXIO);
+	SEEK_EQ(fs, e, 0, H, -ENXIO);
+	/* An inline file extended by truncate stays inline while small: still all data. */
+	set_size_ok(fs, s, 1000);
+	SEEK_EQ(fs, s, 500, D, 500);
+	SEEK_EQ(fs, s, 0, H, 1000);
+
+	/* Bad arguments and other kinds of inode. */
+	EXPECT(kvfs_lseek(fs, s, 0, 0, &(uint64_t){ 0 }), -EINVAL);  /* SEEK_SET */
+	EXPECT(kvfs_lseek(fs, s, 0, 2, &(uint64_t){ 0 }), -EINVAL);  /* SEEK_END */
+	EXPECT(kvfs_lseek(fs, s, 0, 5, &(uint64_t){ 0 }), -EINVAL);
+	EXPECT(kvfs_lseek(fs, d, 0, D, &(uint64_t){ 0 }), -EISDIR);
+	OK(kvfs_symlink(fs, KVFS_ROOT_INO, "l", "target", 0, 0, &st));
+	EXPECT(kvfs_lseek(fs, st.ino, 0, D, &(uint64_t){ 0 }), -EINVAL);
+	EXPECT(kvfs_lseek(fs, 999999, 0, D, &(uint64_t){ 0 }), -ENOENT);
+	ns_done(&n);
+}
+END_TEST
+
+/* Many runs: an alternating layout of 300 blocks, each answer checked against a bitmap, before
+ * and after a checkpoint (the overlay and the B+tree answer alike). */
+START_TEST(test_lseek_runs)
+{
+	struct ns n;
+	struct kvfs *fs = ns_setup(&n);
+	uint64_t f = mkfile_ok(fs, KVFS_ROOT_INO, "runs");
+	const uint64_t B = 4096, NB = 300;
+	uint8_t blk[4096], map[300];
+	uint64_t x = 12345;
+
+	pat(blk, sizeof(blk), 52, 0);
+	for (uint64_t i = 0; i < NB; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		map[i] = (x >> 60) < 6;
+		if (map[i])
+			EXPECT(kvfs_write(fs, f, blk, B, i * B), (ssize_t)B);
+	}
+	set_size_ok(fs, f, NB * B);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint64_t off = 0; off < NB * B; off += B / 2 + 1) {
+			uint64_t b = off / B, dat = b, hol = b;
+
+			while (dat < NB && !map[dat])
+				dat++;
+			while (hol < NB && map[hol])
+				hol++;
+			if (dat == NB)
+				SEEK_EQ(fs, f, off, KVFS_SEEK_DATA, -ENXIO);
+			else
+				SEEK_EQ(fs, f, off, KVFS_SEEK_DATA, dat == b ? off : dat * B);
+			SEEK_EQ(fs, f, off, KVFS_SEEK_HOLE, hol == b ? off : hol * B);
+		}
+		fs = ns_reopen(&n);
+	}
+	ns_done(&n);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------------------- */
 
 static Suite *namespace_suite(void)
@@ -4208,6 +4368,8 @@ static Suite *namespace_suite(void)
 	tcase_add_test(tc, test_xattr);
 	tcase_add_test(tc, test_readdir_resume);
 	tcase_add_test(tc, test_orphans);
+	tcase_add_test(tc, test_lseek);
+	tcase_add_test(tc, test_lseek_runs);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("model");

@@ -6,6 +6,7 @@
 #                           # exits 77 (skipped) when FUSE is absent or mounting is not permitted
 #   fs_tmpdir T             # T := a fresh directory, removed at exit (after unmounting under it)
 #   fs_mount STORE MNT [kvfs options...]    # background daemon; waits for /proc/mounts
+#   fs_mount_debug STORE MNT LOG [options...]  # the same with -d, every request logged to LOG
 #   fs_umount MNT           # umount, then wait for the daemon to checkpoint and exit
 #   fs_kill9 MNT            # kill -9 the daemon, umount -l the dead mount
 #   check "what" CMD...     # PASS if CMD exits 0;  check_eq "what" EXPECTED ACTUAL
@@ -111,6 +112,26 @@ fs_mount() {
 		fs_log "    no daemon process found for $store at $mnt"
 		return 1
 	fi
+	FS_PID[$mnt]=$pid
+	return 0
+}
+
+# fs_mount_debug STORE MNT LOG [OPTIONS...]: the daemon in debug mode (-d: foreground, every
+# request logged to LOG), started in the background by this shell; waits for /proc/mounts like
+# fs_mount.  fs_umount stops it.  For tests that must see which requests reach the daemon.
+fs_mount_debug() {
+	local store=$1 mnt=$2 log=$3; shift 3
+	"$KVFS" -d "$@" "$store" "$mnt" >"$log" 2>&1 </dev/null &
+	local pid=$! n=100
+	until fs_is_mounted "$mnt"; do
+		n=$((n - 1))
+		if [ "$n" -le 0 ] || ! kill -0 "$pid" 2>/dev/null; then
+			fs_log "    debug mount of $store at $mnt failed: $(tail -n 3 "$log")"
+			kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+			return 1
+		fi
+		sleep 0.1
+	done
 	FS_PID[$mnt]=$pid
 	return 0
 }
