@@ -36,6 +36,7 @@
 #include "store/engine.h"
 #include "store/format.h"
 #include "store/kvfs.h"
+#include "store/kvfs_env.h"
 #include "store/ns_format.h"
 
 struct inode {
@@ -473,6 +474,12 @@ static int purge_orphans(struct kvfs *fs)
 
 int kvfs_open(const char *path, const struct kvfs_options *opt, struct kvfs **out)
 {
+	return kvfs_open_env(path, opt, NULL, NULL, out);
+}
+
+int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_env *io,
+		  const struct kvfs_engine_tuning *tune, struct kvfs **out)
+{
 	struct kvfs_options dflt;
 	if (!opt) {
 		memset(&dflt, 0, sizeof(dflt));
@@ -493,9 +500,14 @@ int kvfs_open(const char *path, const struct kvfs_options *opt, struct kvfs **ou
 		.ckpt_overlay_bytes = opt->checkpoint_bytes,
 		.ckpt_interval_ms = opt->checkpoint_interval_ms,
 		.mem_limit = opt->memory_limit,
+		.io = io,
 		.log = opt->log,
 		.log_ctx = opt->log_ctx,
 	};
+	if (tune) {
+		eo.log_ring_bytes = tune->log_ring_bytes;
+		eo.no_checkpoint_thread = tune->no_checkpoint_thread;
+	}
 	int r = engine_open(path, &eo, &fs->e);
 	if (r < 0) {
 		pthread_mutex_destroy(&fs->ns_lock);

@@ -37,7 +37,8 @@
  *   - nlink (NS-2): a directory 2 + its subdirectories, another inode its dirents
  *                                                                           NS_NLINK
  *   - data blocks (NS-4): of a missing inode                                NS_BLOCK_ORPHAN
- *     of the wrong length or key, or of an inode that keeps no blocks       NS_BLOCK_BAD
+ *     longer than 4096 bytes (a shorter one reads as padded with zeros,    NS_BLOCK_BAD
+ *     man/kvfs.5), with a malformed key, or of an inode that keeps no blocks
  *     at or past ceil(size / 4096)                                          NS_SIZE
  *     as many as the inode's blocks field says                              NS_BLOCKS_COUNT
  *   - xattrs of a missing inode, or with a key that names none              NS_XATTR_ORPHAN
@@ -134,8 +135,8 @@ static const struct chk_def defs[] = {
 	  "delete them" },
 #define NS_BLOCK_BAD (&defs[14])
 	{ "NS_BLOCK_BAD", SEV_ERROR, true, false,
-	  "a data block whose key or value is not the right size, or of an inode that keeps no "
-	  "blocks", "delete it" },
+	  "a data block longer than a block or with a malformed key, or of an inode that keeps "
+	  "no blocks", "delete it" },
 #define NS_SIZE (&defs[15])
 	{ "NS_SIZE", SEV_WARNING, true, false, "a data block past the end of its file",
 	  "set the size to cover it" },
@@ -692,7 +693,7 @@ static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uin
 			break;
 		}
 		ns->blk[ns->n_blk++] = (struct ns_pair){ ldbe64(key), ldbe64(key + 8) };
-		if (vlen != BLOCK) {
+		if (vlen > BLOCK) { /* a shorter block reads as padded with zeros (kvfs.5) */
 			if (grow(&ns->bad, &ns->cap_bad, ns->n_bad + 1, sizeof(*ns->bad)) < 0) {
 				ns->oom = true;
 				break;
@@ -866,8 +867,8 @@ static int finalize(struct chk_ns *ns)
 			in_find(ns, o->ino)->n_xattr++;
 			continue;
 		}
-		count_block(in_find(ns, o->ino), o->sub, o->vlen == BLOCK);
-		if (o->vlen != BLOCK) {
+		count_block(in_find(ns, o->ino), o->sub, o->vlen <= BLOCK);
+		if (o->vlen > BLOCK) {
 			if (grow(&ns->bad, &ns->cap_bad, ns->n_bad + 1, sizeof(*ns->bad)) < 0)
 				return -ENOMEM;
 			ns->bad[ns->n_bad++] = (struct ns_badblk){ o->ino, o->sub, o->vlen };
@@ -1627,7 +1628,7 @@ static int check_blocks(struct chk *c)
 				if (bb->ino != p->ino)
 					continue;
 				size_t id = chk_report(c, NS_BLOCK_BAD, 0, p->ino, "block %" PRIu64
-						       " is %" PRIu32 " bytes, not %u", bb->blk,
+						       " is %" PRIu32 " bytes, more than %u", bb->blk,
 						       bb->vlen, BLOCK);
 				if (fix_ok(c, id, false, "delete the block")) {
 					uint8_t k[16];

@@ -1,0 +1,30 @@
+/*
+ * store/kvfs_env.h — kvfs_open with the engine's test seams: an I/O environment (store/io.h:
+ * the fault-injecting one of store/io_fault.h cuts power and fails calls) and engine tuning
+ * that the public options do not offer.  For tests and fuzzers; not installed, not part of
+ * the library's stable API.
+ */
+#ifndef KVFS_STORE_KVFS_ENV_H
+#define KVFS_STORE_KVFS_ENV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/io.h"
+#include "store/kvfs.h"
+
+struct kvfs_engine_tuning {
+	uint64_t log_ring_bytes;   /* ring of a new log; 0: the engine's default */
+	bool no_checkpoint_thread; /* checkpoints only at close (deterministic tests); writers
+				      then wait for ever once the overlay reaches memory_limit,
+				      so keep such workloads below it */
+};
+
+/*
+ * kvfs_open (kvfs.h) on the I/O environment `io` (NULL: POSIX) with `tune` (NULL: defaults).
+ * Same returns, ownership and thread safety as kvfs_open; `io` must outlive the kvfs.
+ */
+int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_env *io,
+		  const struct kvfs_engine_tuning *tune, struct kvfs **out);
+
+#endif
