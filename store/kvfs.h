@@ -9,7 +9,9 @@
  * Durability: a call that changes the store returns after its change is in the log (it
  * survives a crash of the calling process); kvfs_sync() (or KVFS_SYNC_WRITES) makes every
  * change before it survive power loss.  After any crash the store opens consistent, with every
- * call wholly present or wholly absent, in the order they returned.
+ * call wholly present or wholly absent, in the order they returned — except where a call says
+ * it is applied in steps (kvfs_put creating parent directories, or larger than 16 MiB; writes
+ * larger than 4 MiB): each step is then atomic, and a crash can leave a prefix of them.
  *
  * Errors: every call returns 0 (or a count) on success and a negative errno on failure, never
  * sets errno as its answer:
@@ -78,8 +80,9 @@ ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap);
 /*
  * Create or replace the file at `key` with `len` bytes, atomically for crashes (after a crash
  * the file holds the old or the new contents) up to 16 MiB; a larger put is applied in 16 MiB
- * pieces.  A concurrent reader may see some 4 KiB blocks old and some new.  Missing parent directories are created (mode 0755).  A new file gets
- * mode 0644 and the caller's uid/gid.
+ * pieces.  A concurrent reader may see some 4 KiB blocks old and some new.  Missing parent
+ * directories are created (mode 0755), each in its own step before the file: a crash can
+ * leave them without the file.  A new file gets mode 0644 and the caller's uid/gid.
  * -EISDIR (key is a directory), -ENOTDIR (a parent is a file), -EINVAL, -ENAMETOOLONG, -EFBIG,
  * -ENOSPC, -EIO, -EROFS.
  */

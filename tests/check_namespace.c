@@ -4340,6 +4340,8 @@ END_TEST
 
 /* ---- suite --------------------------------------------------------------------------- */
 
+static void add_batch_tests(TCase *tc); /* at the end of the file */
+
 static Suite *namespace_suite(void)
 {
 	Suite *s = suite_create("namespace");
@@ -4370,6 +4372,7 @@ static Suite *namespace_suite(void)
 	tcase_add_test(tc, test_orphans);
 	tcase_add_test(tc, test_lseek);
 	tcase_add_test(tc, test_lseek_runs);
+	add_batch_tests(tc);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("model");
@@ -4397,4 +4400,118 @@ int main(void)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- batches (core) ------------------------------------------------------------------- */
+
+/* kvfs_batch_*: all or none, the last operation on a key counting, parents created first and
+ * kept, deletes of files only, the batch kept after commit, the 16 MiB bound, key checks;
+ * the names of one inode deleted in one batch (the batch's pending inodes); reopen. */
+START_TEST(test_batch)
+{
+	struct ns n;
+	struct kvfs *fs = ns_setup(&n);
+	struct kvfs_batch *b = kvfs_batch_new();
+	struct kvfs_stat st, ast;
+	static uint8_t big[5000];
+
+	TU_ASSERT(b != NULL, "%s", "kvfs_batch_new");
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7 + 3);
+	OK(kvfs_put(fs, "a/x", "old", 3));
+	OK(kvfs_put(fs, "a/gone", "g", 1));
+	EXPECT(kvfs_batch_commit(fs, b), 0); /* empty */
+
+	/* the last operation on a key counts; new parents are made; a delete */
+	OK(kvfs_batch_put(b, "a/x", "v1", 2));
+	OK(kvfs_batch_put(b, "b/c/y", big, sizeof(big)));
+	OK(kvfs_batch_delete(b, "a/gone"));
+	OK(kvfs_batch_put(b, "a/x", "v2", 2));
+	OK(kvfs_batch_put(b, "a/d", "d", 1));
+	OK(kvfs_batch_delete(b, "a/d"));
+	OK(kvfs_put(fs, "a/d", "was here", 8));
+	OK(kvfs_batch_commit(fs, b));
+	GET_EQ(fs, "a/x", "v2", 2);
+	GET_EQ(fs, "b/c/y", big, sizeof(big));
+	EXPECT(kvfs_exists(fs, "a/gone"), 0);
+	EXPECT(kvfs_exists(fs, "a/d"), 0);
+	OK(kvfs_lookup(fs, KVFS_ROOT_INO, "b", &st));
+	TU_ASSERT(S_ISDIR(st.mode), "%s", "b is not a directory");
+	EXPECT(st.nlink, 3);
+
+	/* the batch keeps its operations: committing it again fails on the delete of the
+	 * missing a/gone, and nothing of it is applied */
+	OK(kvfs_put(fs, "a/x", "zz", 2));
+	OK(kvfs_put(fs, "b/c/y", "short", 5));
+	EXPECT(kvfs_batch_commit(fs, b), -ENOENT);
+	GET_EQ(fs, "a/x", "zz", 2);
+	GET_EQ(fs, "b/c/y", "short", 5);
+
+	/* deletes take files only: nothing applied */
+	kvfs_batch_clear(b);
+	OK(kvfs_batch_put(b, "a/x", "no", 2));
+	OK(kvfs_batch_delete(b, "b/c"));
+	EXPECT(kvfs_batch_commit(fs, b), -EISDIR);
+	GET_EQ(fs, "a/x", "zz", 2);
+	EXPECT(kvfs_exists(fs, "b/c/y"), 1);
+
+	/* a failing batch keeps the parents it made (as kvfs_put would), not its files */
+	kvfs_batch_clear(b);
+	OK(kvfs_batch_put(b, "p/q/r", "1", 1));
+	OK(kvfs_batch_delete(b, "nope"));
+	EXPECT(kvfs_batch_commit(fs, b), -ENOENT);
+	EXPECT(kvfs_exists(fs, "p/q"), 1);
+	EXPECT(kvfs_exists(fs, "p/q/r"), 0);
+
+	/* a parent that is a file */
+	kvfs_batch_clear(b);
+	OK(kvfs_batch_put(b, "a/x/under", "1", 1));
+	EXPECT(kvfs_batch_commit(fs, b), -ENOTDIR);
+	GET_EQ(fs, "a/x", "zz", 2);
+
+	/* both names of one inode in one batch: nlink 2 -> 0, the inode is gone */
+	OK(kvfs_lookup(fs, KVFS_ROOT_INO, "a", &ast));
+	OK(kvfs_lookup(fs, ast.ino, "x", &st));
+	OK(kvfs_link(fs, st.ino, ast.ino, "x2", &st));
+	EXPECT(st.nlink, 2);
+	kvfs_batch_clear(b);
+	OK(kvfs_batch_delete(b, "a/x"));
+	OK(kvfs_batch_delete(b, "a/x2"));
+	OK(kvfs_batch_commit(fs, b));
+	EXPECT(kvfs_exists(fs, "a/x"), 0);
+	EXPECT(kvfs_exists(fs, "a/x2"), 0);
+	EXPECT(kvfs_getattr(fs, st.ino, &st), -ENOENT);
+
+	/* bad keys, and the 16 MiB bound on values */
+	kvfs_batch_clear(b);
+	EXPECT(kvfs_batch_put(b, "a//b", "1", 1), -EINVAL);
+	EXPECT(kvfs_batch_put(b, "../x", "1", 1), -EINVAL);
+	EXPECT(kvfs_batch_delete(b, ""), -EINVAL);
+	{
+		size_t lim = 16u << 20;
+		uint8_t *v = calloc(1, lim);
+		TU_ASSERT(v != NULL, "%s", "calloc");
+		OK(kvfs_batch_put(b, "huge", v, lim));
+		EXPECT(kvfs_batch_put(b, "one-more", "1", 1), -EFBIG);
+		free(v);
+	}
+	kvfs_batch_clear(b);
+	OK(kvfs_batch_put(b, "after/clear", "c", 1));
+	OK(kvfs_batch_commit(fs, b));
+	EXPECT(kvfs_exists(fs, "huge"), 0);
+
+	/* after a reopen */
+	fs = ns_reopen(&n);
+	GET_EQ(fs, "b/c/y", "short", 5);
+	GET_EQ(fs, "after/clear", "c", 1);
+	EXPECT(kvfs_exists(fs, "a/x"), 0);
+	EXPECT(kvfs_exists(fs, "p/q"), 1);
+	kvfs_batch_free(b);
+	ns_done(&n);
+}
+END_TEST
+
+static void add_batch_tests(TCase *tc)
+{
+	tcase_add_test(tc, test_batch);
 }
