@@ -17,6 +17,24 @@
  * LSN.  A crash at any point leaves either the old meta page (replay from the old LSN) or the
  * new one (replay from the new LSN): every batch whole or absent, in log order.
  *
+ * A full disk (INV-E3).  The log's ring is allocated when it is created, so a commit never
+ * needs disk space; a checkpoint does (new pages for the copy-on-write commit, the data file
+ * growing).  When its transaction fails with -ENOSPC (the store itself not failed: nothing was
+ * written that a meta page can reach), the engine is not failed: it is "short of space"
+ * (e->nospc).  The frozen overlay stays frozen and readable and the log keeps it, so nothing
+ * that returned is lost; commits that would add data get -ENOSPC; a batch that deletes and
+ * puts little (an unlink, rmdir, truncate to zero, removexattr: at least one delete and at most
+ * NOSPC_PUT_BYTES of values put) is still admitted, so a user can make room, and it wakes the
+ * checkpoint thread.  The next checkpoint first folds the active overlay into the frozen one
+ * (newest entry per key wins, LSN the active one's), so the retry writes the deleted files'
+ * tombstones in place of their puts, then applies it as usual; the first success ends the
+ * state.  That checkpoint commits twice (ck_second_commit), so that the pages its deletions
+ * freed are reusable by the next one.  While short of space the checkpoint thread retries when
+ * woken and once per interval; close leaves the log as it is (the next open replays it).  What
+ * this cannot do: deleting files that a checkpoint had already written needs a commit of their
+ * deletion, which needs a few new pages of its own (copies of the changed tree pages): with
+ * not even those left in the file or on the disk, room has to come from outside the store.
+ *
  * Log record: type ENGINE_REC_BATCH, payload = u32 op count, then per op:
  *   u8 tree, u8 op (1 put, 2 delete), u16 klen, u32 vlen, key, value.
  * One decoder (ops_decode) reads it: at open (replay), at commit (the batch's own bytes) and
@@ -39,11 +57,15 @@
 #define OP_PUT 1
 #define OP_DEL 2
 #define OP_HDR 8
+/* While short of space (INV-E3), the most value bytes a batch with a delete may put. */
+#define NOSPC_PUT_BYTES 4096u
 
 struct engine_batch {
 	uint8_t *buf;
 	size_t len, cap;
 	uint32_t nops;
+	uint32_t ndel;       /* delete ops */
+	size_t put_bytes;    /* value bytes of the put ops */
 };
 
 struct engine {
@@ -74,6 +96,7 @@ struct engine {
 	bool has_thread;
 
 	_Atomic int failed;
+	_Atomic bool nospc;  /* a checkpoint found the disk full: INV-E3 */
 	_Atomic uint64_t last_lsn;
 	_Atomic uint64_t n_checkpoints, n_sync_calls, n_commits, n_backpressure;
 };
@@ -120,6 +143,8 @@ void engine_batch_clear(struct engine_batch *b)
 {
 	b->len = 0;
 	b->nops = 0;
+	b->ndel = 0;
+	b->put_bytes = 0;
 }
 
 static int batch_add(struct engine_batch *b, unsigned tree, int op, const void *key,
@@ -149,6 +174,10 @@ static int batch_add(struct engine_batch *b, unsigned tree, int op, const void *
 		memcpy(p + OP_HDR + klen, val, vlen);
 	b->len = need;
 	b->nops++;
+	if (op == OP_DEL)
+		b->ndel++;
+	else
+		b->put_bytes += vlen;
 	return 0;
 }
 
@@ -292,6 +321,45 @@ static int snap_refresh(struct engine *e)
 	return 0;
 }
 
+/* overlay_walk callback: copy one entry of the active overlay into the frozen one (ctx). */
+static int fold_entry(void *ctx, unsigned tree, const void *key, size_t klen, const void *val,
+		      size_t vlen, bool tombstone)
+{
+	return overlay_put(ctx, tree, key, klen, val, vlen, tombstone);
+}
+
+/* Is the store failed (a write or sync of it failed)?  A write transaction says so at begin. */
+static bool store_failed(struct store *st)
+{
+	struct store_txn *t;
+	int r = store_txn_begin(st, 0, &t);
+	if (r == 0)
+		store_txn_abort(t);
+	return r == -EIO;
+}
+
+/*
+ * The end of a checkpoint that found the disk full before (INV-E3).  The pages that its
+ * deletions freed are reusable only by a commit after one that neither meta page before it
+ * can reach them from, and while no snapshot older than it is alive (INV-1, store/freelist.c);
+ * so the overlay went in without its LSN (the meta page keeps the old one: a crash now replays
+ * the log from there onto a tree that already holds all of it, which ends in the same state,
+ * as every record sets whole values), the shared snapshot moves to it, and this second commit
+ * records the LSN alone.  After it, the next checkpoint can use the freed pages.
+ */
+static int ck_second_commit(struct engine *e, lsn_t lsn)
+{
+	pthread_rwlock_wrlock(&e->ov_lock); /* the frozen overlay still shadows the tree */
+	int r = snap_refresh(e);
+	pthread_rwlock_unlock(&e->ov_lock);
+	struct store_txn *txn;
+	if (r == 0 && (r = store_txn_begin(e->st, 0, &txn)) == 0) {
+		store_txn_set_lsn(txn, lsn);
+		r = store_txn_commit(txn, 0);
+	}
+	return r;
+}
+
 static int ck_run(struct engine *e)
 {
 	pthread_mutex_lock(&e->ck_run_lock);
@@ -301,7 +369,7 @@ static int ck_run(struct engine *e)
 		return r;
 	}
 	pthread_rwlock_wrlock(&e->ov_lock);
-	if (overlay_count(e->active) == 0) {
+	if (overlay_count(e->active) == 0 && !e->frozen) {
 		pthread_rwlock_unlock(&e->ov_lock);
 		pthread_mutex_unlock(&e->ck_run_lock);
 		return 0;
@@ -312,30 +380,56 @@ static int ck_run(struct engine *e)
 		pthread_mutex_unlock(&e->ck_run_lock);
 		return -ENOMEM;
 	}
-	e->frozen = e->active;
+	if (e->frozen) {
+		/* A retry after -ENOSPC (INV-E3): fold the active overlay into the frozen one, which
+		 * is then again a prefix of the log, up to the active one's LSN (INV-E1). */
+		r = overlay_walk(e->active, fold_entry, e->frozen);
+		if (r < 0) { /* -ENOMEM: the active overlay, read first, still shadows the rest */
+			overlay_free(fresh);
+			pthread_rwlock_unlock(&e->ov_lock);
+			pthread_mutex_unlock(&e->ck_run_lock);
+			return r;
+		}
+		overlay_set_lsn(e->frozen, overlay_lsn(e->active));
+		overlay_free(e->active);
+	} else {
+		e->frozen = e->active;
+	}
 	e->active = fresh;
 	pthread_rwlock_unlock(&e->ov_lock);
 
 	/* The frozen overlay has no writer now: read it without the lock. */
 	uint64_t lsn = overlay_lsn(e->frozen);
+	bool short_of_space = atomic_load(&e->nospc);
 	struct apply_ctx a;
 	memset(&a, 0, sizeof(a));
 	r = store_txn_begin(e->st, 0, &a.txn);
 	if (r == 0) {
 		r = overlay_walk(e->frozen, apply_entry, &a);
 		if (r == 0) {
-			store_txn_set_lsn(a.txn, lsn);
+			if (!short_of_space)
+				store_txn_set_lsn(a.txn, lsn);
 			r = store_txn_commit(a.txn, 0);
 		} else {
 			store_txn_abort(a.txn);
 		}
 	}
-	if (r < 0) {
+	if (r == 0 && short_of_space)
+		r = ck_second_commit(e, lsn);
+	if (r == -ENOSPC && !store_failed(e->st)) {
+		/* Nothing reachable was written (the store is not failed): short of space, not
+		 * failed (INV-E3).  The frozen overlay stays readable and frozen; the log holds it. */
+		if (!atomic_exchange(&e->nospc, true))
+			eng_logf(e, "checkpoint: no space left on the device: new data gets ENOSPC, "
+				 "deletes go on, until a checkpoint succeeds");
+	} else if (r < 0) {
 		/* The frozen overlay stays readable; the log still holds it.  Nothing more may be
 		 * committed: a later checkpoint would record an LSN past these batches. */
 		eng_logf(e, "checkpoint failed: %s", strerror(-r));
 		eng_fail(e, r);
 	} else {
+		if (atomic_exchange(&e->nospc, false))
+			eng_logf(e, "checkpoint: space found again: writes go on");
 		pthread_rwlock_wrlock(&e->ov_lock);
 		int sr = snap_refresh(e);
 		if (sr == 0) { /* else the frozen overlay stays: reads stay right, memory waits */
@@ -425,11 +519,11 @@ int engine_checkpoint(struct engine *e)
 /* Writers wait while the overlays are over the memory limit (a checkpoint will free one). */
 static void backpressure(struct engine *e)
 {
-	if (!e->has_thread || overlays_bytes(e) < e->opt.mem_limit)
+	if (!e->has_thread || atomic_load(&e->nospc) || overlays_bytes(e) < e->opt.mem_limit)
 		return;
 	atomic_fetch_add(&e->n_backpressure, 1);
 	pthread_mutex_lock(&e->ck_lock);
-	while (!atomic_load(&e->failed) && !e->stopping) {
+	while (!atomic_load(&e->failed) && !atomic_load(&e->nospc) && !e->stopping) {
 		e->ck_request = true;
 		pthread_cond_signal(&e->ck_wake);
 		pthread_mutex_unlock(&e->ck_lock);
@@ -460,6 +554,9 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 			*lsn = atomic_load(&e->last_lsn);
 		return 0;
 	}
+	bool nospc = atomic_load(&e->nospc);
+	if (nospc && (b->ndel == 0 || b->put_bytes > NOSPC_PUT_BYTES))
+		return -ENOSPC; /* INV-E3: nothing logged, nothing changed */
 	backpressure(e);
 	uint8_t hdr[4];
 	st32(hdr, b->nops);
@@ -491,8 +588,8 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 	pthread_mutex_unlock(&e->commit_lock);
 	if (lsn)
 		*lsn = end;
-	if (e->has_thread && ck_due(e))
-		ck_kick(e);
+	if (e->has_thread && (nospc || ck_due(e)))
+		ck_kick(e); /* short of space: a delete may have made room */
 	if (e->opt.sync_every_write)
 		return engine_sync(e, end);
 	return 0;

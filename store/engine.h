@@ -84,7 +84,11 @@ void engine_batch_clear(struct engine_batch *b);
  * Log and apply the batch (an empty batch is a no-op).  Deleting a missing key is not an
  * error.  Returns 0 and *lsn (may be NULL): the LSN to pass to engine_sync for this batch.
  * Waits while the overlay is over mem_limit and a checkpoint is running (backpressure).
- *   -EIO (failed), -EROFS, -EFBIG (batch larger than half the log), -ENOMEM.
+ *   -EIO (failed), -EROFS, -EFBIG (batch larger than half the log), -ENOMEM;
+ *   -ENOSPC while a checkpoint cannot get disk space (engine.c INV-E3): then only a batch with
+ *   a delete and at most 4 KiB of values is logged (so that files can be removed), nothing
+ *   else is changed; the engine is not failed and takes writes again once a checkpoint
+ *   succeeds.
  */
 int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn);
 

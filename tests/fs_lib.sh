@@ -9,6 +9,8 @@
 #   fs_mount_debug STORE MNT LOG [options...]  # the same with -d, every request logged to LOG
 #   fs_umount MNT           # umount, then wait for the daemon to checkpoint and exit
 #   fs_kill9 MNT            # kill -9 the daemon, umount -l the dead mount
+#   fs_kill9_daemon MNT     # kill -9 the daemon only (the dead mount stays: ENOTCONN)
+#   fs_sanitized BUILD_DIR  # is it an ASan build (KVFS_SANITIZE=ON)?
 #   check "what" CMD...     # PASS if CMD exits 0;  check_eq "what" EXPECTED ACTUAL
 #   fs_summary              # prints "N passed, M failed"; exits 0 or 1
 #
@@ -162,6 +164,22 @@ fs_kill9() {
 	timeout -k 5 "$FS_T" umount -l "$mnt" 2>/dev/null || true
 	unset "FS_PID[$mnt]"
 	! fs_is_mounted "$mnt"
+}
+
+# fs_kill9_daemon MNT: SIGKILL the daemon and wait until it is gone, but leave the dead mount in
+# place (every call on it fails with ENOTCONN), so that processes still working under MNT stop
+# there instead of carrying on in the directory below; fs_kill9 MNT then detaches it.
+fs_kill9_daemon() {
+	local mnt=$1 pid=${FS_PID[$1]:-}
+	[ -n "$pid" ] || { fs_log "    no daemon recorded for $mnt"; return 1; }
+	kill -9 "$pid" 2>/dev/null || true
+	fs_wait_gone "$pid" || { fs_log "    pid $pid survived kill -9"; return 1; }
+}
+
+# fs_sanitized BUILD_DIR: 0 when BUILD_DIR is an AddressSanitizer build (KVFS_SANITIZE=ON), which
+# runs several times slower: tests scale their repetitions down there.
+fs_sanitized() {
+	grep -q '^KVFS_SANITIZE:BOOL=ON' "$1/CMakeCache.txt" 2>/dev/null
 }
 
 fs_cleanup() {

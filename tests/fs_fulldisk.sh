@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# tests/fs_fulldisk.sh BUILD_DIR — a kvfs store on a full disk (a size-limited tmpfs).
+#   1. Three writers fill the mount with fsynced 256 KiB files until it is full: each must stop
+#      on ENOSPC (not EIO, and not hang); every file whose fsync returned must read back the
+#      same while mounted, after the unmount (whose final checkpoint cannot get the pages it
+#      needs: the daemon must still exit and lose nothing), after kvfs-check -n (exit 0: store
+#      and log clean, the records still to replay are not errors), and after the next mount
+#      (which replays the log onto a store that is still full).  On that full mount a new
+#      file still gets ENOSPC, and rm of the writers' files must succeed (deletes need no
+#      space: store/engine.c INV-E3) and give the room back: new fsynced writes succeed again.
+#      The store then unmounts cleanly (checkpointed) and kvfs-check -n exits 0.
+#   2. The log's file system filling up: STORE-wal is allocated whole when the store is
+#      created, so filling the disk with another file after the store exists -- before the
+#      mount and again while mounted -- must not stop writes that fit in the log without a
+#      checkpoint growing the data file (1 MiB of fsynced files with checkpoints at 8 MiB),
+#      nor lose them at the unmount or the next mount; once a checkpoint needs the data file
+#      to grow, writes get ENOSPC; when the other file is removed, writes go on.
+# The tmpfs is 96 MiB, not less: the log's ring alone is 64 MiB (engine_log_ring_bytes: at
+# least WAL_DEFAULT_RING), and the data file needs some room to fill.  Needs root (mount -t
+# tmpfs); skipped (77) without it or without FUSE.  Cost: about 20 s (the writers fill ~30 MiB
+# through FUSE), a little more under AddressSanitizer.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/fs_lib.sh
+source "$here/fs_lib.sh"
+fs_init "${1:-}"
+BUILD=$(cd "$1" && pwd)
+CHECKER=$BUILD/kvfs-check
+LOAD=$here/fs_load.py
+SEED=${KVFS_FULLDISK_SEED:-7}
+FILE=$((256 << 10))
+fs_log "seed $SEED (KVFS_FULLDISK_SEED)"
+[ -x "$CHECKER" ] || { check "kvfs-check is built ($CHECKER)" false; fs_summary; exit 1; }
+
+fs_tmpdir T
+mkdir "$T/disk" "$T/mnt"
+M=$T/mnt D=$T/disk S=$T/disk/store.kvfs
+if ! mount -t tmpfs -o size=96m kvfs-fulldisk "$D" 2>"$T/err"; then
+	fs_skip "cannot mount a tmpfs here: $(cat "$T/err")"
+fi
+
+mount_or_die() { # [options]
+	if ! fs_mount "$S" "$M" "$@"; then
+		check "mount $*" false
+		fs_summary; exit 1
+	fi
+}
+
+# fill_ballast: fill the tmpfs with a file outside the store until ENOSPC
+fill_ballast() {
+	dd if=/dev/zero of="$D/ballast" bs=64k status=none 2>/dev/null || true
+}
+
+disk_free_kib() { df -k --output=avail "$D" | tail -n 1 | tr -d ' '; }
+
+# the checkpoint thread's period in these mounts: the room a delete makes shows up within it
+WAIT_CK=3
+
+# ---------------------------------------------------------------- 1. writers fill the disk
+echo "== writers fill the disk"
+mount_or_die -o checkpoint_mib=2 -o checkpoint_ms=500
+pids=()
+for j in 1 2 3; do
+	mkdir "$M/w$j"
+	python3 "$LOAD" fill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE 100000 &
+	pids+=($!)
+done
+hung=0
+for p in "${pids[@]}"; do
+	# a writer that never returns is a failure, not a hang of the test
+	for _ in $(seq 1 1200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$p" 2>/dev/null; then hung=1; kill "$p"; fi
+	wait "$p" || true
+done
+check_eq "no writer hung on the full disk" 0 "$hung"
+ends=$(for j in 1 2 3; do tail -n 1 "$T/list$j"; done | sort | uniq -c | sed 's/^ *//' | tr '\n' ' ')
+check_eq "every writer stopped on ENOSPC" "3 E ENOSPC " "$ends"
+n=$(cat "$T"/list[123] | grep -vc '^E' || true)
+fs_log "    $n files of $FILE bytes fsynced before the disk was full ($(disk_free_kib) KiB left)"
+check "at least 20 MiB went in before ENOSPC ($n files)" test "$n" -ge 80
+
+checkall() { # what
+	local j ok=0
+	for j in 1 2 3; do
+		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE | head -n 10 ||
+			true
+		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE \
+			>/dev/null || ok=1
+	done
+	check "every fsynced file reads back: $1" test "$ok" -eq 0
+}
+checkall "on the full mount"
+check "a new file on the full mount gets ENOSPC" \
+	bash -c "! echo x 2>$T/err >'$M/new' && grep -q 'No space left' $T/err"
+check "unmount of the full store (the daemon exits)" fs_umount "$M"
+out=$("$CHECKER" -n "$S" 2>&1) && rc=0 || rc=$?
+check_eq "kvfs-check -n on the full store exits 0" 0 "$rc"
+[ "$rc" -eq 0 ] || printf '%s\n' "$out" | head -n 20 | sed 's/^/    /'
+mount_or_die -o checkpoint_mib=2 -o checkpoint_ms=500
+checkall "after the unmount and the next mount"
+check "the full mount still refuses new data with ENOSPC" \
+	bash -c "! head -c 100000 /dev/zero 2>$T/err >'$M/new' && grep -q 'No space left' $T/err"
+rm_all() { # the first few errors only
+	rm -rf "$@" 2>"$T/err" && return 0
+	head -n 5 "$T/err" | sed 's/^/    /'
+	return 1
+}
+check "rm -rf of the writers' files works on the full mount" rm_all "$M/w1" "$M/w2" "$M/w3"
+sleep "$WAIT_CK"
+mkdir "$M/after" || true
+python3 "$LOAD" fill "$M/after" "$T/list4" $((SEED * 10 + 4)) $FILE 40
+check_eq "after the rm, 40 new fsynced files (10 MiB) go in" "E none" "$(tail -n 1 "$T/list4")"
+check "they read back" python3 "$LOAD" checkfill "$M/after" "$T/list4" $((SEED * 10 + 4)) $FILE
+check "the removed files are gone" test ! -e "$M/w1"
+check "clean unmount" fs_umount "$M"
+check "kvfs-check -n after the clean unmount" "$CHECKER" -n "$S"
+mount_or_die
+check "the new files after the next mount" \
+	python3 "$LOAD" checkfill "$M/after" "$T/list4" $((SEED * 10 + 4)) $FILE
+check "unmount" fs_umount "$M"
+
+# ---------------------------------------------------------------- 2. the log's file system fills
+echo "== the disk fills with another file; the log was allocated before"
+rm -f "$S" "$S-wal"
+mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
+check "a new store's log is allocated whole (64 MiB ring)" \
+	test "$(stat -c %s "$S-wal")" -ge $((64 << 20))
+fs_umount "$M"
+fill_ballast
+fs_log "    before the mount: ballast $(($(stat -c %s "$D/ballast") >> 20)) MiB, $(disk_free_kib) KiB free"
+mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
+mkdir "$M/a" || true
+python3 "$LOAD" fill "$M/a" "$T/list5" $((SEED * 10 + 5)) 65536 16
+check_eq "disk full before the mount: 1 MiB of fsynced files go into the log" "E none" \
+	"$(tail -n 1 "$T/list5")"
+rm -f "$D/ballast"; fill_ballast
+fs_log "    while mounted: ballast again, $(disk_free_kib) KiB free"
+mkdir "$M/b" || true
+python3 "$LOAD" fill "$M/b" "$T/list6" $((SEED * 10 + 6)) 65536 16
+check_eq "disk filled while mounted: 1 MiB more of fsynced files go into the log" "E none" \
+	"$(tail -n 1 "$T/list6")"
+check "unmount with the disk full (the final checkpoint may fail: nothing is lost)" fs_umount "$M"
+check "kvfs-check -n exits 0" "$CHECKER" -n "$S"
+mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
+check "the files written with the disk full, after the next mount" \
+	python3 "$LOAD" checkfill "$M/a" "$T/list5" $((SEED * 10 + 5)) 65536
+check "and the others" python3 "$LOAD" checkfill "$M/b" "$T/list6" $((SEED * 10 + 6)) 65536
+# more than a checkpoint's worth: the checkpoint needs the data file to grow, and cannot
+mkdir "$M/c" || true
+python3 "$LOAD" fill "$M/c" "$T/list7" $((SEED * 10 + 7)) 65536 1000 &
+fp=$!
+for _ in $(seq 1 600); do kill -0 "$fp" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$fp" 2>/dev/null && { kill "$fp"; check "the writer stops once the checkpoint fails" false; }
+wait "$fp" || true
+check_eq "once a checkpoint needs the data file to grow: ENOSPC" "E ENOSPC" \
+	"$(tail -n 1 "$T/list7")"
+rm -f "$D/ballast"
+sleep "$WAIT_CK"
+mkdir "$M/d" || true
+python3 "$LOAD" fill "$M/d" "$T/list8" $((SEED * 10 + 8)) 65536 16
+check_eq "the other file removed: writes go on" "E none" "$(tail -n 1 "$T/list8")"
+check "every fsynced file reads back" \
+	python3 "$LOAD" checkfill "$M/c" "$T/list7" $((SEED * 10 + 7)) 65536
+check "clean unmount" fs_umount "$M"
+check "kvfs-check -n after the clean unmount" "$CHECKER" -n "$S"
+fs_summary
