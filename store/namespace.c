@@ -1781,7 +1781,8 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 	in.mtime = in.ctime = now;
 	const uint8_t *p = val;
 	if (len <= INLINE_MAX) {
-		memcpy(in.data, p, len);
+		if (len) /* p is NULL for an empty value (a batch stores no bytes) */
+			memcpy(in.data, p, len);
 		in.size = len;
 		return inode_put(fs, b, &in);
 	}

@@ -152,11 +152,13 @@ static inline int pager_get(struct store *st, const struct mapping *map, uint64_
 			    pgno_t pgno, txnid_t expect_txnid, unsigned expect_level,
 			    const uint8_t **out)
 {
-	const uint8_t *p = map->base + pgno * STORE_PAGE_SIZE;
-	if (pgno >= FIRST_DATA_PGNO && pgno < page_count && pager_verified(&st->pager, pgno) &&
-	    ld64(p + PH_TXNID) == expect_txnid && p[PH_LEVEL] == expect_level) {
-		*out = p;
-		return 0;
+	/* the address only once pgno is known in range: base + a corrupt pgno can overflow */
+	if (pgno >= FIRST_DATA_PGNO && pgno < page_count && pager_verified(&st->pager, pgno)) {
+		const uint8_t *p = map->base + pgno * STORE_PAGE_SIZE;
+		if (ld64(p + PH_TXNID) == expect_txnid && p[PH_LEVEL] == expect_level) {
+			*out = p;
+			return 0;
+		}
 	}
 	return pager_get_slow(st, map, page_count, pgno, expect_txnid, expect_level, out);
 }
