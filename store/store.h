@@ -203,7 +203,7 @@ int store_cursor_seek(struct store_cursor *c, const void *key, size_t klen);
 int store_cursor_next(struct store_cursor *c);
 int store_cursor_prev(struct store_cursor *c);
 /* The current key and value (either pointer may be NULL), valid as for store_get.
- * 0, or -ENOENT when unpositioned. */
+ * 0, -ENOENT when unpositioned, or -EUCLEAN when the value's overflow run is damaged. */
 int store_cursor_get(struct store_cursor *c, struct store_val *key, struct store_val *val);
 
 struct store_stat {

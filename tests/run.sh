@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build and run every kvfs test on a Debian 12 machine, installing what is missing.
 #
-#   bash tests/run.sh            plain build + every test, then ASan+UBSan build + every test,
-#                                then ThreadSanitizer build + the concurrency tests
+#   bash tests/run.sh            plain build + every test, then ASan+UBSan build + every test
+#                                (model tests with fewer operations per seed), then
+#                                ThreadSanitizer build + the concurrency tests
 #   KVFS_RUN_ONLY=plain|sanitize|tsan bash tests/run.sh    one of the three
 #
 # Build trees: build/, build-san/, build-tsan/.  Exits non-zero on the first failure.
@@ -38,7 +39,10 @@ if [ "$only" = all ] || [ "$only" = plain ]; then
 fi
 if [ "$only" = all ] || [ "$only" = sanitize ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer =="
+  # The model tests run every seed with fewer operations each (the plain build runs them in
+  # full): a memory error shows at its first occurrence, and the sanitized run stays short.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  KVFS_MODEL_OPS=${KVFS_MODEL_OPS:-1500} KVFS_MODEL_STEPS=${KVFS_MODEL_STEPS:-800} \
     run build-san "-j $jobs" -DCMAKE_BUILD_TYPE=Debug -DKVFS_SANITIZE=ON
 fi
 if [ "$only" = all ] || [ "$only" = tsan ]; then

@@ -366,4 +366,5 @@ void chk_report_free(struct chk *c)
 	free(notes);
 	notes = NULL;
 	n_notes = cap_notes = 0;
+	n_printed = 0;
 }
