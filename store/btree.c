@@ -184,6 +184,7 @@ static int write_overflow(struct store_tree *t, const void *val, size_t vlen, st
 	int r = freelist_alloc(txn, n, &pgno);
 	if (r < 0)
 		return r;
+	txn->n_pages += n;
 	size_t whole = vlen / STORE_PAGE_SIZE;
 	if (whole && (r = pager_write(txn->st, pgno, val, whole)) < 0)
 		return r;

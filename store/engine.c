@@ -12,10 +12,27 @@
  *   ck_lock      the checkpoint thread's wake-ups and the backpressure waits.
  *
  * Checkpoint (ck_run): freeze (active becomes frozen, a new active starts; ov_lock exclusive),
- * apply the frozen overlay to the store in one write transaction, commit it durably with the
- * frozen overlay's LSN, drop the frozen overlay (ov_lock exclusive), release the log up to that
- * LSN.  A crash at any point leaves either the old meta page (replay from the old LSN) or the
- * new one (replay from the new LSN): every batch whole or absent, in log order.
+ * make the log durable up to the frozen overlay's LSN, apply the frozen overlay to the store
+ * in key order, in pieces (below), commit the last piece durably with the frozen overlay's LSN,
+ * drop the frozen overlay (ov_lock exclusive), release the log up to that LSN.  A crash at any
+ * point leaves either the old meta page (replay from the old LSN) or the new one (replay from
+ * the new LSN): every batch whole or absent, in log order.
+ *
+ * Pieces.  A copy-on-write commit frees the pages it copied, but they are reusable only two
+ * commits later (store/freelist.c), so one transaction that rewrites every leaf of a tree (a
+ * checkpoint of random keys does) needs a second copy of the tree on disk, and the data file
+ * keeps that size.  So the checkpoint commits whenever its transaction has copied about
+ * ckpt_piece_pages pages (ENGINE_DEFAULT_PIECE_PAGES), moves the shared snapshot to that commit
+ * (the frozen overlay, read first, still shadows the partly applied tree: INV-E2) and goes on
+ * in a new transaction: the pages of piece k are reused by piece k + 2, and the file grows by
+ * about two pieces, not by a tree.  Measured with kvfs-bench (100-byte values, 100,000 keys):
+ * see the closing note of issue 3.  These pieces keep the old LSN in the meta page: after a
+ * crash the log is replayed from it over a tree that already holds part of the overlay, which
+ * ends in the same state because every record sets whole values (replay is idempotent).  That
+ * is only true of records the log still has: hence the log is made durable up to the frozen
+ * LSN before the first piece (the WAL rule: no data page on disk ahead of its log record).
+ * Without it, a power cut after a piece would keep, for a key written by a record that was
+ * still in the page cache, a value newer than the replay reaches: not a prefix of the batches.
  *
  * A full disk (INV-E3).  The log's ring is allocated when it is created, so a commit never
  * needs disk space; a checkpoint does (new pages for the copy-on-write commit, the data file
@@ -263,14 +280,41 @@ static void tree_name(unsigned tree, char name[4])
 }
 
 struct apply_ctx {
+	struct engine *e;
 	struct store_txn *txn;
 	struct store_tree *trees[ENGINE_TREES];
+	unsigned pieces; /* committed before the last one */
 };
+
+static int snap_refresh(struct engine *e);
+
+/* Commit the piece applied so far without an LSN, move the shared snapshot to it, and begin
+ * the next one (see "Pieces" above).  On error a->txn is NULL. */
+static int ck_piece(struct apply_ctx *a)
+{
+	int r = store_txn_commit(a->txn, 0);
+	a->txn = NULL;
+	memset(a->trees, 0, sizeof(a->trees));
+	if (r < 0)
+		return r;
+	a->pieces++;
+	pthread_rwlock_wrlock(&a->e->ov_lock); /* the frozen overlay still shadows the tree */
+	r = snap_refresh(a->e);
+	pthread_rwlock_unlock(&a->e->ov_lock);
+	if (r == 0)
+		r = store_txn_begin(a->e->st, 0, &a->txn);
+	return r;
+}
 
 static int apply_entry(void *ctx, unsigned tree, const void *key, size_t klen, const void *val,
 		       size_t vlen, bool tombstone)
 {
 	struct apply_ctx *a = ctx;
+	if (store_txn_pages(a->txn) >= a->e->opt.ckpt_piece_pages) {
+		int r = ck_piece(a);
+		if (r < 0)
+			return r;
+	}
 	if (!a->trees[tree]) {
 		char name[4];
 		tree_name(tree, name);
@@ -403,14 +447,19 @@ static int ck_run(struct engine *e)
 	bool short_of_space = atomic_load(&e->nospc);
 	struct apply_ctx a;
 	memset(&a, 0, sizeof(a));
-	r = store_txn_begin(e->st, 0, &a.txn);
+	a.e = e;
+	/* The WAL rule, before any piece (see "Pieces"): one log flush, shared with the group
+	 * commits of any writers syncing meanwhile. */
+	r = wal_wait_durable(e->wal, lsn) < 0 ? -EIO : 0;
+	if (r == 0)
+		r = store_txn_begin(e->st, 0, &a.txn);
 	if (r == 0) {
 		r = overlay_walk(e->frozen, apply_entry, &a);
 		if (r == 0) {
 			if (!short_of_space)
 				store_txn_set_lsn(a.txn, lsn);
 			r = store_txn_commit(a.txn, 0);
-		} else {
+		} else if (a.txn) {
 			store_txn_abort(a.txn);
 		}
 	}
@@ -905,6 +954,8 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 	e->opt = *opt;
 	if (!e->opt.ckpt_overlay_bytes)
 		e->opt.ckpt_overlay_bytes = ENGINE_DEFAULT_CKPT_BYTES;
+	if (!e->opt.ckpt_piece_pages)
+		e->opt.ckpt_piece_pages = ENGINE_DEFAULT_PIECE_PAGES;
 	if (!e->opt.ckpt_interval_ms)
 		e->opt.ckpt_interval_ms = 30000;
 	if (!e->opt.mem_limit)

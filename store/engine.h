@@ -34,6 +34,7 @@
 #define ENGINE_TREES 8
 #define ENGINE_MAX_VALUE (1u << 20)
 #define ENGINE_DEFAULT_CKPT_BYTES (16u << 20) /* ckpt_overlay_bytes when 0 */
+#define ENGINE_DEFAULT_PIECE_PAGES 256u        /* ckpt_piece_pages when 0: 1 MiB */
 /* The log record type (wal/log.h) of a mutation batch; its payload: engine_record_decode.
  * (man/kvfs.5 "LOG" leaves payloads to the engine and does not yet list this layout.) */
 #define ENGINE_REC_BATCH 1u
@@ -51,6 +52,8 @@ struct engine_options {
 				     0: 4 x ckpt_overlay_bytes */
 	uint64_t log_ring_bytes;  /* size of a new log's ring; 0: 4 x ckpt_overlay_bytes, at least
 				     WAL_DEFAULT_RING */
+	uint64_t ckpt_piece_pages; /* a checkpoint commits in pieces of about this many pages
+				      copied; 0: ENGINE_DEFAULT_PIECE_PAGES (see engine.c) */
 	bool no_checkpoint_thread; /* tests: checkpoints only through engine_checkpoint() */
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;

@@ -18,6 +18,8 @@ struct kvfs_engine_tuning {
 	bool no_checkpoint_thread; /* checkpoints only at close (deterministic tests); writers
 				      then wait for ever once the overlay reaches memory_limit,
 				      so keep such workloads below it */
+	uint64_t ckpt_piece_pages; /* a checkpoint commits every this many pages copied (engine.c
+				      "Pieces"); 0: the engine's default */
 };
 
 /*

@@ -507,6 +507,7 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 	if (tune) {
 		eo.log_ring_bytes = tune->log_ring_bytes;
 		eo.no_checkpoint_thread = tune->no_checkpoint_thread;
+		eo.ckpt_piece_pages = tune->ckpt_piece_pages;
 	}
 	int r = engine_open(path, &eo, &fs->e);
 	if (r < 0) {

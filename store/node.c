@@ -58,6 +58,7 @@ struct node *node_new(struct store_tree *t, unsigned level)
 	nd->tree = t;
 	nd->all_next = t->txn->nodes;
 	t->txn->nodes = nd;
+	t->txn->n_pages++;
 	return nd;
 }
 

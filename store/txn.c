@@ -589,6 +589,11 @@ int store_txn_begin(struct store *st, unsigned flags, struct store_txn **out)
 	return 0;
 }
 
+uint64_t store_txn_pages(const struct store_txn *txn)
+{
+	return txn->rdonly ? 0 : txn->n_pages;
+}
+
 txnid_t store_txn_id(const struct store_txn *txn)
 {
 	return txn->txnid;

@@ -64,6 +64,7 @@ struct store_txn {
 	struct store_tree catalog, freedb;
 	struct freelist fl;
 	struct node *nodes;  /* every node, for freeing */
+	uint64_t n_pages;    /* nodes made + overflow pages allocated: store_txn_pages */
 	struct arena_chunk *arena;
 	struct pending_write *wb; /* tree pages written at commit, flushed sorted */
 	size_t n_wb, cap_wb;

@@ -23,8 +23,8 @@
  *                 engine_checkpoint (store_verify and the store's trees compared after each),
  *                 statistics and close+reopen, against one reference model per tree; every
  *                 return and every iteration compared.  100 seeds x 2,000 steps.  Seeds rotate
- *                 over three configurations: 64 KiB checkpoints and a 1 MiB log ring
- *                 (background checkpoints and log wrap-around all the time); default checkpoint
+ *                 over three configurations: 64 KiB checkpoints in pieces of 4 pages and a
+ *                 1 MiB log ring (background checkpoints and log wrap-around all the time); default checkpoint
  *                 size with a 4 MiB ring and a 50 ms interval (checkpoints by log use and by
  *                 time); no checkpoint thread (explicit checkpoints only).  Every 10th seed runs
  *                 on POSIX files.
@@ -38,7 +38,8 @@
  *                 every batch acknowledged durable (engine_sync, engine_checkpoint or
  *                 engine_close returned 0) and no batch that had not been committed; the
  *                 recovered engine checkpoints and takes writes.  3 modes x 6 seeds, about
- *                 1,270 cuts.
+ *                 1,270 cuts.  Odd seeds checkpoint in pieces of 2 pages (several commits
+ *                 without the LSN before the one with it: engine.c "Pieces").
  *   kill          a child process commits random batches on POSIX files (64 KiB checkpoints,
  *                 1 MiB ring) and reports each commit and engine_sync that returned through a
  *                 pipe; the parent SIGKILLs it after 3..50 ms, then checks (itself, or in a
@@ -1418,6 +1419,7 @@ static void m_open(struct mstate *s, unsigned flags)
 	case CFG_SMALL:
 		s->o.ckpt_overlay_bytes = 64u << 10;
 		s->o.log_ring_bytes = WAL_MIN_RING;
+		s->o.ckpt_piece_pages = 4; /* readers meet a snapshot that moves mid-checkpoint */
 		break;
 	case CFG_LOGUSE:
 		s->o.ckpt_overlay_bytes = 0;
@@ -1838,11 +1840,16 @@ static const char *mode_name(enum io_fault_cut_mode m)
 	return m == IO_CUT_KEEP_ALL ? "keep" : m == IO_CUT_DROP_ALL ? "drop" : "random(tear)";
 }
 
+/* Checkpoint pieces of the current crash run: odd workload seeds commit every 2 pages, so
+ * that every checkpoint is several commits without the LSN before the one with it. */
+static uint64_t crash_piece_pages;
+
 static void crash_opts(struct engine_options *o, struct tu_env *env, unsigned flags)
 {
 	opts_init(o, env, flags);
 	o->no_checkpoint_thread = true;
 	o->log_ring_bytes = WAL_MIN_RING;
+	o->ckpt_piece_pages = crash_piece_pages;
 }
 
 /* After a call failed on the dead machine the engine is failed: commits and syncs -EIO. */
@@ -2176,10 +2183,12 @@ START_TEST(test_crash)
 		}
 	}
 	cfg.wseed = given ? seed : 2000 + (uint64_t)_i;
+	crash_piece_pages = cfg.wseed % 2 ? 16 : 0;
 	double t0 = now_s();
 	uint64_t n = crash_run(&cfg, only_k);
-	fprintf(stderr, "crash: seed %" PRIu64 ", %s: %" PRIu64 " cuts in %.1f s\n", cfg.wseed,
-		mode_name(cfg.mode), n, now_s() - t0);
+	fprintf(stderr, "crash: seed %" PRIu64 ", %s, checkpoint pieces of %s pages: %" PRIu64
+		" cuts in %.1f s\n", cfg.wseed, mode_name(cfg.mode),
+		crash_piece_pages ? "16" : "256", n, now_s() - t0);
 }
 END_TEST
 
@@ -2198,6 +2207,7 @@ static void kill_opts(struct engine_options *o, struct tu_env *env, unsigned fla
 	opts_init(o, env, flags);
 	o->ckpt_overlay_bytes = 64u << 10;
 	o->log_ring_bytes = WAL_MIN_RING;
+	o->ckpt_piece_pages = 4; /* a kill often lands between the pieces of a checkpoint */
 }
 
 /* Batch `idx` of round `rseed`: a function of those alone.  Added to b (when not NULL) and

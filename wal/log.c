@@ -195,7 +195,7 @@ static uint64_t new_salt(uint64_t old)
 }
 
 /* Checksum of a record: XXH3-64 of header bytes 0..15 followed by the payload, seed salt. */
-static uint64_t rec_checksum(const uint8_t *hdr, const void *payload, size_t len, uint64_t salt)
+uint64_t wal_record_checksum(const uint8_t *hdr, const void *payload, size_t len, uint64_t salt)
 {
 	XXH3_state_t st;
 
@@ -216,7 +216,7 @@ static void rec_header(uint8_t *hdr, uint32_t size, uint32_t type, lsn_t lsn, co
 	st32(hdr + R_SIZE, size);
 	st32(hdr + R_TYPE, type);
 	st64(hdr + R_LSN, lsn);
-	st64(hdr + R_CHECKSUM, rec_checksum(hdr, payload, len, salt));
+	st64(hdr + R_CHECKSUM, wal_record_checksum(hdr, payload, len, salt));
 }
 
 static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
@@ -615,7 +615,7 @@ static int rec_at(const struct wal *w, struct rd *r, lsn_t lsn, lsn_t limit,
 	if (rc < 0)
 		return rc;
 	if (ld64(rec + R_CHECKSUM) !=
-	    rec_checksum(rec, rec + WAL_REC_HDR, v->size - WAL_REC_HDR, w->salt)) {
+	    wal_record_checksum(rec, rec + WAL_REC_HDR, v->size - WAL_REC_HDR, w->salt)) {
 		v->why = "checksum mismatch";
 		return 0;
 	}

@@ -173,6 +173,14 @@ void wal_stat(struct wal *w, struct wal_stat *out);
  */
 int wal_reset(struct wal *w);
 
+/*
+ * The checksum field of a record (man/kvfs.5 "LOG"): XXH3-64 of the record header's bytes
+ * 0..15 (size, type, LSN) followed by the `len` payload bytes, seeded with the log's salt.
+ * `hdr` holds at least 16 bytes; `payload` may be NULL when len is 0.  Pure; thread safe.
+ * For tools that write or repair records outside a struct wal (the fuzzers' fix-ups).
+ */
+uint64_t wal_record_checksum(const uint8_t *hdr, const void *payload, size_t len, uint64_t salt);
+
 /* ---- inspection (kvfs-check) ---- */
 
 #define WAL_INSPECT_MAX_STALE 32 /* stale LSNs listed in a wal_inspect_result */

@@ -71,21 +71,6 @@ void fuzz_fixup_store(uint8_t *buf, size_t len)
 	}
 }
 
-/* A record's checksum (wal/log.c rec_checksum): XXH3-64 of header bytes 0..15 then the
- * payload, seed = salt. */
-static uint64_t rec_checksum(const uint8_t *hdr, const uint8_t *payload, size_t len,
-			     uint64_t salt)
-{
-	XXH3_state_t st;
-
-	memset(&st, 0, sizeof(st));
-	XXH3_64bits_reset_withSeed(&st, salt);
-	XXH3_64bits_update(&st, hdr, 16);
-	if (len)
-		XXH3_64bits_update(&st, payload, len);
-	return XXH3_64bits_digest(&st);
-}
-
 void fuzz_fixup_wal(uint8_t *buf, size_t len)
 {
 	if (len < WAL_HDR_SIZE || memcmp(buf + 8, "KVFSWAL\0", 8) != 0)
@@ -103,6 +88,6 @@ void fuzz_fixup_wal(uint8_t *buf, size_t len)
 		uint64_t lsn = ld64(h + 8);
 		if (size < WAL_REC_HDR || size > len - off || lsn % ring != off - WAL_HDR_SIZE)
 			continue;
-		st64(h + 16, rec_checksum(h, h + WAL_REC_HDR, size - WAL_REC_HDR, salt));
+		st64(h + 16, wal_record_checksum(h, h + WAL_REC_HDR, size - WAL_REC_HDR, salt));
 	}
 }
