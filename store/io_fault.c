@@ -49,6 +49,16 @@
  *   INV-6  m->mu protects every field of the machine, its nodes, handles and images, except
  *          the current images' bytes read through map pointers: the writer changes those
  *          only under m->mu, and store/io.h's callers never read bytes being written.
+ *   INV-7  Space (io_fault_set_space_limit): no pwrite or allocate makes the sum of the
+ *          current sizes of the machine's files (linked and orphans) exceed the limit; a
+ *          pwrite that would writes the prefix that fits and returns -ENOSPC, an allocate
+ *          changes nothing.  Truncate is never refused (a hole costs nothing), so the sum may
+ *          exceed a limit set or lowered later; only growth is refused.
+ *
+ * Cut copies (io_fault_cut_copy) settle the pending operations exactly as power_cut would,
+ * but into a new machine, with their own PRNG: the source machine, its images and its PRNG
+ * are untouched, so a test can take a cut image at every sync point of one run instead of
+ * replaying the run up to each.
  */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -119,6 +129,9 @@ struct io_fault {
 	uint64_t syncs, cut_at;
 	enum io_fault_cut_mode cut_mode;
 	bool dead;
+	uint64_t space_limit; /* bytes; 0: none (INV-7) */
+	io_fault_sync_hook_fn sync_hook;
+	void *sync_hook_ctx;
 };
 
 static const struct io_methods fault_methods;
@@ -193,6 +206,23 @@ static void cur_zero(struct node *n, size_t from, size_t to)
 	b = round_up(to, pg); /* <= cur_cap: the capacity is a multiple of the page size */
 	if (madvise(n->cur + a, b - a, MADV_DONTNEED) != 0)
 		memset(n->cur + a, 0, to - a);
+}
+
+/* Fill a fresh current image (all zeros, INV-2) with img[0..size), skipping the pages of img
+ * that are zero: they would only fault in pages of zeros. */
+static void cur_fill(struct node *n, const uint8_t *img, uint64_t size)
+{
+	static const uint8_t zero[4096];
+	size_t pos = 0, len = (size_t)size;
+
+	while (pos < len) {
+		size_t chunk = len - pos < sizeof(zero) ? len - pos : sizeof(zero);
+
+		if (memcmp(img + pos, zero, chunk) != 0)
+			memcpy(n->cur + pos, img + pos, chunk);
+		pos += chunk;
+	}
+	n->cur_size = size;
 }
 
 static void cur_write(struct node *n, uint64_t off, const void *buf, size_t len)
@@ -277,8 +307,26 @@ static void dur_apply(struct node *n, const struct op *o)
 	}
 }
 
+/* Fold one decision into a cut's signature (io_fault_cut_copy). */
+static void sig_add(uint64_t *sig, uint64_t v)
+{
+	if (sig)
+		*sig = (*sig ^ v) * 0x100000001b3ull + 0x9e3779b97f4a7c15ull;
+}
+
+/* The sectors of a write (aligned to file offsets), for its signature: kept all or none. */
+static void sig_sectors(uint64_t *sig, const struct op *o, bool kept)
+{
+	uint64_t first = o->off / SECTOR_BYTES, last = (o->off + o->len - 1) / SECTOR_BYTES;
+
+	if (!sig)
+		return;
+	for (uint64_t s = first; s <= last; s++)
+		sig_add(sig, kept);
+}
+
 /* Apply a write sector by sector (sectors aligned to file offsets), each kept at random. */
-static void dur_apply_torn(struct node *n, const struct op *o, uint64_t *rng)
+static void dur_apply_torn(struct node *n, const struct op *o, uint64_t *rng, uint64_t *sig)
 {
 	uint64_t pos = o->off, end = o->off + o->len, bits = 0;
 	unsigned nbits = 0;
@@ -294,6 +342,7 @@ static void dur_apply_torn(struct node *n, const struct op *o, uint64_t *rng)
 		}
 		if (bits & 1)
 			dur_write(n, pos, o->data + (pos - o->off), (size_t)(sec_end - pos));
+		sig_add(sig, bits & 1);
 		bits >>= 1;
 		nbits--;
 		pos = sec_end;
@@ -399,6 +448,42 @@ static struct node *files_find(struct io_fault *m, const char *path)
 
 /* ---- power cut ------------------------------------------------------------------------- */
 
+/*
+ * Settle the pending operations `ops` (of a node whose durable image `n` holds, room reserved
+ * for their peak) per `mode`, drawing from `rng` (INV-5); fold every decision into *sig when
+ * sig is not NULL: a write as its sectors kept or not, a truncate or allocate as kept or not.
+ */
+static void settle(struct node *n, const struct op *ops, enum io_fault_cut_mode mode,
+		   uint64_t *rng, uint64_t *sig)
+{
+	const struct op *o;
+
+	if (mode == IO_CUT_DROP_ALL) {
+		for (o = ops; o; o = o->next)
+			if (o->kind == OP_WRITE)
+				sig_sectors(sig, o, false);
+			else
+				sig_add(sig, 0);
+		return;
+	}
+	for (o = ops; o; o = o->next) {
+		uint64_t r = 0;
+
+		if (mode == IO_CUT_RANDOM)
+			r = rng_next(rng) % (o->kind == OP_WRITE ? 3 : 2);
+		if (r == 2) {
+			dur_apply_torn(n, o, rng, sig);
+			continue;
+		}
+		if (r == 0)
+			dur_apply(n, o);
+		if (o->kind == OP_WRITE)
+			sig_sectors(sig, o, r == 0);
+		else
+			sig_add(sig, r == 0);
+	}
+}
+
 /* Cut power: settle every linked file's pending operations per the cut mode (INV-5) and kill
  * the machine.  Current images are left alone (INV-4). */
 static void power_cut(struct io_fault *m)
@@ -408,23 +493,12 @@ static void power_cut(struct io_fault *m)
 	if (m->dead)
 		return;
 	for (n = m->files; n; n = n->next) {
-		const struct op *o;
-
 		if (m->cut_mode != IO_CUT_DROP_ALL) {
 			/* Growth beyond the peak is impossible; failing to reserve it is not
 			 * survivable in a test harness. */
 			if (dur_reserve(n, pending_peak(n)) < 0)
 				abort();
-			for (o = n->pending; o; o = o->next) {
-				uint64_t r = 0;
-
-				if (m->cut_mode == IO_CUT_RANDOM)
-					r = rng_next(&m->rng) % (o->kind == OP_WRITE ? 3 : 2);
-				if (r == 0)
-					dur_apply(n, o);
-				else if (r == 2)
-					dur_apply_torn(n, o, &m->rng);
-			}
+			settle(n, n->pending, m->cut_mode, &m->rng, NULL);
 		}
 		pending_free(n);
 	}
@@ -449,6 +523,34 @@ static enum io_fault_kind count_call(struct io_fault *m)
 static int injected_errno(enum io_fault_kind k)
 {
 	return k == IO_FAULT_ENOSPC ? -ENOSPC : -EIO;
+}
+
+/* ---- space (INV-7) --------------------------------------------------------------------- */
+
+static uint64_t space_used(const struct io_fault *m)
+{
+	uint64_t used = 0;
+	const struct node *n;
+
+	for (n = m->files; n; n = n->next)
+		used += n->cur_size;
+	for (n = m->orphans; n; n = n->next)
+		used += n->cur_size;
+	return used;
+}
+
+/* How many of the bytes that would grow `n` to `end` fit under the limit (INV-7). */
+static uint64_t space_room(const struct io_fault *m, const struct node *n, uint64_t end)
+{
+	uint64_t used, grow;
+
+	if (!m->space_limit || end <= n->cur_size)
+		return UINT64_MAX;
+	used = space_used(m);
+	grow = end - n->cur_size;
+	if (used >= m->space_limit)
+		return 0;
+	return m->space_limit - used < grow ? m->space_limit - used : UINT64_MAX;
 }
 
 /* ---- io_methods ------------------------------------------------------------------------ */
@@ -510,6 +612,16 @@ static ssize_t fault_pwrite(struct io_file *f, const void *buf, size_t len, uint
 	}
 	if (k == IO_FAULT_SHORT)
 		todo = len / 2;
+	{
+		uint64_t room = space_room(m, n, off + todo);
+
+		if (room != UINT64_MAX) { /* the disk is full past off + cur_size + room */
+			uint64_t fits = n->cur_size + room > off ? n->cur_size + room - off : 0;
+
+			todo = fits < todo ? (size_t)fits : todo;
+			k = IO_FAULT_SHORT; /* what was written stays; the call fails */
+		}
+	}
 	rc = (ssize_t)len;
 	if (todo > 0) {
 		o = op_new(OP_WRITE, off, todo, todo);
@@ -532,10 +644,20 @@ static int fault_sync(struct io_file *f)
 {
 	struct fault_file *h = ff(f);
 	struct io_fault *m = h->m;
+	io_fault_sync_hook_fn hook;
+	void *hook_ctx;
 	enum io_fault_kind k;
 	int rc;
 
 	lock_m(m);
+	hook = m->dead ? NULL : m->sync_hook;
+	hook_ctx = m->sync_hook_ctx;
+	if (hook) {
+		/* Outside the lock, so that the hook may call the control functions. */
+		unlock_m(m);
+		hook(hook_ctx, m, h->n->path);
+		lock_m(m);
+	}
 	if (m->dead) {
 		rc = -EIO;
 		goto out;
@@ -598,6 +720,10 @@ static int size_op(struct io_file *f, enum op_kind kind, uint64_t off, uint64_t 
 	}
 	if (kind == OP_ALLOCATE && len == 0)
 		goto out; /* an empty range changes nothing */
+	if (kind == OP_ALLOCATE && space_room(m, n, off + len) != UINT64_MAX) {
+		rc = -ENOSPC; /* INV-7: nothing allocated */
+		goto out;
+	}
 	o = op_new(kind, off, len, 0);
 	if (!o) {
 		rc = -ENOMEM;
@@ -936,7 +1062,7 @@ static struct node *node_reboot(const struct node *old)
 		return NULL;
 	}
 	if (old->dur_size > 0) { /* an empty image may have no buffer at all */
-		memcpy(n->cur, old->dur, (size_t)old->dur_size);
+		cur_fill(n, old->dur, old->dur_size);
 		memcpy(n->dur, old->dur, (size_t)old->dur_size);
 	}
 	n->cur_size = old->dur_size;
@@ -967,6 +1093,74 @@ struct io_fault *io_fault_reboot(const struct io_fault *m, uint64_t seed)
 	}
 	unlock_m(m);
 	return r;
+}
+
+struct io_fault *io_fault_cut_copy(struct io_fault *m, enum io_fault_cut_mode mode,
+				   uint64_t seed, uint64_t *sig)
+{
+	struct io_fault *r = io_fault_new(seed);
+	struct node **tail, *n;
+	uint64_t rng = seed, s = 0xcbf29ce484222325ull;
+
+	assert(mode == IO_CUT_RANDOM || mode == IO_CUT_KEEP_ALL || mode == IO_CUT_DROP_ALL);
+	if (!r)
+		return NULL;
+	tail = &r->files;
+	lock_m(m);
+	for (n = m->files; n; n = n->next) {
+		/* As power_cut settles n, but into a copy of its durable image (INV-5). */
+		struct node *c = node_new(n->path);
+		uint64_t peak = pending_peak(n);
+
+		if (!c || peak > c->cur_cap || dur_reserve(c, peak) < 0) {
+			if (c)
+				node_free(c);
+			goto fail;
+		}
+		if (n->dur_size > 0)
+			memcpy(c->dur, n->dur, (size_t)n->dur_size);
+		c->dur_size = n->dur_size;
+		sig_add(&s, 0x5a5a); /* a file boundary */
+		settle(c, n->pending, mode, &rng, &s);
+		if (c->dur_size > 0)
+			cur_fill(c, c->dur, c->dur_size);
+		c->cur_size = c->dur_size;
+		*tail = c; /* same (sorted) order */
+		tail = &c->next;
+	}
+	unlock_m(m);
+	if (sig)
+		*sig = s;
+	return r;
+fail:
+	unlock_m(m);
+	io_fault_free(r);
+	return NULL;
+}
+
+void io_fault_set_sync_hook(struct io_fault *m, io_fault_sync_hook_fn fn, void *ctx)
+{
+	lock_m(m);
+	m->sync_hook = fn;
+	m->sync_hook_ctx = ctx;
+	unlock_m(m);
+}
+
+void io_fault_set_space_limit(struct io_fault *m, uint64_t bytes)
+{
+	lock_m(m);
+	m->space_limit = bytes;
+	unlock_m(m);
+}
+
+uint64_t io_fault_space_used(const struct io_fault *m)
+{
+	uint64_t v;
+
+	lock_m(m);
+	v = space_used(m);
+	unlock_m(m);
+	return v;
 }
 
 int io_fault_peek(struct io_fault *m, const char *path, uint64_t off, void *buf, size_t len)

@@ -47,6 +47,22 @@
  * counts in both io_fault_calls and io_fault_syncs; when it is the sync chosen by
  * io_fault_cut_at_sync, the cut wins and an armed failure on the same call does not fire.
  *
+ * Space (io_fault_set_space_limit): the machine's disk holds at most `limit` bytes, counted as
+ * the sum of its files' current sizes (holes included; unlinked files still open included).
+ * A pwrite that would grow that sum past the limit writes the prefix that fits and returns
+ * -ENOSPC (as a real write that fills the disk, then fails); an allocate that would changes
+ * nothing and returns -ENOSPC; truncate is never refused (shrinking frees space; growing makes
+ * a hole).  Writes inside a file's size never need space.  The limit is checked after
+ * argument errors and injected failures, and is not carried over by io_fault_reboot or
+ * io_fault_cut_copy (set it again on the new machine).
+ *
+ * Cut copies (io_fault_cut_copy): the images that a power cut in a given mode would leave if
+ * it fell now, as a new live machine, leaving the source machine (images, pending operations,
+ * PRNG) untouched: a test can take one at each sync point of a single run (from a sync hook,
+ * io_fault_set_sync_hook) rather than replaying the run up to each sync point.  The copy has
+ * its own PRNG seeded by `seed`, so with the same seed and the same pending operations it is
+ * the same as io_fault_power_cut followed by io_fault_reboot on a machine seeded that way.
+ *
  * Thread safety: each machine has a mutex that every file method and every control call
  * takes, so control calls may be made while other threads use the machine's files; file
  * methods follow store/io.h's rules.  io_fault_free must not race with anything.
@@ -111,6 +127,26 @@ bool io_fault_dead(const struct io_fault *m);
  * there was none: then pending operations are dropped as if power was cut with DROP_ALL).
  * `m` is untouched and must still be freed.  NULL on out of memory. */
 struct io_fault *io_fault_reboot(const struct io_fault *m, uint64_t seed);
+
+/* Called at each sync on a live machine, before the sync is counted or does anything, without
+ * the machine's lock (it may call the control functions; it must not call the file methods of
+ * `m`); `path` is the synced file's.  Other threads may use the machine meanwhile. */
+typedef void (*io_fault_sync_hook_fn)(void *ctx, struct io_fault *m, const char *path);
+/* Install (fn NULL: remove) the sync hook.  Not carried over by reboot or cut copies. */
+void io_fault_set_sync_hook(struct io_fault *m, io_fault_sync_hook_fn fn, void *ctx);
+/* A new live machine holding the images that a power cut in `mode` would leave if it fell
+ * now, each random choice drawn from a PRNG seeded with `seed`; `m` is untouched (see above).
+ * *sig (may be NULL) receives a signature of the choices made: two copies of one state with
+ * the same signature hold the same images.  The orphans are not copied.  NULL on out of
+ * memory. */
+struct io_fault *io_fault_cut_copy(struct io_fault *m, enum io_fault_cut_mode mode,
+				   uint64_t seed, uint64_t *sig);
+
+/* Limit the machine's disk to `bytes` (0: no limit; see "Space" above).  Takes effect for
+ * later calls. */
+void io_fault_set_space_limit(struct io_fault *m, uint64_t bytes);
+/* The sum of the current sizes of the machine's files, in bytes. */
+uint64_t io_fault_space_used(const struct io_fault *m);
 
 /* Test access to a file's bytes, bypassing counting and failures: read or overwrite both
  * images at once (overwriting may extend the file).  On a live machine peek reads the current

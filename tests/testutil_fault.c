@@ -305,3 +305,22 @@ bool tf_value_check(const uint8_t *buf, size_t len, uint64_t tag)
 	}
 	return true;
 }
+
+void tf_distinct_cuts(struct io_fault *m, int n, const enum io_fault_cut_mode *modes,
+		      const uint64_t *seeds, struct io_fault **out, uint64_t *dups)
+{
+	uint64_t sig[n];
+
+	for (int v = 0; v < n; v++) {
+		out[v] = io_fault_cut_copy(m, modes[v], seeds[v], &sig[v]);
+		TU_ASSERT(out[v] != NULL, "%s", "io_fault_cut_copy");
+		for (int w = 0; w < v; w++) {
+			if (out[w] && sig[w] == sig[v]) {
+				io_fault_free(out[v]);
+				out[v] = NULL;
+				(*dups)++;
+				break;
+			}
+		}
+	}
+}

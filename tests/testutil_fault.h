@@ -65,6 +65,16 @@ int tf_state_expect_ok(struct store *st, const struct tf_state *a, const struct 
 /* ---- 2. Errors ------------------------------------------------------------------------ */
 
 /* True when rc is a negative errno (in -4095..-1). */
+/*
+ * At a sync point of machine m (from its sync hook): the distinct disks a power cut there
+ * could leave.  Variant v in [0, n) is io_fault_cut_copy(m, modes[v], seeds[v]); out[v] gets
+ * the copy (owned by the caller: io_fault_free), or NULL when it equals an earlier variant's
+ * (the same choices for every pending write: the same image), which is freed and counted in
+ * *dups.  Fails the test when a copy cannot be made.
+ */
+void tf_distinct_cuts(struct io_fault *m, int n, const enum io_fault_cut_mode *modes,
+		      const uint64_t *seeds, struct io_fault **out, uint64_t *dups);
+
 static inline bool tf_is_errno(long long rc)
 {
 	return rc < 0 && rc > -4096;
