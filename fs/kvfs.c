@@ -16,6 +16,13 @@
  * handler here could do no better, since no other host shares the store
  * (tests/fs_ops.sh checks that they exclude).
  *
+ * Statistics on demand: SIGUSR1 makes the daemon write one line of kvfs_stats (kvfs.h),
+ * "kvfs: stats: files=N dirs=N bytes=N pages_used=N pages_free=N pages_pinned=N log_bytes=N
+ * checkpoints=N fdatasync=N syncs=N", to standard error (to syslog in the background, where
+ * there is no standard error; man/kvfs.1 "Statistics").  The signal handler only write()s a
+ * byte to a pipe (async-signal-safe); a thread (stats_thread) reads the pipe, calls kvfs_stats
+ * and prints.  Signals that arrive while a line is being made are merged into the next one.
+ *
  * Not here: anything about storage; everything is kvfs.h.
  */
 #define FUSE_USE_VERSION 34
@@ -24,10 +31,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <stdio.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -822,6 +831,121 @@ static void log_line(void *ctx, const char *line)
 		fprintf(stderr, "kvfs: %s\n", line);
 }
 
+/* ---- statistics on SIGUSR1 ---- */
+
+static int g_stats_pipe[2] = { -1, -1 }; /* [0] read by stats_thread, [1] written by the handler */
+
+static void on_sigusr1(int sig)
+{
+	int saved = errno;
+	char c = 's';
+	(void)sig;
+	/* a full pipe means a line is already due: dropping this byte merges the requests */
+	ssize_t n = write(g_stats_pipe[1], &c, 1);
+	(void)n;
+	errno = saved;
+}
+
+static void *stats_thread(void *arg)
+{
+	char c[64];
+	(void)arg;
+	for (;;) {
+		ssize_t n = read(g_stats_pipe[0], c, sizeof(c));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || memchr(c, 'q', (size_t)n)) /* 'q': stats_stop */
+			return NULL;
+		struct kvfs_stats s;
+		char line[512];
+		int r = kvfs_stats(g_fs, &s);
+		if (r < 0)
+			snprintf(line, sizeof(line), "stats: %s", strerror(-r));
+		else
+			snprintf(line, sizeof(line),
+				 "stats: files=%llu dirs=%llu bytes=%llu pages_used=%llu "
+				 "pages_free=%llu pages_pinned=%llu log_bytes=%llu checkpoints=%llu "
+				 "fdatasync=%llu syncs=%llu",
+				 (unsigned long long)s.files, (unsigned long long)s.dirs,
+				 (unsigned long long)s.bytes, (unsigned long long)s.pages_used,
+				 (unsigned long long)s.pages_free,
+				 (unsigned long long)s.pages_pinned,
+				 (unsigned long long)s.log_bytes,
+				 (unsigned long long)s.checkpoints,
+				 (unsigned long long)s.fdatasync_calls,
+				 (unsigned long long)s.sync_calls);
+		if (g_daemon) {
+			syslog(LOG_INFO, "%s", line);
+		} else {
+			fprintf(stderr, "kvfs: %s\n", line);
+			fflush(stderr);
+		}
+	}
+}
+
+static pthread_t g_stats_tid;
+static bool g_stats_on;
+
+/* Start the statistics thread and install the SIGUSR1 handler; after the store is open (in
+ * the process that serves: threads do not survive the daemonizing fork).  0 or -errno. */
+static int stats_start(void)
+{
+	sigset_t all, old;
+	struct sigaction sa;
+	int fl, r;
+
+	if (pipe2(g_stats_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	/* the reader blocks; only the handler's end must never block */
+	fl = fcntl(g_stats_pipe[0], F_GETFL);
+	if (fl < 0 || fcntl(g_stats_pipe[0], F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		r = -errno;
+		goto fail_pipe;
+	}
+	/* the thread takes no signals, so a read in it is never what SIGUSR1 interrupts */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = -pthread_create(&g_stats_tid, NULL, stats_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		goto fail_pipe;
+	g_stats_on = true;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigusr1;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0) {
+		r = -errno; /* stats_stop still joins the thread */
+		goto fail;
+	}
+	return 0;
+fail_pipe:
+	close(g_stats_pipe[0]);
+	close(g_stats_pipe[1]);
+	g_stats_pipe[0] = g_stats_pipe[1] = -1;
+fail:
+	signal(SIGUSR1, SIG_IGN); /* without the handler, a stray SIGUSR1 must not kill the mount */
+	return r;
+}
+
+/* Ignore SIGUSR1 from here on, then stop and join the thread (before the store closes). */
+static void stats_stop(void)
+{
+	if (!g_stats_on)
+		return;
+	signal(SIGUSR1, SIG_IGN);
+	char q = 'q';
+	while (write(g_stats_pipe[1], &q, 1) < 0 && errno == EAGAIN) /* full: let it drain */
+		sched_yield();
+	pthread_join(g_stats_tid, NULL);
+	close(g_stats_pipe[0]);
+	close(g_stats_pipe[1]);
+	g_stats_pipe[0] = g_stats_pipe[1] = -1;
+	g_stats_on = false;
+}
+
 static int store_open(const char *store, bool rdonly, struct kvfs **out)
 {
 	struct kvfs_options o;
@@ -970,6 +1094,9 @@ int main(int argc, char *argv[])
 			goto out_mount;
 		}
 	}
+	r = stats_start();
+	if (r < 0) /* not fatal: the mount works without it */
+		log_line(NULL, "cannot start the statistics thread: SIGUSR1 is ignored");
 	if (opts.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
@@ -978,6 +1105,7 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(se, &cfg);
 	}
 	ret = ret ? 1 : 0;
+	stats_stop();
 out_mount:
 	fuse_session_unmount(se);
 out_sig:
