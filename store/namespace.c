@@ -404,7 +404,7 @@ static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	if ((r = engine_batch_del(b, T_INODE, k, 8)) < 0)
 		return r;
 	if (fs->batching) {
-		struct inode *gone = calloc(1, offsetof(struct inode, data));
+		struct inode *gone = calloc(1, sizeof(*gone)); /* whole: -Warray-bounds */
 		if (!gone)
 			return -ENOMEM;
 		gone->ino = in->ino;
