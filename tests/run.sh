@@ -20,14 +20,10 @@
 #             llvm-14 (llvm-symbolizer) when missing.  ~3 min.
 #
 # What keeps CI short, and why each trim costs no test strength:
-#   * In the plain and sanitize stages the real-mount tests (fs_*, RUN_SERIAL: one mount at a
-#     time) run in a second ctest process alongside the Check suites instead of after them.
-#     They still run one at a time among themselves; they spend much of their time waiting on
-#     the FUSE round trips, fsync and their own sleeps, which the CPU-bound suites now fill.
-#     The suites run under `nice -n 10`, so a mount test gets the CPU whenever it wants it and
-#     runs about as fast as alone (several have wall-clock limits, e.g. fs_differential's
-#     120 s for its steps); the suites' own timeouts are minutes.  Nothing is run less.  The
-#     mount tests' output lines are prefixed "[fs] ".
+#   * The real-mount tests (fs_*) run after the Check suites, one at a time.  (Running them
+#     alongside the suites saved ~3 min, but one CI run then failed fs_concurrency: an ln of
+#     a file its writer had just made got ENOENT.  Not reproduced in 11 runs alone or under
+#     CPU load; until it is understood, the mounts run as they always passed.)
 #   * sanitize: the model tests run every seed with fewer operations each (KVFS_MODEL_OPS,
 #     KVFS_MODEL_STEPS; the plain stage runs them in full): a memory error shows at its first
 #     occurrence, and every code path the long runs reach is reached by the short ones.
@@ -88,17 +84,13 @@ build() { # dir, cmake args...: configure, then build $targets (default: everyth
 	cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
 }
 
-run_all() { # dir: every test; the real-mount tests (one at a time) alongside the Check suites
-	local dir=$1 rc=0 fs_rc=0 fs_pid
-	ctest --test-dir "$dir" --output-on-failure -R '^fs_' \
-		> >(sed -u 's/^/[fs] /') 2>&1 &
-	fs_pid=$!
-	nice -n 10 ctest --test-dir "$dir" --output-on-failure -j "$jobs" -E '^fs_' || rc=$?
-	wait "$fs_pid" || fs_rc=$?
-	sleep 0.1 # the last "[fs] " lines
+run_all() { # dir: every test: the Check suites two at a time, then the real-mount tests
+	local dir=$1 rc=0 fs_rc=0
+	ctest --test-dir "$dir" --output-on-failure -j "$jobs" -E '^fs_' || rc=$?
 	# the power-cut totals of the crash suites (passing tests' output is otherwise hidden;
 	# ctest's log of the run keeps it)
-	grep -h "power cuts made and verified" "$dir"/Testing/Temporary/LastTest*.log || true
+	grep -h "power cuts made and verified" "$dir"/Testing/Temporary/LastTest.log || true
+	ctest --test-dir "$dir" --output-on-failure -R '^fs_' || fs_rc=$?
 	[ "$rc" -eq 0 ] || echo "FAILED: the Check suites in $dir (ctest exit $rc)"
 	[ "$fs_rc" -eq 0 ] || echo "FAILED: the real-mount tests in $dir (ctest exit $fs_rc)"
 	[ "$rc" -eq 0 ] && [ "$fs_rc" -eq 0 ]
