@@ -162,11 +162,18 @@ int fuzz_wal_one(const uint8_t *data, size_t size)
 			if (wal_recover(w, from, replay_rec, &r3, &end3) != 0)
 				fuzz_fail("log does not recover after an append");
 			wal_close(w);
-			if (r3.n != r2.n + 1 || !r3.last_is_ours || end3 != aend)
+			/* When fewer than a record header's bytes are left in the lap after the
+			 * appended record, that rest is a gap (log.c INV-1) and recovery ends at
+			 * the next lap's start, where the next append goes. */
+			lsn_t want = aend;
+			uint64_t rest = res.ring_bytes - aend % res.ring_bytes;
+			if (rest < WAL_REC_HDR)
+				want = aend + rest;
+			if (r3.n != r2.n + 1 || !r3.last_is_ours || end3 != want)
 				fuzz_fail("after an append at %llu: %llu records (want %llu), end %llu "
 					  "(want %llu), last %s ours", (unsigned long long)end2,
 					  (unsigned long long)r3.n, (unsigned long long)r2.n + 1,
-					  (unsigned long long)end3, (unsigned long long)aend,
+					  (unsigned long long)end3, (unsigned long long)want,
 					  r3.last_is_ours ? "is" : "is not");
 		}
 	}
