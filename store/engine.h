@@ -109,8 +109,12 @@ int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, vo
  * Ordered iteration of one tree over keys in [lo, hi) (NULL/0: open), merging the overlays and
  * the B+tree.  Each step sees the latest committed state after the previous key (not one
  * snapshot for the whole walk): keys added behind the iterator are not seen, keys added ahead
- * are.  engine_iter_next copies the next key and value (up to the caps) and returns 0, or
- * -ENOENT at the end, -EUCLEAN, -ENOMEM; *klen and *vlen receive the full lengths.
+ * are.  (Steps are served from runs read ahead, up to 256 entries or about 64 KiB, which a
+ * commit since their reading invalidates; no transaction or lock is held between steps.)
+ * engine_iter_next copies the next key and value (up to the caps) and returns 0, or -ENOENT at
+ * the end, -EUCLEAN, -ENOMEM (an error met after some entries is returned once they are
+ * out); *klen and *vlen receive the full lengths.  One iterator belongs to one thread at a
+ * time; any number may run at once.
  */
 struct engine_iter;
 int engine_iter_new(struct engine *e, unsigned tree, const void *lo, size_t lolen,

@@ -38,6 +38,7 @@
 #include "store/kvfs.h"
 #include "store/kvfs_env.h"
 #include "store/ns_format.h"
+#include "store/dcache.h"
 
 struct inode {
 	uint64_t ino;
@@ -62,10 +63,21 @@ struct kvfs {
 	uint64_t next_ino;          /* protected by ns_lock */
 	struct open_ref *open_refs; /* protected by ns_lock */
 	/* While a kvfs_batch is being built (ns_lock held): inodes changed by its earlier
-	 * operations, which the engine does not show until the batch commits. */
+	 * operations, which the engine does not show until the batch commits.  Their records
+	 * (and next_ino) are written into the engine batch once, at its end (pending_flush):
+	 * a batch of 1,000 files in one directory logs the directory's inode once, not 1,000
+	 * times. */
 	struct inode **pending;     /* open addressing by ino; cap_pending a power of 2 */
 	size_t n_pending, cap_pending;
 	bool batching;
+	/* Directory dirents for key-path walks (store/dcache.h).  Dirents deleted or replaced by
+	 * the batch being built are noted in dc_pend and invalidated after its commit;
+	 * dc_pend_lost: a note could not be kept (out of memory), so the commit clears the
+	 * cache.  Protected by ns_lock. */
+	struct dcache *dc;
+	struct dc_note { uint64_t parent; size_t len; char name[DCACHE_NAME_MAX]; } *dc_pend;
+	size_t n_dc_pend, cap_dc_pend;
+	bool dc_pend_lost;
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 };
@@ -208,17 +220,35 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 	return 0;
 }
 
-static int inode_put(struct kvfs *fs, struct engine_batch *b, const struct inode *in)
+static int inode_write(struct engine_batch *b, const struct inode *in)
 {
-	if (fs->batching) {
-		int r = pending_note(fs, in);
-		if (r < 0)
-			return r;
-	}
 	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
 	ino_key(k, in->ino);
 	size_t n = inode_encode(in, buf);
 	return engine_batch_put(b, T_INODE, k, 8, buf, n);
+}
+
+/* Write `in` into the batch; while batching, only note it (pending_flush writes it). */
+static int inode_put(struct kvfs *fs, struct engine_batch *b, const struct inode *in)
+{
+	if (fs->batching)
+		return pending_note(fs, in);
+	return inode_write(b, in);
+}
+
+/* The end of a kvfs_batch: the last state of every inode it changed, and next_ino.  An inode
+ * purged in the batch (mode 0) has its delete in the batch already. */
+static int pending_flush(struct kvfs *fs, struct engine_batch *b)
+{
+	for (size_t i = 0; i < fs->cap_pending; i++) {
+		const struct inode *in = fs->pending[i];
+		int r = in && in->mode ? inode_write(b, in) : 0;
+		if (r < 0)
+			return r;
+	}
+	uint8_t v[8];
+	st64(v, fs->next_ino);
+	return engine_batch_put(b, T_SUPER, "next_ino", 8, v, 8);
 }
 
 static void to_stat(const struct inode *in, struct kvfs_stat *st)
@@ -240,10 +270,45 @@ static void to_stat(const struct inode *in, struct kvfs_stat *st)
 
 /* ---- commits ---- */
 
+/* The dirent (parent, name) is deleted or replaced by the batch being built (ns_lock held). */
+static void dc_note(struct kvfs *fs, uint64_t parent, const char *name, size_t len)
+{
+	if (len > DCACHE_NAME_MAX)
+		return; /* never cached */
+	if (fs->n_dc_pend == fs->cap_dc_pend) {
+		size_t cap = fs->cap_dc_pend ? 2 * fs->cap_dc_pend : 16;
+		struct dc_note *p = cap <= 4096 ? realloc(fs->dc_pend, cap * sizeof(*p)) : NULL;
+		if (!p) {
+			fs->dc_pend_lost = true;
+			return;
+		}
+		fs->dc_pend = p;
+		fs->cap_dc_pend = cap;
+	}
+	struct dc_note *n = &fs->dc_pend[fs->n_dc_pend++];
+	n->parent = parent;
+	n->len = len;
+	memcpy(n->name, name, len);
+}
+
+/* After a commit (or its failure): drop the noted dirents from the cache (dcache.h's rule). */
+static void dc_flush(struct kvfs *fs)
+{
+	if (fs->dc_pend_lost)
+		dcache_clear(fs->dc);
+	else
+		for (size_t i = 0; i < fs->n_dc_pend; i++)
+			dcache_invalidate(fs->dc, fs->dc_pend[i].parent, fs->dc_pend[i].name,
+					  fs->dc_pend[i].len);
+	fs->n_dc_pend = 0;
+	fs->dc_pend_lost = false;
+}
+
 static int commit(struct kvfs *fs, struct engine_batch *b)
 {
 	uint64_t lsn;
 	int r = engine_commit(fs->e, b, &lsn);
+	dc_flush(fs);
 	if (r == 0 && fs->sync_writes)
 		r = engine_sync(fs->e, lsn);
 	return r;
@@ -253,6 +318,10 @@ static int alloc_ino(struct kvfs *fs, struct engine_batch *b, uint64_t *ino)
 {
 	uint8_t v[8];
 	*ino = fs->next_ino;
+	if (fs->batching) { /* written once, by pending_flush */
+		fs->next_ino++;
+		return 0;
+	}
 	st64(v, fs->next_ino + 1);
 	int r = engine_batch_put(b, T_SUPER, "next_ino", 8, v, 8);
 	if (r == 0)
@@ -488,6 +557,11 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 	struct kvfs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
+	fs->dc = dcache_new();
+	if (!fs->dc) {
+		free(fs);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&fs->ns_lock, NULL);
 	fs->rdonly = opt->flags & KVFS_RDONLY;
 	fs->sync_writes = opt->flags & KVFS_SYNC_WRITES;
@@ -512,6 +586,7 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 	int r = engine_open(path, &eo, &fs->e);
 	if (r < 0) {
 		pthread_mutex_destroy(&fs->ns_lock);
+		dcache_free(fs->dc);
 		free(fs);
 		return r;
 	}
@@ -552,6 +627,8 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 	if (r < 0) {
 		engine_close(fs->e);
 		pthread_mutex_destroy(&fs->ns_lock);
+		dcache_free(fs->dc);
+		free(fs->dc_pend);
 		free(fs);
 		return r;
 	}
@@ -580,6 +657,8 @@ int kvfs_close(struct kvfs *fs)
 	pthread_mutex_destroy(&fs->ns_lock);
 	pending_clear(fs);
 	free(fs->pending);
+	dcache_free(fs->dc);
+	free(fs->dc_pend);
 	free(fs);
 	return r ? r : r2;
 }
@@ -668,9 +747,11 @@ static int put_dirent(struct engine_batch *b, uint64_t parent, const char *name,
 	return engine_batch_put(b, T_DIRENT, k, dirent_key(k, parent, name, len), v, 9);
 }
 
-static int del_dirent(struct engine_batch *b, uint64_t parent, const char *name, size_t len)
+static int del_dirent(struct kvfs *fs, struct engine_batch *b, uint64_t parent, const char *name,
+		      size_t len)
 {
 	uint8_t k[8 + KVFS_NAME_MAX];
+	dc_note(fs, parent, name, len);
 	return engine_batch_del(b, T_DIRENT, k, dirent_key(k, parent, name, len));
 }
 
@@ -894,7 +975,7 @@ static int remove_name_b(struct kvfs *fs, struct engine_batch *b, uint64_t paren
 		in.nlink--;
 	}
 	in.ctime = now;
-	if ((r = del_dirent(b, parent, name, len)) < 0 ||
+	if ((r = del_dirent(fs, b, parent, name, len)) < 0 ||
 	    (r = touch_dir(fs, b, &dir, now, isdir ? -1 : 0)) < 0)
 		return r;
 	return in.nlink ? inode_put(fs, b, &in) : drop_inode(fs, b, &in);
@@ -1009,6 +1090,8 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 	int64_t now = now_ns();
 	bool same_dir = parent == newparent;
 	if (flags & KVFS_RENAME_EXCHANGE) {
+		dc_note(fs, parent, name, len); /* both names now lead elsewhere */
+		dc_note(fs, newparent, newname, nlen);
 		if ((r = put_dirent(b, parent, name, len, dino, dst.mode)) < 0 ||
 		    (r = put_dirent(b, newparent, newname, nlen, sino, src.mode)) < 0)
 			goto out;
@@ -1047,7 +1130,8 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 			if (r < 0)
 				goto out;
 		}
-		if ((r = del_dirent(b, parent, name, len)) < 0 ||
+		dc_note(fs, newparent, newname, nlen); /* the target, replaced when it existed */
+		if ((r = del_dirent(fs, b, parent, name, len)) < 0 ||
 		    (r = put_dirent(b, newparent, newname, nlen, sino, src.mode)) < 0)
 			goto out;
 		src.ctime = now;
@@ -1643,11 +1727,17 @@ static int walk(struct kvfs *fs, const char *comp[], const size_t clen[], int up
 	for (int i = 0; i < upto; i++) {
 		uint64_t ino;
 		unsigned type;
+		if (dcache_get(fs->dc, cur, comp[i], clen[i], &ino)) {
+			cur = ino;
+			continue;
+		}
+		uint64_t seq = dcache_seq(fs->dc);
 		int r = dirent_get(fs, cur, comp[i], clen[i], &ino, &type);
 		if (r < 0)
 			return r;
 		if (type != DT_DIR)
 			return -ENOTDIR;
+		dcache_add(fs->dc, cur, comp[i], clen[i], ino, seq);
 		cur = ino;
 	}
 	*dir = cur;
@@ -2007,6 +2097,8 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 					       b->ops[i].val, b->ops[i].len, getuid(), getgid(),
 					       false);
 		}
+		if (r == 0)
+			r = pending_flush(fs, eb);
 		if (r == 0)
 			r = commit(fs, eb);
 		fs->batching = false;

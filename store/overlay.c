@@ -349,8 +349,8 @@ int overlay_get(const struct overlay *ov, unsigned tree, const void *key, size_t
 		struct store_val *val)
 {
 	assert(ov);
-	if (klen < 1 || klen > STORE_MAX_KEY || !key)
-		return -ENOENT; /* no entry can have such a key */
+	if (klen < 1 || klen > STORE_MAX_KEY || !key || ov->count == 0)
+		return -ENOENT; /* no entry can have such a key (or none at all: no hashing) */
 	const struct ov_node *x = ov_lookup(ov, ov_hash(tree, key, klen), tree, key, klen);
 	if (!x)
 		return -ENOENT;

@@ -3802,6 +3802,103 @@ static void m_op_sync(struct model *m)
 		MX(kvfs_fsync(m->fs, m->nodes[i].ino), 0);
 }
 
+/*
+ * kvfs_batch: 1..6 operations on distinct names and inodes (two names of one inode would make
+ * the result depend on the batch's key order), each a put (over a regular file, or a new file
+ * in an existing directory) or a delete of a regular file, so that the batch succeeds; then
+ * each name is checked as m_op_put and m_op_delete check theirs.  Inside a batch the
+ * namespace writes each changed inode and next_ino once, at the end (pending_flush): a batch
+ * followed by a reopen and a create shows a lost next_ino as an inode number used twice.
+ */
+static void m_op_batch(struct model *m)
+{
+	struct {
+		struct m_key k;
+		struct m_res res;
+		bool del;
+		size_t len, off;
+	} ops[6];
+	int n = 0, want = 1 + (int)tu_rng_below(&m->r, 6), made = 0;
+	size_t off = 0;
+	struct kvfs_batch *b = kvfs_batch_new();
+	struct kvfs_stat st;
+
+	MA(b != NULL);
+	for (int tries = 0; n < want && tries < 40; tries++) {
+		bool del = tu_rng_chance(&m->r, 1, 3), ok;
+		int name;
+
+		m_key_for(m, E_REG, del ? 80 : 40, &ops[n].k);
+		m_resolve(m, &ops[n].k, &ops[n].res);
+		name = ops[n].k.comp[ops[n].k.n - 1];
+		if (ops[n].res.kind == R_FOUND)
+			ok = m_isreg(m, ops[n].res.node);
+		else
+			ok = !del && ops[n].res.kind == R_MISSING && ops[n].res.at == ops[n].k.n - 1 &&
+			     !(m->nodes[ops[n].res.dir].mode & S_ISGID) &&
+			     m_used(m) + made + 1 <= M_MAX_NODES;
+		for (int j = 0; ok && j < n; j++) /* distinct names and distinct inodes */
+			ok = (ops[j].res.dir != ops[n].res.dir ||
+			      ops[j].k.comp[ops[j].k.n - 1] != name) &&
+			     (ops[j].res.kind != R_FOUND || ops[n].res.kind != R_FOUND ||
+			      ops[j].res.node != ops[n].res.node);
+		if (!ok)
+			continue;
+		ops[n].del = del;
+		ops[n].len = del || tu_rng_chance(&m->r, 1, 8) ? 0 : m_rand_len(m);
+		ops[n].off = off;
+		tu_rng_bytes(&m->r, m->buf + off, ops[n].len);
+		off += ops[n].len;
+		made += ops[n].res.kind == R_MISSING;
+		if (del)
+			MX(kvfs_batch_delete(b, ops[n].k.s), 0);
+		else
+			MX(kvfs_batch_put(b, ops[n].k.s, m->buf + ops[n].off, ops[n].len), 0);
+		n++;
+	}
+	MWHAT("batch of %d (first %s %.120s)", n, n && ops[0].del ? "delete" : "put",
+	      n ? ops[0].k.s : "-");
+	MX(kvfs_batch_commit(m->fs, b), 0);
+	kvfs_batch_free(b);
+	for (int i = 0; i < n; i++) {
+		int name = ops[i].k.comp[ops[i].k.n - 1], dir = ops[i].res.dir, node;
+
+		snprintf(m->what, sizeof(m->what), "batch op %d: %s %.120s", i,
+			 ops[i].del ? "delete" : "put", ops[i].k.s);
+		if (ops[i].del) {
+			m->nodes[dir].ents[name] = -1;
+			m_drop_link(m, ops[i].res.node);
+			MX(kvfs_exists(m->fs, ops[i].k.s), 0);
+			continue;
+		}
+		MX(kvfs_lookup(m->fs, m->nodes[dir].ino, m_names[name], &st), 0);
+		if (ops[i].res.kind == R_FOUND && st.ino == m->nodes[ops[i].res.node].ino) {
+			node = ops[i].res.node; /* replaced in place */
+			m->nodes[node].size = 0;
+		} else {
+			if (ops[i].res.kind == R_FOUND) { /* a new inode took the name */
+				m->nodes[dir].ents[name] = -1;
+				m_drop_link(m, ops[i].res.node);
+			}
+			node = m_new(m, &st, S_IFREG | 0644, m->uid, m->gid);
+			m->nodes[dir].ents[name] = node;
+			m->nodes[node].parent = dir;
+		}
+		m_resize(&m->nodes[node], ops[i].len);
+		memcpy(m->nodes[node].data, m->buf + ops[i].off, ops[i].len);
+		m_check_st(m, node, &st);
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(m->what, sizeof(m->what), "after the batch: %s %.120s",
+			 ops[i].del ? "delete" : "put", ops[i].k.s);
+		m_check_attr(m, ops[i].res.dir);
+		if (!ops[i].del) {
+			MX(kvfs_get(m->fs, ops[i].k.s, m->buf2, ops[i].len + 10), (ssize_t)ops[i].len);
+			MA(memcmp(m->buf2, m->buf + ops[i].off, ops[i].len) == 0);
+		}
+	}
+}
+
 static void m_step(struct model *m)
 {
 	uint64_t c = tu_rng_below(&m->r, 1000);
@@ -3848,8 +3945,10 @@ static void m_step(struct model *m)
 		m_op_lookup(m);
 	else if (c < 810)
 		m_op_readdir(m);
-	else if (c < 870)
+	else if (c < 855)
 		m_op_put(m);
+	else if (c < 870)
+		m_op_batch(m);
 	else if (c < 905)
 		m_op_get(m);
 	else if (c < 935)
