@@ -16,6 +16,24 @@
  * handler here could do no better, since no other host shares the store
  * (tests/fs_ops.sh checks that they exclude).
  *
+ * Link removals and the kernel's nlink (unl_*).  After a successful unlink, and after a rename
+ * that replaced a file, the kernel does not ask for the victim's attributes again: it
+ * decrements its cached i_nlink itself (fuse_entry_unlinked).  An attribute reply for the
+ * same inode that the daemon made after the store's change (nlink already one lower) but that
+ * the kernel applies before that decrement — a getattr, a lookup of another name, a
+ * readdirplus entry, from another process — is counted twice: the cached nlink of a file with
+ * one name left drops to 0, and link(2) of that name fails with ENOENT in the VFS without a
+ * request reaching us (vfs_link refuses an inode with i_nlink 0), until the entry times out.
+ * The kernel drops a reply's attributes when the inode's attr_version moved since the request
+ * was sent; so while a link removal of inode I is in flight, and for UNL_GRACE_NS after its
+ * reply, an attribute reply for I is preceded by fuse_lowlevel_notify_inval_inode(I, -1): the
+ * kernel keeps its own count (which the decrement then makes right) and marks the attributes
+ * stale, to be asked again.  The marks are per bucket of a small table (unl_mark), so an
+ * unrelated inode may share one: that costs it an uncached reply, nothing more.  Directories
+ * are exempt (the kernel clears their nlink, an absolute value), and so are victims whose
+ * last name goes (their nlink is 0 on both sides).  tests/fs_ops.sh "hard links beside
+ * readers" fails without this.
+ *
  * Statistics on demand: SIGUSR1 makes the daemon write one line of kvfs_stats (kvfs.h),
  * "kvfs: stats: files=N dirs=N bytes=N pages_used=N pages_free=N pages_pinned=N log_bytes=N
  * checkpoints=N fdatasync=N syncs=N", to standard error (to syslog in the background, where
@@ -94,6 +112,79 @@ static void to_stat(const struct kvfs_stat *k, struct stat *st)
 	st->st_ctim = ns_ts(k->ctime_ns);
 }
 
+/* ---- link removals in flight (see the header: "Link removals and the kernel's nlink") ---- */
+
+#define UNL_BUCKETS 1024
+/* how long after an unlink's reply the kernel may still be about to decrement its nlink: the
+ * unlinking task does it as soon as it runs again, so this only has to outlast a stall of
+ * that task on a loaded machine */
+#define UNL_GRACE_NS (5 * 1000000000LL)
+
+struct unl_mark {
+	uint32_t n_inflight; /* link removals of an inode of this bucket not yet replied to */
+	int64_t until_ns;    /* CLOCK_MONOTONIC: marked until then after the last reply */
+};
+
+static struct fuse_session *g_se; /* set once before the session loop starts */
+static pthread_mutex_t g_unl_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct unl_mark g_unl[UNL_BUCKETS]; /* protected by g_unl_lock */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static unsigned unl_bucket(uint64_t ino)
+{
+	return (unsigned)((ino * 0x9E3779B97F4A7C15ull) >> 54) % UNL_BUCKETS;
+}
+
+/* Before removing the name `name` of `parent` (unlink, or the target of a rename): when it
+ * names a non-directory with other names, mark its inode so that attribute replies made from
+ * now on cannot undo the kernel's coming decrement.  Returns the bucket + 1 to hand to
+ * unl_end after the reply, or 0 when nothing was marked. */
+static unsigned unl_begin(fuse_ino_t parent, const char *name)
+{
+	struct kvfs_stat k;
+	if (kvfs_lookup(g_fs, parent, name, &k) < 0 || S_ISDIR(k.mode) || k.nlink < 2)
+		return 0;
+	unsigned b = unl_bucket(k.ino);
+	pthread_mutex_lock(&g_unl_lock);
+	g_unl[b].n_inflight++;
+	pthread_mutex_unlock(&g_unl_lock);
+	return b + 1;
+}
+
+/* After the reply to the removal that unl_begin marked (mark = its return value). */
+static void unl_end(unsigned mark)
+{
+	if (mark == 0)
+		return;
+	int64_t until = mono_ns() + UNL_GRACE_NS;
+	pthread_mutex_lock(&g_unl_lock);
+	struct unl_mark *m = &g_unl[mark - 1];
+	m->n_inflight--;
+	if (m->until_ns < until)
+		m->until_ns = until;
+	pthread_mutex_unlock(&g_unl_lock);
+}
+
+/* Before replying with attributes of `ino` read from the store: when a link removal of it may
+ * not have reached the kernel's nlink yet, make the kernel drop this reply's attributes.  Called
+ * after the store was read, so that a removal whose change the read saw is marked already. */
+static void unl_fence(uint64_t ino)
+{
+	pthread_mutex_lock(&g_unl_lock);
+	struct unl_mark *m = &g_unl[unl_bucket(ino)];
+	bool marked = m->n_inflight > 0 || (m->until_ns != 0 && mono_ns() < m->until_ns);
+	pthread_mutex_unlock(&g_unl_lock);
+	/* -ENOENT: the kernel has no such inode cached, so nothing to protect */
+	if (marked && g_se)
+		fuse_lowlevel_notify_inval_inode(g_se, (fuse_ino_t)ino, -1, 0);
+}
+
 static void reply_entry(fuse_req_t req, int r, const struct kvfs_stat *k)
 {
 	if (r < 0) {
@@ -121,6 +212,8 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
+	if (r == 0)
+		unl_fence(k.ino);
 	reply_entry(req, r, &k);
 }
 
@@ -132,6 +225,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -r);
 		return;
 	}
+	unl_fence(ino);
 	struct stat st;
 	to_stat(&k, &st);
 	fuse_reply_attr(req, &st, g_opt.attr_timeout);
@@ -253,7 +347,9 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	unsigned mark = unl_begin(parent, name);
 	fuse_reply_err(req, -kvfs_unlink(g_fs, parent, name));
+	unl_end(mark);
 }
 
 static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -273,7 +369,10 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	/* a replaced target loses a link (RENAME_EXCHANGE replaces nothing) */
+	unsigned mark = kf & KVFS_RENAME_EXCHANGE ? 0 : unl_begin(newparent, newname);
 	fuse_reply_err(req, -kvfs_rename(g_fs, parent, name, newparent, newname, kf));
+	unl_end(mark);
 }
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -526,6 +625,7 @@ static bool fill_add(struct fill *f, const char *name, uint64_t ino, unsigned ty
 			struct kvfs_stat k;
 			if (kvfs_getattr(g_fs, ino, &k) < 0)
 				return true; /* removed meanwhile: skip it */
+			unl_fence(ino);
 			e.ino = k.ino;
 			e.generation = k.generation;
 			e.attr_timeout = g_opt.attr_timeout;
@@ -1080,6 +1180,7 @@ int main(int argc, char *argv[])
 	struct fuse_session *se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), NULL);
 	if (!se)
 		goto out_fs;
+	g_se = se;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_se;
 	if (fuse_session_mount(se, opts.mountpoint) != 0)

@@ -14,7 +14,10 @@
 #     copies them;
 #   * locks: flock(1) between processes (-n fails while held, -w waits), flock(2) per open file,
 #     fcntl/lockf byte ranges between a parent and a child with F_GETLK — identical to the plain
-#     directory's; no lock request reaches the daemon (the kernel keeps them: man/kvfs.1 "Locks").
+#     directory's; no lock request reaches the daemon (the kernel keeps them: man/kvfs.1 "Locks");
+#   * hard links beside readers: writers move files by `ln A B && rm A` and rename other files
+#     over their second names while readers stat and list; no ln may fail (the kernel's cached
+#     nlink after an unlink or a replacing rename: fs/kvfs.c "Link removals").
 # Exit 77: FUSE unusable here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -285,6 +288,68 @@ check "no lock request reached the daemon (the kernel keeps locks locally)" \
 	bash -c '! grep -Eq "opcode: (GETLK|SETLK|SETLKW|FLOCK)" "$1"' _ "$AUX/daemon.log"
 
 check "unmount" fs_umount "$M"
+
+# ---- hard links beside readers.  After an unlink, and after a rename that replaces a file, the
+# kernel decrements its cached nlink itself; an attribute reply made after the store's change
+# but applied before that decrement (a reader's stat, lookup or readdirplus) would count it
+# twice: nlink 0 on a file that still has a name, and link(2) of that name fails with ENOENT in
+# the VFS, no request reaching the daemon (fs/kvfs.c "Link removals and the kernel's nlink";
+# fs_concurrency's `ln` failed so once).  4 writers move a file around by `ln A B && rm A`,
+# names coming back, and now and then give it a second name and rename another file over it;
+# 2 readers stat and list everything meanwhile.  Without the daemon's fence every writer
+# failed within a second or two.  KVFS_OPS_LINK_SECONDS changes the duration (default 6).
+echo "== hard links beside readers (the kernel's nlink after unlink and rename)"
+mkdir "$T/ln"
+if fs_mount "$T/ln.kvfs" "$T/ln"; then
+	L=$T/ln LSECS=${KVFS_OPS_LINK_SECONDS:-6}
+	mkdir "$L/d0" "$L/d1" "$L/d2" "$L/d3"
+	ln_writer() { # W: stops at the first failed step, with its message on stderr
+		local w=$1 end=$((EPOCHSECONDS + LSECS)) cur nx n=0 links
+		RANDOM=$w
+		echo "w$w" >"$L/d0/f$w"
+		cur=d0/f$w
+		while [ "$EPOCHSECONDS" -lt "$end" ]; do
+			nx=d$((RANDOM % 4))/l$((RANDOM % 2))-f$w
+			[ "$nx" = "$cur" ] && continue
+			{ ln "$L/$cur" "$L/$nx" && rm "$L/$cur"; } || return 1
+			cur=$nx n=$((n + 1))
+			if [ $((n % 2)) -eq 0 ]; then # a second name elsewhere, then a rename over it
+				nx=d$(( (${cur:1:1} + 1 + RANDOM % 3) % 4 ))/r-f$w
+				{ ln "$L/$cur" "$L/$nx" && printf t >"$L/$nx.t" &&
+					mv "$L/$nx.t" "$L/$nx" && rm "$L/$nx"; } || return 1
+			fi
+		done
+		links=$(stat -c %h "$L/$cur")
+		[ "$links" = 1 ] || { echo "writer $w: $cur has $links links" >&2; return 1; }
+		[ "$(cat "$L/$cur")" = "w$w" ] || { echo "writer $w: $cur: other bytes" >&2; return 1; }
+		echo "$n" >"$AUX/ln.$w"
+	}
+	ln_reader() {
+		while [ ! -e "$AUX/ln.stop" ]; do
+			stat "$L"/d*/* >/dev/null 2>&1 || true
+			ls -laR "$L" >/dev/null 2>&1 || true
+		done
+	}
+	ln_pids=() ln_rpids=()
+	for w in 1 2 3 4; do
+		( set +e; ln_writer "$w" ) 2>"$AUX/ln.err.$w" &
+		ln_pids+=($!)
+	done
+	for _ in 1 2; do ( set +e; ln_reader ) & ln_rpids+=($!); done
+	ln_bad=0
+	for p in "${ln_pids[@]}"; do wait "$p" || ln_bad=$((ln_bad + 1)); done
+	touch "$AUX/ln.stop"
+	for p in "${ln_rpids[@]}"; do wait "$p" || true; done
+	ln_moves=0
+	for f in "$AUX"/ln.[1-4]; do [ -f "$f" ] && ln_moves=$((ln_moves + $(cat "$f"))); done
+	echo "    $ln_moves moves in $LSECS s"
+	cat "$AUX"/ln.err.* | head -n 4 | sed 's/^/    /'
+	check_eq "hard links beside readers: writers that failed (ln, mv, rm, or the links at the end)" \
+		0 "$ln_bad"
+	check "unmount" fs_umount "$L"
+else
+	check "mount for the hard-link test" false
+fi
 
 # ---- with the writeback cache, written bytes may be in the kernel only: never a hole
 echo "== lseek and cp with -o writeback"
