@@ -1080,13 +1080,74 @@ static void engine_free(struct engine *e)
 	free(e);
 }
 
+/*
+ * The log's ring, sized to the store (as mke2fs sizes ext4's journal to the file system).
+ * The ring costs its whole size on disk from the start (it is preallocated), and what it buys
+ * is room: a checkpoint starts when the log is half full (ck_due) or the overlay holds
+ * ckpt_overlay_bytes, and writers go on appending into the other half while it runs; they
+ * wait for room (wal_append) only if they fill it before the checkpoint ends.  A checkpoint
+ * takes longer the larger the tree, so a small store needs little room and a large one more:
+ *   target = data file bytes / 8, rounded up to a MiB, within [lo, hi], where
+ *   lo = max(2 x ckpt_overlay_bytes, RING_FLOOR) and hi = max(4 x ckpt_overlay_bytes, lo)
+ * (with the defaults 36 to 64 MiB; 64 MiB, the old fixed size, from a 512 MiB data file on).
+ * RING_FLOOR: every record must fit in half the ring (wal_append, -EFBIG), and the largest
+ * change the library makes as one record is a 16 MiB put (namespace.c PUT_ATOMIC_MAX):
+ * 4096 blocks of 4096 bytes at 4120 bytes each in the record, 16.1 MiB, plus the deletes of
+ * the blocks of a file it replaces (24 bytes per 4 KiB) and a few inode and dirent ops; a
+ * 32 MiB ring (16 MiB halves) would refuse every 16 MiB put.  36 MiB leaves 1.9 MiB for those:
+ * the replacement of a file of up to about 300 MiB in one put, and a kvfs-bench fill batch of
+ * 16 MiB of values of 4 KiB or more.  Over data file / 8, the log never costs more than an
+ * eighth of the data file, except under the floor; a checkpoint of a large store gets up to
+ * 4 x ckpt_overlay_bytes of room, as before.  The ring changes only while the log is empty
+ * (wal_resize): at clean close after the final checkpoint, and at open when recovery found
+ * nothing to replay, and only when the target differs from the ring by more than a quarter
+ * (so a store whose size hovers near a boundary does not rewrite its log at every open).  An
+ * explicit opt->log_ring_bytes is the ring of a new log and is never changed.
+ */
+#define RING_FLOOR (36ull << 20)
+
+static uint64_t ring_target(const struct engine_options *opt, uint64_t data_bytes)
+{
+	uint64_t ck = opt && opt->ckpt_overlay_bytes ? opt->ckpt_overlay_bytes :
+		      ENGINE_DEFAULT_CKPT_BYTES;
+	uint64_t lo = 2 * ck > RING_FLOOR ? 2 * ck : RING_FLOOR;
+	uint64_t hi = 4 * ck > lo ? 4 * ck : lo;
+	uint64_t t = (data_bytes / 8 + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+	t = t < lo ? lo : t > hi ? hi : t;
+	return t > WAL_MAX_RING ? WAL_MAX_RING : t;
+}
+
 uint64_t engine_log_ring_bytes(const struct engine_options *opt)
 {
 	if (opt && opt->log_ring_bytes)
 		return opt->log_ring_bytes;
-	uint64_t ck = opt && opt->ckpt_overlay_bytes ? opt->ckpt_overlay_bytes :
-		      ENGINE_DEFAULT_CKPT_BYTES;
-	return 4 * ck < WAL_DEFAULT_RING ? WAL_DEFAULT_RING : 4 * ck;
+	return ring_target(opt, 0); /* a new store's: the smallest */
+}
+
+/*
+ * While the log is empty and its size automatic: resize the ring to the store's target when
+ * it is more than a quarter off, else (`reset`) renew the salt as wal_reset does.  0, or
+ * wal_resize's / wal_reset's error; -ENOSPC from growing is not one (the ring stays).
+ */
+static int ring_fit(struct engine *e, bool reset)
+{
+	struct store_stat ss;
+	struct wal_stat ws;
+	int r;
+
+	if (!e->opt.log_ring_bytes && store_stat(e->st, &ss) == 0) {
+		uint64_t t = ring_target(&e->opt, ss.file_bytes);
+		wal_stat(e->wal, &ws);
+		uint64_t d = t > ws.ring_bytes ? t - ws.ring_bytes : ws.ring_bytes - t;
+		if (4 * d > ws.ring_bytes) {
+			r = wal_resize(e->wal, t); /* a new salt too */
+			if (r != -ENOSPC)
+				return r;
+			eng_logf(e, "the log ring stays %llu bytes (the disk has no room for %llu)",
+				 (unsigned long long)ws.ring_bytes, (unsigned long long)t);
+		}
+	}
+	return reset ? wal_reset(e->wal) : 0;
 }
 
 int engine_open(const char *path, const struct engine_options *opt, struct engine **out)
@@ -1108,7 +1169,7 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 		e->opt.ckpt_interval_ms = 30000;
 	if (!e->opt.mem_limit)
 		e->opt.mem_limit = 4 * e->opt.ckpt_overlay_bytes;
-	e->opt.log_ring_bytes = engine_log_ring_bytes(&e->opt);
+	/* e->opt.log_ring_bytes stays the caller's: 0 means sized to the store (ring_fit) */
 	e->rdonly = opt->flags & STORE_RDONLY;
 	pthread_mutex_init(&e->ck_run_lock, NULL);
 	pthread_mutex_init(&e->commit_lock, NULL);
@@ -1153,7 +1214,8 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 	}
 	struct wal_options wo = {
 		.io = opt->io, .create = !e->rdonly, .rdonly = e->rdonly,
-		.ring_bytes = e->opt.log_ring_bytes, .log = opt->log, .log_ctx = opt->log_ctx,
+		.ring_bytes = engine_log_ring_bytes(&e->opt), .log = opt->log,
+		.log_ctx = opt->log_ctx,
 	};
 	if (exists && !e->rdonly) {
 		/* An existing store whose log is gone: the records after its last checkpoint (if
@@ -1185,6 +1247,10 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 		if (r < 0)
 			goto fail;
 		atomic_store(&e->last_lsn, end);
+		/* Nothing to replay: the log is empty, the time to size its ring to the store
+		 * (a store that grew or shrank since, or a log of an older default size). */
+		if (!e->rdonly && wal_used(e->wal) == 0 && (r = ring_fit(e, false)) < 0)
+			goto fail;
 	}
 	if (!e->rdonly && !opt->no_checkpoint_thread) {
 		if (pthread_create(&e->thread, NULL, ck_thread, e) != 0) {
@@ -1220,7 +1286,7 @@ int engine_close(struct engine *e)
 		if (r == 0 && atomic_load(&e->failed))
 			r = -EIO;
 		if (r == 0 && wal_used(e->wal) == 0)
-			r = wal_reset(e->wal); /* a new salt: nothing before can replay */
+			r = ring_fit(e, true); /* a new salt (and a ring sized to the store) */
 	}
 	engine_free(e);
 	return r;

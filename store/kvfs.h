@@ -48,7 +48,9 @@ struct kvfs;
 struct kvfs_options {
 	unsigned flags;
 	mode_t mode;                   /* permissions of created store files; 0: 0644 */
-	uint64_t checkpoint_bytes;     /* checkpoint when the overlay holds this much; 0: 16 MiB */
+	uint64_t checkpoint_bytes;     /* checkpoint when the overlay holds this much; 0: 16 MiB.
+					  also bounds the log's ring, sized to the data file:
+					  from 2 x this (at least 36 MiB) to 4 x this */
 	uint64_t checkpoint_interval_ms; /* and at least this often; 0: 30 s */
 	uint64_t memory_limit;         /* overlay bytes at which writers wait; 0: 4 x checkpoint */
 	/* diagnostics, one line each (no newline); NULL: stderr */

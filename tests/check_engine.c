@@ -17,6 +17,12 @@
  *                 after engine_sync, or reboot of a live machine with the engine never closed);
  *                 sync_every_write; read-only open; a failed log write or sync failing the
  *                 engine.
+ *   ring          the log's ring sized to the store: a new store gets the smallest automatic
+ *                 ring (36 MiB), one grown to 400 MiB a bigger one at its next close, and
+ *                 after every clean close the ring is within a quarter of the data file's
+ *                 target (POSIX files); an explicit ring never changes; the
+ *                 ring changes at an open only when nothing is replayed, else at the close
+ *                 after it; the log file always holds exactly its ring (io_fault).
  *   model         random batches (1..20 puts/deletes, keys 1..200 B from 256 per tree, values
  *                 0..64 KiB) over 3 trees, random gets (short buffers too), bounded iterations
  *                 (a quarter with commits and checkpoints between steps), engine_sync,
@@ -2749,6 +2755,186 @@ START_TEST(test_backpressure)
 }
 END_TEST
 
+/* ---- ring: the log's ring sized to the store (engine.c ring_target, ring_fit) ---------- */
+
+#define MIB (1ull << 20)
+#define RING_LO (36 * MIB) /* engine.c RING_FLOOR: the default options' smallest ring */
+
+/* The automatic ring for a data file of `bytes` with the default options (engine.c
+ * ring_target, written out again here): bytes / 8 rounded up to a MiB, within 36..64 MiB. */
+static uint64_t ring_model(uint64_t bytes)
+{
+	uint64_t t = (bytes / 8 + MIB - 1) / MIB * MIB;
+
+	return t < RING_LO ? RING_LO : t > 64 * MIB ? 64 * MIB : t;
+}
+
+/* After a clean close and reopen with an automatic ring: the ring is the target for the data
+ * file, or within a quarter of it (not worth rewriting the log); the log file holds it. */
+static uint64_t ring_fits(struct tu_env *env, struct engine *e, const char *what)
+{
+	struct engine_stat s = estat(e);
+	uint64_t t = ring_model(s.store.file_bytes), r = s.log_ring_bytes;
+	uint64_t d = t > r ? t - r : r - t;
+	int64_t size;
+
+	TU_ASSERT(r == t || 4 * d <= r, "%s: ring %" PRIu64 " for a data file of %" PRIu64
+		  " bytes (target %" PRIu64 ")", what, r, s.store.file_bytes, t);
+	if (env->fault) {
+		size = io_fault_file_size(env->m, wal_path(env->path));
+	} else {
+		struct stat sb;
+		TU_ASSERT(stat(wal_path(env->path), &sb) == 0, "%s", "stat STORE-wal");
+		size = sb.st_size;
+	}
+	TU_ASSERT_EQ((uint64_t)size, WAL_HDR_SIZE + r, "%s: log file size", what);
+	return r;
+}
+
+/* A new store's log gets the smallest automatic ring; one that grew past 8 x 45 MiB gets a
+ * bigger one at its next clean close (never while open), one that shrank a smaller one; an
+ * explicit log_ring_bytes never changes an existing log.  POSIX files (400 MiB). */
+START_TEST(test_ring_grows)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine *e;
+	struct engine_batch *b = engine_batch_new();
+	uint8_t *v = malloc(ENGINE_MAX_VALUE), *got = malloc(ENGINE_MAX_VALUE);
+	const int n = 400;
+	char k[16];
+	size_t vlen;
+
+	TU_ASSERT(b && v && got, "%s", "out of memory");
+	tu_env_posix(&env);
+	memset(&o, 0, sizeof(o));
+	o.flags = STORE_CREATE;
+	o.log = tu_log_cb;
+	TU_ASSERT_EQ(engine_log_ring_bytes(&o), RING_LO, "%s", "a new store's ring");
+	TU_ASSERT_EQ(engine_log_ring_bytes(NULL), RING_LO, "%s", "a new store's ring (NULL)");
+	e = eopen_ok(&env, &o);
+	TU_ASSERT_EQ(ring_fits(&env, e, "new store"), RING_LO, "%s", "new store");
+	for (int i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "k%04d", i);
+		tf_value_fill(v, ENGINE_MAX_VALUE, (uint64_t)i);
+		bput(b, 0, k, strlen(k), v, ENGINE_MAX_VALUE);
+		commit_ok(e, b);
+		engine_batch_clear(b);
+	}
+	struct engine_stat s = estat(e);
+	TU_ASSERT_EQ(s.log_ring_bytes, RING_LO, "%s", "the ring does not change while open");
+	eclose_ok(e);
+
+	o.flags = 0;
+	e = eopen_ok(&env, &o);
+	s = estat(e);
+	TU_ASSERT(s.store.file_bytes >= (uint64_t)n * MIB, "data file %" PRIu64 " bytes",
+		  s.store.file_bytes);
+	uint64_t grown = ring_fits(&env, e, "after growing");
+	TU_ASSERT(grown > RING_LO, "ring %" PRIu64 " after growing to %" PRIu64 " bytes", grown,
+		  s.store.file_bytes);
+	OK(engine_get(e, 0, "k0399", 5, got, ENGINE_MAX_VALUE, &vlen));
+	TU_ASSERT(vlen == ENGINE_MAX_VALUE && tf_value_check(got, vlen, 399), "%s", "a value");
+	eclose_ok(e);
+
+	/* An explicit ring is the ring of a new log only: this one keeps its size. */
+	o.log_ring_bytes = 4 * MIB;
+	e = eopen_ok(&env, &o);
+	TU_ASSERT_EQ(estat(e).log_ring_bytes, grown, "%s", "explicit log_ring_bytes, existing log");
+	eclose_ok(e);
+	o.log_ring_bytes = 0;
+
+	/* Empty the store: the ring follows the data file, which shrinks only where its tail is
+	 * free (here it keeps its size: the ring stays). */
+	e = eopen_ok(&env, &o);
+	for (int i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "k%04d", i);
+		bdel(b, 0, k, strlen(k));
+	}
+	commit_ok(e, b);
+	OK(engine_checkpoint(e));
+	OK(engine_checkpoint(e));
+	eclose_ok(e);
+	e = eopen_ok(&env, &o);
+	uint64_t after = ring_fits(&env, e, "after emptying");
+	fprintf(stderr, "engine ring: new %llu MiB, %d MiB of values %llu MiB, emptied %llu MiB "
+		"(data file %llu MiB)\n", (unsigned long long)(RING_LO / MIB), n,
+		(unsigned long long)(grown / MIB), (unsigned long long)(after / MIB),
+		(unsigned long long)(estat(e).store.file_bytes / MIB));
+	eclose_ok(e);
+	engine_batch_free(b);
+	free(v);
+	free(got);
+	tu_env_fini(&env);
+}
+END_TEST
+
+/* The ring changes only while the log is empty: at open when there is nothing to replay (here
+ * a store created with a 1 MiB ring, reopened with an automatic one), not at an open that
+ * replays records (power cut after engine_sync), then at the clean close after it.  io_fault. */
+START_TEST(test_ring_open)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine *e;
+
+	tu_env_fault(&env, 31);
+	memset(&o, 0, sizeof(o));
+	o.flags = STORE_CREATE;
+	o.io = tu_env_io(&env);
+	o.log = tu_log_cb;
+	o.no_checkpoint_thread = true;
+	o.log_ring_bytes = WAL_MIN_RING;
+	e = eopen_ok(&env, &o);
+	commit1(e, 0, "a", NULL);
+	TU_ASSERT_EQ(estat(e).log_ring_bytes, WAL_MIN_RING, "%s", "as asked");
+	eclose_ok(e);
+
+	o.flags = 0;
+	o.log_ring_bytes = 0;
+	e = eopen_ok(&env, &o);
+	TU_ASSERT_EQ(ring_fits(&env, e, "reopened, automatic"), RING_LO, "%s",
+		     "grown at open: the log was empty");
+	get_str(e, 0, "a", "v");
+	/* a batch over half the old ring fits now */
+	{
+		struct engine_batch *b = engine_batch_new();
+		uint8_t *v = calloc(1, ENGINE_MAX_VALUE);
+		TU_ASSERT(b && v, "%s", "out of memory");
+		bput(b, 0, "big", 3, v, ENGINE_MAX_VALUE);
+		commit_ok(e, b);
+		engine_batch_free(b);
+		free(v);
+	}
+	OK(engine_checkpoint(e));
+	commit1(e, 0, "b", NULL);
+	OK(engine_sync(e, 0));
+	io_fault_set_cut_mode(env.m, IO_CUT_DROP_ALL);
+	io_fault_power_cut(env.m);
+	TU_ASSERT(engine_close(e) < 0, "%s", "engine_close on a dead machine");
+	tu_env_reboot(&env, 32);
+	o.io = tu_env_io(&env);
+
+	/* checkpoints of 32 MiB: the smallest ring is now 64 MiB, but the log holds "b" */
+	o.ckpt_overlay_bytes = 32 * MIB;
+	e = eopen_ok(&env, &o);
+	struct engine_stat s = estat(e);
+	TU_ASSERT(s.log_bytes > 0 && s.log_ring_bytes == RING_LO, "replayed %" PRIu64 " bytes, "
+		  "ring %" PRIu64, s.log_bytes, s.log_ring_bytes);
+	get_str(e, 0, "b", "v");
+	eclose_ok(e);
+	e = eopen_ok(&env, &o);
+	s = estat(e);
+	TU_ASSERT_EQ(s.log_ring_bytes, 64 * MIB, "%s", "resized at the clean close");
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(env.m, wal_path(env.path)),
+		     WAL_HDR_SIZE + 64 * MIB, "%s", "log file size");
+	get_str(e, 0, "a", "v");
+	get_str(e, 0, "b", "v");
+	eclose_ok(e);
+	tu_env_fini(&env);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------------------- */
 
 static Suite *engine_suite(void)
@@ -2769,6 +2955,12 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_rdonly);
 	tcase_add_test(tc, test_failed_engine);
 	tcase_add_test(tc, test_efbig);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ring");
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_ring_grows);
+	tcase_add_test(tc, test_ring_open);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("model");

@@ -7,22 +7,31 @@
  *                arithmetic against a model (pad records, gaps, several laps of random sizes);
  *                release lets appends continue; a full ring makes an append wait for release
  *                (and for a failure); -EFBIG/-EINVAL/-EROFS/-ENOENT; ring rounding; reset
- *                renews the salt (-EBUSY when not empty).
+ *                renews the salt (-EBUSY when not empty); resize grows and shrinks the ring
+ *                (header, file size, salt, half-ring limit; records after it replay after a
+ *                power cut, none from before; -EBUSY/-EINVAL/-EROFS).
  *   log          what recovery must refuse: a torn tail; a stale record of an earlier lap (LSN)
  *                and of before a reset (salt); a bad checksum in the middle, then appends
  *                overwrite from there without the old records after it coming back (INV-5 of
  *                log.c); bad headers (-EUCLEAN, -EINVAL, -EPROTONOSUPPORT) and interrupted
  *                creations; crafted records with valid checksums but impossible sizes; random
- *                garbage in the ring (no crash, a bounded replay, appends continue).
+ *                garbage in the ring (no crash, a bounded replay, appends continue); a file
+ *                longer than its ring (inspection says so, a writable open trims it).
  *   crash        on io_fault, power cut at every sync point of a writer, for several seeds and
  *                all three cut modes: every record whose wal_sync returned is recovered with
  *                its payload, the recovered records are exactly a prefix of the appended ones;
  *                then a second session appends records of the lost records' sizes (to realign
- *                with any stale record) and is cut again: still a prefix.
+ *                with any stale record) and is cut again: still a prefix.  A resize (grow and
+ *                shrink, over a ring full of released records) cut at each of its syncs and
+ *                after it, in all three modes: wal_inspect sees the old or the new ring over a
+ *                file holding it, nothing to replay, torn or stale; a writable open trims the
+ *                file; records appended after it are exactly what the next recovery gives.
  *   fault        fail the Nth I/O call with EIO/ENOSPC/short write (N = 1, 2, ... until the
  *                operation succeeds) in creation, in a writer's appends and syncs, and in
  *                recovery's erasing writes: the error is returned, the log is failed after,
- *                it reopens, and recovery gives a prefix holding every synced record.
+ *                it reopens, and recovery gives a prefix holding every synced record.  In a
+ *                resize: a failed allocation keeps the old ring and the log usable, a failed
+ *                truncate is only logged, any other failure fails the log; it reopens.
  *   groupcommit  16 threads append and wal_wait_durable 200 times each on a POSIX file:
  *                everything is recovered, and fdatasync runs far fewer times than commits.
  *   inspect      wal_inspect (kvfs-check's read-only walk): on a sound log it reports the
@@ -2318,6 +2327,394 @@ START_TEST(inspect_header)
 }
 END_TEST
 
+/* ---- resize: wal_resize (log.c INV-7) ------------------------------------------------------ */
+
+#define BIG_RING (4 * RING)
+
+/* append_ok for a log whose ring is `ring` bytes (the model places records in it). */
+static void append_ring_ok(struct wal *w, uint64_t ring, struct recs *rs, lsn_t *model_end,
+			   unsigned type, const uint8_t *p, size_t len)
+{
+	lsn_t rec_end, lsn = model_place(ring, *model_end, len, &rec_end), end = 0;
+	int rc = append_split(w, type, p, len, &end);
+
+	TU_ASSERT_EQ(rc, 0, "append of %zu bytes (ring %" PRIu64 ")", len, ring);
+	TU_ASSERT_EQ(end, rec_end, "end of a %zu-byte record appended at %" PRIu64 " (ring %"
+		     PRIu64 ")", len, *model_end, ring);
+	recs_add(rs, lsn, rec_end, type, p, len);
+	*model_end = rec_end;
+}
+
+static uint64_t header_ring(struct io_fault *m)
+{
+	uint8_t h[HDR];
+
+	TU_ASSERT_EQ(io_fault_peek(m, LOGF, 0, h, HDR), 0, "%s", "peek header");
+	return ld64(h + 24);
+}
+
+/* A new log of `ring` bytes on m holding random records over 1.3 laps, every one released
+ * (the state in which the engine resizes: old records of the right salt all over the ring);
+ * each released as soon as appended.  *end: the log's end. */
+static struct wal *log_released(struct io_fault *m, struct tu_rng *r, uint64_t ring,
+				struct recs *app, lsn_t *end)
+{
+	struct wal *w = NULL;
+	static uint8_t buf[3000];
+
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, true, false, ring, &w), 0, "%s", "create");
+	*end = 0;
+	while (*end < ring + ring * 3 / 10) {
+		size_t len = tu_rng_below(r, sizeof(buf) + 1);
+
+		tu_rng_bytes(r, buf, len);
+		append_ring_ok(w, ring, app, end, 1 + (unsigned)tu_rng_below(r, 5), buf, len);
+		wal_release(w, *end);
+	}
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	return w;
+}
+
+/* Grow and shrink: the header, the file's size, the salt; records over half the old ring fit
+ * after growing and not after shrinking; appends after each resize replay after a power cut,
+ * none from before; the errors. */
+START_TEST(core_resize)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 30);
+	struct io_fault *m = machine(seed);
+	struct recs app = { 0 }, app2 = { 0 }, got = { 0 };
+	struct wal_inspect_result res;
+	struct wal_stat st;
+	struct tu_rng r;
+	struct wal *w;
+	lsn_t e0, e, e1;
+	uint64_t salt0;
+	uint8_t *big = malloc(RING);
+	static uint8_t buf[3000];
+
+	TU_ASSERT(big != NULL, "%s", "out of memory");
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	w = log_released(m, &r, RING, &app, &e0);
+	salt0 = header_salt(m);
+	TU_ASSERT_EQ(wal_resize(w, 0), -EINVAL, "%s", "0 bytes");
+	TU_ASSERT_EQ(wal_resize(w, WAL_MAX_RING + 1), -EINVAL, "%s", "over WAL_MAX_RING");
+	e = e0;
+	append_ok(w, &app, &e, 2, (const uint8_t *)"busy", 4);
+	TU_ASSERT_EQ(wal_resize(w, BIG_RING), -EBUSY, "%s", "not empty");
+	wal_release(w, e);
+
+	/* grow (rounded up to 4096) */
+	TU_ASSERT_EQ(wal_resize(w, BIG_RING - 100), 0, "%s", "grow");
+	e1 = e;
+	wal_stat(w, &st);
+	TU_ASSERT(st.ring_bytes == BIG_RING && st.end == e1 && st.durable == e1 &&
+		  st.released == e1, "ring %" PRIu64 " end %" PRIu64 " durable %" PRIu64,
+		  st.ring_bytes, st.end, st.durable);
+	TU_ASSERT_EQ(header_ring(m), BIG_RING, "%s", "header ring_bytes");
+	TU_ASSERT(header_salt(m) != salt0, "%s", "a new salt");
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF), HDR + BIG_RING, "%s", "file size");
+	/* a record of half the old ring fits now, across the new ring's first lap end too */
+	tu_rng_bytes(&r, big, RING);
+	append_ring_ok(w, BIG_RING, &app2, &e, 3, big, RING - WAL_REC_HDR);
+	while (e < e1 + BIG_RING + 5000) {
+		size_t len = tu_rng_below(&r, sizeof(buf) + 1);
+
+		tu_rng_bytes(&r, buf, len);
+		append_ring_ok(w, BIG_RING, &app2, &e, 4, buf, len);
+		if (e - e1 > BIG_RING / 2)
+			wal_release(w, app2.v[app2.n / 2].lsn);
+	}
+	wal_stat(w, &st);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	io_fault_power_cut(m);
+	wal_close(w);
+	m = reboot(m, seed + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, st.released, &got), e, "%s", "end after growing");
+	expect_prefix(&got, &app2, first_at(&app2, st.released), "after growing");
+	TU_ASSERT_EQ(got.n, app2.n - first_at(&app2, st.released), "%s", "every record");
+	wal_release(w, e);
+
+	/* nothing from before the resize validates: an old record's place, read-only */
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), app.v[app.n - 2].lsn, NULL, NULL, &res), 0,
+		     "%s", "inspect at an old record");
+	TU_ASSERT(res.n_records == 0 && !res.long_file && !res.short_file, "%" PRIu64
+		  " records from an LSN before the resize", res.n_records);
+
+	/* shrink */
+	salt0 = header_salt(m);
+	TU_ASSERT_EQ(wal_resize(w, RING), 0, "%s", "shrink");
+	e1 = e;
+	TU_ASSERT_EQ(header_ring(m), RING, "%s", "header ring_bytes");
+	TU_ASSERT(header_salt(m) != salt0, "%s", "a new salt");
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF), HDR + RING, "%s", "truncated");
+	TU_ASSERT_EQ(wal_append(w, 1, &(struct iovec){ big, RING / 2 }, 1, NULL), -EFBIG, "%s",
+		     "over half the new ring");
+	recs_free(&app2);
+	while (e < e1 + 2 * RING) {
+		size_t len = tu_rng_below(&r, sizeof(buf) + 1);
+
+		tu_rng_bytes(&r, buf, len);
+		append_ring_ok(w, RING, &app2, &e, 5, buf, len);
+		if (e - e1 > RING / 2)
+			wal_release(w, app2.v[app2.n - 20].lsn);
+	}
+	wal_stat(w, &st);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	io_fault_set_cut_mode(m, IO_CUT_RANDOM);
+	io_fault_power_cut(m);
+	wal_close(w);
+	m = reboot(m, seed + 2);
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF), HDR + RING, "%s", "after a cut");
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, st.released, &got), e, "%s", "end after shrinking");
+	expect_prefix(&got, &app2, first_at(&app2, st.released), "after shrinking");
+	TU_ASSERT_EQ(got.n, app2.n - first_at(&app2, st.released), "%s", "every record");
+	wal_close(w);
+
+	/* read-only; not recovered */
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, true, 0, &w), 0, "%s", "read-only");
+	TU_ASSERT_EQ(wal_resize(w, BIG_RING), -EROFS, "%s", "read-only");
+	wal_close(w);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(wal_resize(w, BIG_RING), -EINVAL, "%s", "before wal_recover");
+	TU_ASSERT_EQ(wal_reset(w), -EINVAL, "%s", "reset before wal_recover");
+	TU_ASSERT_EQ(header_ring(m), RING, "%s", "untouched");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&app2);
+	recs_free(&got);
+	free(big);
+	tu_seed_end();
+}
+END_TEST
+
+/* A file longer than its ring (what a crash in a resize leaves): inspection says so and finds
+ * the log sound; a read-only open leaves it; a writable open trims it. */
+START_TEST(log_long_file)
+{
+	struct io_fault *m = machine(33);
+	struct wal_inspect_result res;
+	struct recs app = { 0 }, got = { 0 };
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+	static const uint8_t junk[4096] = { 1, 2, 3 };
+	lsn_t end = 0;
+
+	append_ok(w, &app, &end, 1, (const uint8_t *)"kept", 4);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	wal_close(w);
+	TU_ASSERT_EQ(io_fault_poke(m, LOGF, HDR + RING + 8192, junk, sizeof(junk)), 0, "%s",
+		     "extend");
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), 0, NULL, NULL, &res), 0, "%s", "inspect");
+	TU_ASSERT(res.long_file && !res.short_file && res.n_records == 1 &&
+		  res.tail == WAL_TAIL_END && res.n_stale == 0, "long %d short %d records %"
+		  PRIu64, res.long_file, res.short_file, res.n_records);
+	TU_ASSERT_EQ(wopen(io_fault_env(m), LOGF, false, true, 0, &w), 0, "%s", "read-only");
+	wal_close(w);
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF), HDR + RING + 8192 + 4096, "%s",
+		     "read-only: untouched");
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF), HDR + RING, "%s", "trimmed");
+	TU_ASSERT_EQ(recover_ok(w, 0, &got), end, "%s", "end");
+	expect_prefix(&got, &app, 0, "long file");
+	TU_ASSERT_EQ(got.n, 1, "%s", "the record");
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&got);
+}
+END_TEST
+
+/* One cut during a resize from `from_ring` to `to_ring`: power cut at the kth sync from the
+ * resize on (k past the resize's syncs: after it returned, its truncate maybe pending).  Then
+ * the checker's view (wal_inspect: the old or the new ring, a file holding all of it, nothing
+ * to replay, nothing torn or stale), a writable open (trims), recovery from the end at the
+ * resize (nothing), and a session whose synced records are exactly what the next recovery
+ * gives.  Returns true when the cut fell inside the resize. */
+static bool resize_cut(uint64_t seed, uint64_t from_ring, uint64_t to_ring,
+		       enum io_fault_cut_mode mode, uint64_t k)
+{
+	struct io_fault *m = machine(seed ^ k << 24);
+	struct recs app = { 0 }, app2 = { 0 }, got = { 0 };
+	struct wal_inspect_result res;
+	struct tu_rng r;
+	struct wal *w;
+	lsn_t e0, e;
+	char what[128];
+	static uint8_t buf[3000];
+	bool cut;
+	int rc;
+
+	snprintf(what, sizeof(what), "resize %" PRIu64 " -> %" PRIu64 ", mode %s, cut at sync %"
+		 PRIu64, from_ring, to_ring, mode_name(mode), k);
+	tu_rng_init(&r, seed);
+	w = log_released(m, &r, from_ring, &app, &e0);
+	io_fault_set_cut_mode(m, mode);
+	io_fault_cut_at_sync(m, k);
+	rc = wal_resize(w, to_ring);
+	cut = io_fault_dead(m);
+	if (cut) {
+		TU_ASSERT_EQ(rc, -EIO, "%s: the cut sync's error", what);
+	} else {
+		TU_ASSERT_EQ(rc, 0, "%s: resize", what);
+		io_fault_power_cut(m);
+	}
+	wal_close(w);
+	m = reboot(m, seed + k);
+
+	TU_ASSERT_EQ(wal_inspect(LOGF, io_fault_env(m), e0, NULL, NULL, &res), 0, "%s: inspect",
+		     what);
+	TU_ASSERT(res.ring_bytes == to_ring || (cut && res.ring_bytes == from_ring),
+		  "%s: ring_bytes %" PRIu64, what, res.ring_bytes);
+	TU_ASSERT(!res.short_file && res.long_file == (res.file_bytes > HDR + res.ring_bytes),
+		  "%s: file %" PRIu64 " bytes, ring %" PRIu64 ", short %d long %d", what,
+		  res.file_bytes, res.ring_bytes, res.short_file, res.long_file);
+	TU_ASSERT(res.n_records == 0 && res.end == e0 && res.tail == WAL_TAIL_END &&
+		  res.n_stale == 0, "%s: %" PRIu64 " records to %" PRIu64 " (from %" PRIu64
+		  "), tail %d, %" PRIu64 " stale", what, res.n_records, res.end, e0, res.tail,
+		  res.n_stale);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF), HDR + res.ring_bytes, "%s: trimmed",
+		     what);
+	TU_ASSERT_EQ(recover_ok(w, e0, &got), e0, "%s: recovery's end", what);
+	TU_ASSERT_EQ(got.n, 0, "%s: nothing from before the resize", what);
+
+	/* records of the sizes of the old ones after e0, over a lap of the ring in use */
+	e = e0;
+	for (size_t i = first_at(&app, e0 - from_ring / 2), j = 0;
+	     e < e0 + res.ring_bytes + 4096; i++, j++) {
+		size_t len = i < app.n ? app.v[i].len : tu_rng_below(&r, sizeof(buf) + 1);
+
+		tu_rng_bytes(&r, buf, len);
+		append_ring_ok(w, res.ring_bytes, &app2, &e, 7, buf, len);
+		if (e - e0 > res.ring_bytes / 2)
+			wal_release(w, app2.v[j / 2].lsn);
+	}
+	struct wal_stat st;
+	wal_stat(w, &st);
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s: sync", what);
+	io_fault_set_cut_mode(m, IO_CUT_RANDOM);
+	io_fault_power_cut(m);
+	wal_close(w);
+	m = reboot(m, seed + k + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, st.released, &got), e, "%s: end of the new records", what);
+	expect_prefix(&got, &app2, first_at(&app2, st.released), what);
+	TU_ASSERT_EQ(got.n, app2.n - first_at(&app2, st.released), "%s: every synced record",
+		     what);
+	wal_close(w);
+	io_fault_free(m);
+	recs_free(&app);
+	recs_free(&app2);
+	recs_free(&got);
+	return cut;
+}
+
+START_TEST(crash_resize)
+{
+	uint64_t seed, x = DEFAULT_SEED + 31;
+	bool one = tu_seed_given("KVFS_SEED", &seed);
+	static const enum io_fault_cut_mode modes[] = { IO_CUT_RANDOM, IO_CUT_KEEP_ALL,
+							IO_CUT_DROP_ALL };
+	size_t cuts = 0, inside = 0;
+
+	for (int s = 0; s < (one ? 1 : 4); s++) {
+		seed = one ? seed : tu_splitmix64(&x);
+		tu_seed_begin("KVFS_SEED", seed);
+		for (size_t mi = 0; mi < 3; mi++) {
+			/* growing syncs twice (the ring, the header), shrinking once */
+			for (uint64_t k = 1; k <= 3; k++, cuts++)
+				inside += resize_cut(seed, RING, BIG_RING, modes[mi], k);
+			for (uint64_t k = 1; k <= 2; k++, cuts++)
+				inside += resize_cut(seed, BIG_RING, RING, modes[mi], k);
+		}
+		tu_seed_end();
+	}
+	fprintf(stderr, "wal resize crash: %zu power cuts (%zu inside a resize)\n", cuts, inside);
+	if (!one)
+		TU_ASSERT_EQ(inside, 4 * 3 * 3, "%s", "cuts inside a resize (2 growing, 1 shrinking)");
+}
+END_TEST
+
+/* Fail the Nth I/O call of a resize (N = 1, 2, ... until it succeeds), growing and shrinking:
+ * a failed allocation leaves the log usable with its old ring; any other failure fails the
+ * log (a failed truncate after the new header is only logged); the log reopens with the old
+ * or the new ring, nothing to replay, and takes records. */
+START_TEST(fault_resize)
+{
+	for (int grow = 0; grow < 2; grow++) {
+		uint64_t from_ring = grow ? RING : BIG_RING, to_ring = grow ? BIG_RING : RING;
+
+		for (size_t ki = 0; ki < 3; ki++) {
+			for (uint64_t n = 1;; n++) {
+				struct io_fault *m = machine(n + 40 * grow);
+				struct recs app = { 0 }, got = { 0 };
+				struct tu_rng r;
+				struct wal_stat st;
+				struct wal *w;
+				lsn_t e0, e, end;
+				char what[96];
+				int rc;
+
+				snprintf(what, sizeof(what), "%s, %s at call %" PRIu64,
+					 grow ? "grow" : "shrink", kind_names[ki], n);
+				TU_ASSERT(n < 10, "%s: the resize never succeeds", what);
+				tu_rng_init(&r, n);
+				w = log_released(m, &r, from_ring, &app, &e0);
+				io_fault_fail_at(m, n, kinds[ki]);
+				rc = wal_resize(w, to_ring);
+				bool fired = io_fault_fired(m);
+				io_fault_fail_at(m, 0, IO_FAULT_EIO);
+				wal_stat(w, &st);
+				bool alloc = grow && n == 1, trunc = !grow && n == 3;
+				if (!fired || trunc) {
+					TU_ASSERT_EQ(rc, 0, "%s", what);
+					TU_ASSERT_EQ(st.ring_bytes, to_ring, "%s", what);
+				} else if (alloc) {
+					expect_injected(rc, ki, what);
+					TU_ASSERT_EQ(st.ring_bytes, from_ring, "%s: old ring", what);
+				} else {
+					TU_ASSERT_EQ(rc, -EIO, "%s", what);
+					TU_ASSERT_EQ(wal_append(w, 1, NULL, 0, &end), -EIO,
+						     "%s: failed", what);
+				}
+				if (!fired || trunc || alloc) {
+					e = e0;
+					append_ring_ok(w, st.ring_bytes, &app, &e, 9,
+						       (const uint8_t *)"after", 5);
+					TU_ASSERT_EQ(wal_sync(w), 0, "%s: sync", what);
+				} else {
+					e = e0;
+				}
+				if (trunc)
+					TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF),
+						     HDR + from_ring, "%s: not truncated", what);
+				wal_close(w);
+				m = reboot(m, n);
+				w = wopen_ok(io_fault_env(m), LOGF, false);
+				TU_ASSERT_EQ(recover_ok(w, e0, &got), e, "%s: end", what);
+				TU_ASSERT_EQ(got.n, e == e0 ? 0u : 1u, "%s: records", what);
+				wal_stat(w, &st);
+				TU_ASSERT(st.ring_bytes == from_ring || st.ring_bytes == to_ring,
+					  "%s: ring %" PRIu64, what, st.ring_bytes);
+				TU_ASSERT_EQ((uint64_t)io_fault_file_size(m, LOGF),
+					     HDR + st.ring_bytes, "%s: file size", what);
+				append_ring_ok(w, st.ring_bytes, &got, &e, 9,
+					       (const uint8_t *)"more", 4);
+				wal_close(w);
+				io_fault_free(m);
+				recs_free(&app);
+				recs_free(&got);
+				if (!fired)
+					break;
+			}
+		}
+	}
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------------- */
 
 static Suite *wal_suite(void)
@@ -2340,6 +2737,7 @@ static Suite *wal_suite(void)
 	tcase_add_test(core, core_full_wait);
 	tcase_add_test(core, core_limits);
 	tcase_add_test(core, core_reset);
+	tcase_add_test(core, core_resize);
 
 	tcase_add_test(log, log_torn_tail);
 	tcase_add_test(log, log_stale_lap);
@@ -2348,13 +2746,16 @@ static Suite *wal_suite(void)
 	tcase_add_test(log, log_header);
 	tcase_add_test(log, log_crafted);
 	tcase_add_test(log, log_garbage);
+	tcase_add_test(log, log_long_file);
 
 	tcase_add_test(crash, crash_cut_every_sync);
 	tcase_add_test(crash, crash_group_commit);
+	tcase_add_test(crash, crash_resize);
 
 	tcase_add_test(fault, fault_create);
 	tcase_add_test(fault, fault_writer);
 	tcase_add_test(fault, fault_recover);
+	tcase_add_test(fault, fault_resize);
 
 	tcase_add_test(gc, groupcommit_threads);
 

@@ -7,7 +7,9 @@
  * WAL_HDR_SIZE + lsn % ring_bytes, skipping the rest of a lap with a pad record (or, when
  * fewer than WAL_REC_HDR bytes remain, with nothing: a gap); wait for room when the ring is
  * full; run one fdatasync for every waiter of a group commit; replay and validate records at
- * open; renew the salt when the empty log is reset; inspect a log read-only for kvfs-check
+ * open; renew the salt when the empty log is reset, and change the ring's size when the empty
+ * log is resized (wal_resize; a longer file left by an interrupted resize is trimmed at
+ * open); inspect a log read-only for kvfs-check
  * (wal_inspect: the same record validation, rec_at, and the same stale-header scan,
  * stale_scan, as recovery — one parser, so the checker sees what the next open will).
  *
@@ -43,9 +45,19 @@
  *          after it, a new record of A's size written at A's place would make the old records
  *          after it valid again, out of order.  Checksums cannot tell (same salt, same LSNs).
  *          (stale_scan; attacked by check_wal.c log_stale_ahead and the crash tests)
- *   INV-6  Salt: changes only in wal_reset of an empty log, to a new random value, and the
- *          header carrying it is durable before wal_reset returns: a record written before
- *          the reset never validates after it.  (wal_reset)
+ *   INV-6  Salt: changes only in wal_reset or wal_resize of an empty log, to a new random
+ *          value, and the header carrying it is durable before they return: a record written
+ *          before the reset never validates after it.  (reset_ring)
+ *   INV-7  Resize ordering: the file always holds the whole ring of the durable header.
+ *          Growing allocates the bigger ring and syncs it before the header naming it is
+ *          written and synced; shrinking makes the header durable before it truncates the
+ *          file.  A crash between leaves the old header over a longer file, or the new one
+ *          over a longer file: bytes past 4096 + ring_bytes mean nothing (no record can lie
+ *          there), so wal_open trims them and wal_inspect reports them (long_file) without
+ *          calling them corrupt.  Records of the old ring are never replayed under the new
+ *          one: its salt is new (INV-6), and their lsn fields are all below the log's end, so
+ *          none carries the LSN of a place in the free ring either (INV-5 holds).
+ *          (reset_ring; attacked by check_wal.c crash_resize)
  *
  * Recovery never trusts a length: a record's size is checked against WAL_REC_HDR, the rest
  * of its lap and half the ring before any byte of its payload is read; the walk stops after
@@ -95,7 +107,10 @@ struct wal {
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 	bool rdonly;
-	uint64_t ring; /* ring_bytes, fixed at open */
+	/* ring_bytes: set at open; changed only by wal_resize, under mu, while the log is empty.
+	 * Atomic so that wal_append may reject an oversized record before taking mu (it checks
+	 * again under mu); every other reader holds mu or runs before the first append. */
+	_Atomic uint64_t ring;
 
 	pthread_mutex_t mu;
 	pthread_cond_t flushed; /* a flush ended (durable advanced or the log failed) */
@@ -460,6 +475,16 @@ int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 		}
 		w->ring = ring;
 		w->salt = salt;
+		if (size > WAL_HDR_SIZE + ring && !opt->rdonly) {
+			/* A resize that a crash interrupted (INV-7): the bytes past the ring mean
+			 * nothing.  Trimmed without a sync: a crash may keep either length. */
+			rc = io_truncate(w->f, WAL_HDR_SIZE + ring);
+			if (rc < 0)
+				wlog(w, "cannot trim the file to its ring (%llu bytes, ring %llu): "
+				     "%s; going on", (unsigned long long)size,
+				     (unsigned long long)ring, strerror(-rc));
+			rc = 0;
+		}
 		if (size < WAL_HDR_SIZE + ring && !opt->rdonly) {
 			/* The header is durable but the ring's allocation is not (or the file was
 			 * cut): reserve it again; it changes no byte that is there. */
@@ -876,6 +901,7 @@ int wal_inspect(const char *path, struct io_env *io, lsn_t from,
 	w.ring = ring;
 	w.salt = salt;
 	out->short_file = out->file_bytes < WAL_HDR_SIZE + ring;
+	out->long_file = out->file_bytes > WAL_HDR_SIZE + ring;
 	if (ops && ops->header && (rc = ops->header(ctx, out)) < 0)
 		goto done;
 
@@ -935,15 +961,18 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 		return -EINVAL;
 	if (w->rdonly)
 		return -EROFS;
+	/* An early check against the ring as it is now (before allocating); the one that counts
+	 * is made again under mu, since wal_resize may change the ring meanwhile. */
+	uint64_t ring_now = w->ring;
 	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > w->ring)
+		if (iov[i].iov_len > ring_now)
 			return -EFBIG;
 		len += iov[i].iov_len;
-		if (len > w->ring)
+		if (len > ring_now)
 			return -EFBIG;
 	}
 	padded = round8(WAL_REC_HDR + len);
-	if (padded > w->ring / 2 || WAL_REC_HDR + len > REC_SIZE_MAX)
+	if (padded > ring_now / 2 || WAL_REC_HDR + len > REC_SIZE_MAX)
 		return -EFBIG;
 
 	/* Gather the payload outside the lock; the header needs the LSN, known under it. */
@@ -966,6 +995,10 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 		}
 		if (!w->ready) {
 			rc = -EINVAL; /* an existing log: wal_recover first */
+			goto out;
+		}
+		if (padded > w->ring / 2) {
+			rc = -EFBIG; /* the ring shrank since the early check */
 			goto out;
 		}
 		lsn = place(w->ring, w->end, padded, &pad);
@@ -1145,10 +1178,16 @@ void wal_stat(struct wal *w, struct wal_stat *out)
 	pthread_mutex_unlock(&w->mu);
 }
 
-int wal_reset(struct wal *w)
+/*
+ * Start the empty log afresh with a ring of `ring` bytes (already rounded and in range; 0:
+ * the current ring, read under mu): a new
+ * salt, the header rewritten and durable (INV-6), the file grown first or shrunk after
+ * (INV-7).  wal_reset is this with the current ring.  0 or -errno (log.h wal_resize).
+ */
+static int reset_ring(struct wal *w, uint64_t ring)
 {
 	uint8_t *h;
-	uint64_t salt;
+	uint64_t salt, old;
 	int rc;
 
 	if (w->rdonly)
@@ -1156,19 +1195,46 @@ int wal_reset(struct wal *w)
 	h = malloc(WAL_HDR_SIZE);
 	if (!h)
 		return -ENOMEM;
-	/* Under mu throughout: no append may write with the new salt before the header holding
-	 * it is durable (INV-6).  Resets are rare; appends wait. */
+	/* Under mu throughout: no append may write with the new salt (or at a place of the new
+	 * ring) before the header holding it is durable (INV-6).  Resets are rare; appends
+	 * wait. */
 	pthread_mutex_lock(&w->mu);
 	if (w->failed) {
 		rc = -EIO;
+		goto out;
+	}
+	if (!w->ready) {
+		rc = -EINVAL; /* an existing log not yet recovered: its records are unknown */
 		goto out;
 	}
 	if (w->end != w->released) {
 		rc = -EBUSY;
 		goto out;
 	}
+	old = w->ring;
+	if (ring == 0)
+		ring = old;
+	if (ring > old) {
+		/* INV-7: the bigger ring is allocated and durable before a header names it.  A
+		 * failed allocation changes no byte of the ring (the file may have grown: that is
+		 * trimmed at open), so the log goes on with its old ring, not failed. */
+		rc = io_allocate(w->f, 0, WAL_HDR_SIZE + ring);
+		if (rc < 0) {
+			wlog(w, "cannot allocate a ring of %llu bytes: %s; the ring stays %llu "
+			     "bytes", (unsigned long long)ring, strerror(-rc),
+			     (unsigned long long)old);
+			goto out;
+		}
+		rc = io_sync(w->f);
+		w->n_syncs++;
+		if (rc < 0) {
+			fail_locked(w, rc, "syncing the grown ring");
+			rc = -EIO;
+			goto out;
+		}
+	}
 	salt = new_salt(w->salt);
-	header_encode(h, w->ring, salt);
+	header_encode(h, ring, salt);
 	rc = write_full(w, h, WAL_HDR_SIZE, 0);
 	if (rc == 0) {
 		rc = io_sync(w->f);
@@ -1179,11 +1245,35 @@ int wal_reset(struct wal *w)
 		rc = -EIO;
 		goto out;
 	}
+	w->ring = ring;
 	w->salt = salt;
 	w->durable = w->end; /* the sync covered every record written before it */
 	pthread_cond_broadcast(&w->flushed);
+	if (ring < old) {
+		/* INV-7: after the header.  Not synced: a crash may keep either length, and a
+		 * file longer than its ring is trimmed at open. */
+		int tr = io_truncate(w->f, WAL_HDR_SIZE + ring);
+		if (tr < 0)
+			wlog(w, "cannot trim the file to the new ring (%llu bytes): %s; the next "
+			     "open trims it", (unsigned long long)ring, strerror(-tr));
+	}
 out:
 	pthread_mutex_unlock(&w->mu);
 	free(h);
 	return rc;
+}
+
+int wal_reset(struct wal *w)
+{
+	return reset_ring(w, 0);
+}
+
+int wal_resize(struct wal *w, uint64_t ring_bytes)
+{
+	if (ring_bytes == 0 || ring_bytes > WAL_MAX_RING)
+		return -EINVAL;
+	ring_bytes = (ring_bytes + 4095) & ~(uint64_t)4095;
+	if (ring_bytes < WAL_MIN_RING)
+		ring_bytes = WAL_MIN_RING;
+	return reset_ring(w, ring_bytes);
 }

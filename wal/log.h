@@ -20,8 +20,9 @@
  *      8  8  magic      "KVFSWAL\0"
  *     16  4  version    WAL_FORMAT_VERSION
  *     20  4  zero
- *     24  8  ring_bytes size of the record ring, a multiple of 4096
- *     32  8  salt       random; renewed whenever the log is reset while empty
+ *     24  8  ring_bytes size of the record ring, a multiple of 4096 (changed only by
+ *                       wal_resize of an empty log)
+ *     32  8  salt       random; renewed whenever the log is reset or resized while empty
  *     40  ... zero
  *   record, 8-byte aligned, at WAL_HDR_SIZE + (lsn mod ring_bytes):
  *      0  4  size       header + payload, before padding to 8
@@ -37,6 +38,12 @@
  * size, LSN or checksum does not hold: a torn tail after a power cut is normal, not corruption.
  * It never reads more than one lap (ring_bytes) past its start, whatever the bytes say.
  * wal_inspect makes the same walk read-only and reports what it found (kvfs-check).
+ *
+ * File size.  The file is 4096 + ring_bytes bytes, allocated on disk.  A crash during a
+ * resize (wal_resize) may leave it longer than that; the bytes past the ring mean nothing:
+ * wal_open for writing trims them, wal_inspect reports them (long_file), neither calls them
+ * corrupt.  A file shorter than that has lost its ring's allocation (short_file): wal_open
+ * for writing allocates it again.
  *
  * Thread safety: every call may be made from any thread, concurrently, except wal_open,
  * wal_recover (once, before any append) and wal_close.  Appends are serialized; a group
@@ -85,8 +92,10 @@ struct wal_options {
  * create, such a file is created again (it never held a record); without, it is -EINVAL.  A
  * header of zeros over bytes that are not zero is a destroyed header: -EUCLEAN, nothing
  * written.  A valid header whose file
- * is shorter than the ring gets its ring allocated again (when writable).  opt->ring_bytes is
- * ignored for an existing log.  A new log may be appended to at once (from LSN 0), or after
+ * is shorter than the ring gets its ring allocated again (when writable); one whose file is
+ * longer (a resize that a crash interrupted, wal_resize) has it trimmed to 4096 + ring_bytes
+ * (when writable; not synced, and a failure to trim is only logged).  opt->ring_bytes is
+ * ignored for an existing log (wal_resize changes it).  A new log may be appended to at once (from LSN 0), or after
  * wal_recover (from its `from`); an existing one only after wal_recover.  opt NULL: defaults.
  *   -ENOENT (missing, !create); -EINVAL (not a kvfs log: magic, size; create with rdonly;
  *   ring_bytes over WAL_MAX_RING); -EPROTONOSUPPORT (version); -EUCLEAN (header checksum, a
@@ -168,10 +177,34 @@ void wal_stat(struct wal *w, struct wal_stat *out);
  * When the log is empty (every record released), start it afresh: a new salt, so that no
  * record written before can ever validate again.  LSNs continue.  Used at clean close after
  * the final checkpoint.  The new header is durable when it returns 0; appends wait meanwhile.
- *   0, -EBUSY (not empty), -EROFS, -EIO (the log is failed, or the write or sync failed: then
- *   the log is failed), -ENOMEM.
+ * wal_reset(w) is wal_resize(w, its current ring_bytes).
+ *   0, -EBUSY (not empty), -EINVAL (an existing log not yet recovered), -EROFS, -EIO (the
+ *   log is failed, or the write or sync failed: then the log is failed), -ENOMEM.
  */
 int wal_reset(struct wal *w);
+
+/*
+ * When the log is empty (every record released), start it afresh as wal_reset does (a new
+ * salt; LSNs continue) with a ring of `ring_bytes` bytes, rounded up to a multiple of 4096
+ * and to at least WAL_MIN_RING.  The record at LSN x then lies at 4096 + (x mod the new
+ * ring_bytes); records appended before never validate again (the salt), whatever their place.
+ * Later appends must fit in half the new ring (-EFBIG).  The engine sizes the ring to the
+ * store this way (store/engine.c engine_close, engine_open).
+ * Crash ordering (log.c INV-7; man/kvfs.5 "LOG"): growing allocates the bigger ring on disk
+ * and syncs it, then writes and syncs the new header; shrinking writes and syncs the new
+ * header, then truncates the file (not synced).  A crash at any point leaves the old header or
+ * the new one, each over a file holding its whole ring, possibly longer (wal_open trims it);
+ * recovery from the log's end then finds no record either way.  Appends wait meanwhile; the
+ * new header is durable when it returns 0.
+ *   0;  -EBUSY (not empty);  -EINVAL (ring_bytes 0 or over WAL_MAX_RING; an existing log not
+ *   yet recovered);  -EROFS;  -ENOSPC or another -errno of the allocation when growing (the
+ *   header is untouched and the log goes on with its old ring, not failed);  -EIO (the log
+ *   is failed, or the sync of the grown ring or the header's write or sync failed: then the
+ *   log is failed);  -ENOMEM.  A failure to truncate after a shrink is only logged (0 is
+ *   returned: the file is longer than its ring until the next writable open trims it).
+ * Thread safety: as wal_reset; may run while other threads append (they wait for it).
+ */
+int wal_resize(struct wal *w, uint64_t ring_bytes);
 
 /*
  * The checksum field of a record (man/kvfs.5 "LOG"): XXH3-64 of the record header's bytes
@@ -189,7 +222,7 @@ struct wal_inspect_result;
 
 struct wal_inspect_ops {
 	/* Once the header has validated, before the walk: *res holds the file and header
-	 * fields (file_bytes, version, ring_bytes, salt, short_file).  Return 0 to go on, or a
+	 * fields (file_bytes, version, ring_bytes, salt, short_file, long_file).  Return 0 to go on, or a
 	 * -errno that stops the inspection and is returned.  NULL: not called. */
 	int (*header)(void *ctx, const struct wal_inspect_result *res);
 	/* Each valid record that is not a pad, in log order from `from` on — exactly those that
@@ -229,6 +262,10 @@ struct wal_inspect_result {
 	/* The file is shorter than WAL_HDR_SIZE + ring_bytes (its ring's allocation was lost;
 	 * wal_open for writing allocates it again).  The walk reads the missing bytes as zero. */
 	bool short_file;
+	/* The file is longer than WAL_HDR_SIZE + ring_bytes: a resize that a crash interrupted
+	 * (wal_resize), or a shrink whose truncation failed.  The bytes past the ring mean
+	 * nothing and are not read; wal_open for writing trims them.  Not a problem. */
+	bool long_file;
 
 	/* The walk (when 0 is returned). */
 	lsn_t from;             /* as passed */

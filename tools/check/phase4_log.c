@@ -11,7 +11,10 @@
  *   - its header: magic, checksum, version, reserved fields, ring_bytes range (LOG_HEADER).
  *     A header of zeros over a file holding other bytes is a destroyed header (LOG_HEADER):
  *     not what an interrupted creation leaves;
- *   - the file holds the whole ring (LOG_SHORT);
+ *   - the file holds the whole ring (LOG_SHORT).  A file longer than its header and ring is
+ *     what a resize of the ring leaves when a crash interrupts it (wal_resize, log.c INV-7:
+ *     the bytes past the ring mean nothing, and the next writable open trims them): only a
+ *     note, never a problem;
  *   - the records from the meta page's LSN on — those the next open replays, in log order —
  *     each a sound engine batch (engine_record_decode: record type, op count, lengths, tree
  *     numbers, key and value sizes; LOG_RECORD_BAD).  The ops of the sound records before
@@ -292,6 +295,11 @@ static int run(struct chk *c)
 	if (res.tail == WAL_TAIL_FULL)
 		chk_note(c, "valid log records fill the whole ring from LSN %llu",
 			 (unsigned long long)res.from);
+	if (res.long_file)
+		chk_note(c, "the log file is %llu bytes longer than its header and ring: left by a "
+			 "resize of the ring that a crash interrupted; those bytes hold no record "
+			 "and the next open trims them",
+			 (unsigned long long)(res.file_bytes - WAL_HDR_SIZE - res.ring_bytes));
 
 	/* ---- problems ---- */
 	size_t id_short = SIZE_MAX, id_torn = SIZE_MAX, id_stale[WAL_INSPECT_MAX_STALE];
