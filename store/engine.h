@@ -50,8 +50,10 @@ struct engine_options {
 	uint64_t ckpt_interval_ms;   /* checkpoint at least this often when dirty; 0: 30 s */
 	uint64_t mem_limit;       /* overlay bytes (active + frozen) at which writers wait;
 				     0: 4 x ckpt_overlay_bytes */
-	uint64_t log_ring_bytes;  /* size of a new log's ring; 0: 4 x ckpt_overlay_bytes, at least
-				     WAL_DEFAULT_RING */
+	uint64_t log_ring_bytes;  /* ring of a new log, never resized; 0: sized to the data file
+				     (an eighth, from max(2 x ckpt_overlay_bytes, 36 MiB) to
+				     4 x ckpt_overlay_bytes; engine.c ring_target), resized
+				     while the log is empty at open and at clean close */
 	uint64_t ckpt_piece_pages; /* a checkpoint commits in pieces of about this many pages
 				      copied; 0: ENGINE_DEFAULT_PIECE_PAGES (see engine.c) */
 	bool no_checkpoint_thread; /* tests: checkpoints only through engine_checkpoint() */
@@ -61,15 +63,17 @@ struct engine_options {
 
 /*
  * Open the store at `path` and its log `path`-wal (created with STORE_CREATE when missing),
- * replay the log after the data file's LSN, and start the checkpoint thread.
+ * replay the log after the data file's LSN, and start the checkpoint thread.  When nothing was
+ * replayed and the ring is more than 25 % off the size the data file calls for, the log is
+ * resized first (wal_resize; a full disk keeps the old ring).
  * Errors: those of store_open and wal_open; -EUCLEAN for a log record that validates but does
- * not decode (corruption, not a torn tail).
+ * not decode (corruption, not a torn tail); -EIO when a resize failed (the log is failed).
  */
 int engine_open(const char *path, const struct engine_options *opt, struct engine **out);
 
-/* Checkpoint everything, reset the log, close.  Always frees `e`; 0 or the -errno of the
- * final checkpoint or sync (the data then stands as the log and the last checkpoint left it:
- * nothing acknowledged is lost). */
+/* Checkpoint everything, reset the log (or resize it to the data file: engine_open), close.
+ * Always frees `e`; 0 or the -errno of the final checkpoint or sync (the data then stands as
+ * the log and the last checkpoint left it: nothing acknowledged is lost). */
 int engine_close(struct engine *e);
 
 /* A batch of mutations applied atomically. */
@@ -145,7 +149,8 @@ struct store *engine_store(struct engine *e);
 
 /*
  * The ring size engine_open gives a log it creates with these options (opt NULL: the
- * defaults): opt->log_ring_bytes, or 4 x ckpt_overlay_bytes and at least WAL_DEFAULT_RING.
+ * defaults): opt->log_ring_bytes, or the smallest automatic ring (2 x ckpt_overlay_bytes and
+ * at least 36 MiB; it grows with the data file at later opens and closes).
  * (wal_open rounds it as log.h says.)  kvfs-check creates a missing log with it.  Never fails.
  */
 uint64_t engine_log_ring_bytes(const struct engine_options *opt);

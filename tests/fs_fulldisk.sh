@@ -15,8 +15,8 @@
 #      checkpoint growing the data file (1 MiB of fsynced files with checkpoints at 8 MiB),
 #      nor lose them at the unmount or the next mount; once a checkpoint needs the data file
 #      to grow, writes get ENOSPC; when the other file is removed, writes go on.
-# The tmpfs is 96 MiB, not less: the log's ring alone is 64 MiB (engine_log_ring_bytes: at
-# least WAL_DEFAULT_RING), and the data file needs some room to fill.  Needs root (mount -t
+# The tmpfs is 96 MiB: the log's ring is 36 MiB for a new store (engine_log_ring_bytes), and
+# the data file needs room to fill.  Needs root (mount -t
 # tmpfs); skipped (77) without it or without FUSE.  Cost: about 20 s (the writers fill ~30 MiB
 # through FUSE), a little more under AddressSanitizer.
 set -euo pipefail

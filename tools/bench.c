@@ -94,7 +94,7 @@
 #define READS_PER_TXN 1000           /* lookups per read transaction (LMDB, SQLite) */
 #define POOL_SLACK 256               /* the filler pool is this much longer than a value */
 /* Values per fill batch, every engine alike: kvfs.h allows 64 MiB, but a batch must also fit
- * in half of the log's ring (store/engine.h), 32 MiB with the default options. */
+ * in half of the log's ring (store/engine.h), 18 MiB for a new store with the default options. */
 #define BATCH_BYTES_MAX (16u << 20)
 
 #define DEFAULT_N 100000u
