@@ -43,7 +43,10 @@
  *
  * Not here: anything about storage; everything is kvfs.h.
  */
-#define FUSE_USE_VERSION 34
+/* 3.12 (Debian 12 has 3.14): fuse_loop_cfg_* for the multi-threaded loop; older libfuse: 34 */
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -1201,11 +1204,28 @@ int main(int argc, char *argv[])
 	if (opts.singlethread) {
 		ret = fuse_session_loop(se);
 	} else {
+#if FUSE_USE_VERSION >= 312
+		/* libfuse's own defaults for what the options do not set (a v1 config made
+		 * libfuse 3.12+ print "Ignoring invalid max threads value" at every mount) */
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		if (!cfg) {
+			ret = 1;
+			goto out_stats;
+		}
+		fuse_loop_cfg_set_clone_fd(cfg, (unsigned)opts.clone_fd);
+		fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
+		ret = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+#else
 		struct fuse_loop_config cfg = { .clone_fd = opts.clone_fd,
 						.max_idle_threads = opts.max_idle_threads };
 		ret = fuse_session_loop_mt(se, &cfg);
+#endif
 	}
 	ret = ret ? 1 : 0;
+#if FUSE_USE_VERSION >= 312
+out_stats:
+#endif
 	stats_stop();
 out_mount:
 	fuse_session_unmount(se);
