@@ -175,6 +175,45 @@ int fuzz_wal_one(const uint8_t *data, size_t size)
 					  (unsigned long long)r3.n, (unsigned long long)r2.n + 1,
 					  (unsigned long long)end3, (unsigned long long)want,
 					  r3.last_is_ours ? "is" : "is not");
+
+			/* 4. Once every record is released, a resize (to a ring chosen by the
+			 *    input: 1 to 4 x WAL_MIN_RING) starts the log afresh: recovery from
+			 *    the end before it replays exactly one record appended after it. */
+			uint64_t nring = WAL_MIN_RING * (1 + (size ? data[size - 1] % 4 : 0));
+			wo.rdonly = false;
+			if (wal_open("/w", &wo, &w) != 0)
+				fuzz_fail("log does not reopen writable after an append");
+			lsn_t end4, aend4;
+			struct replay r4 = { 0 };
+			if (wal_recover(w, from, replay_rec, &r4, &end4) != 0)
+				fuzz_fail("log does not recover writable after an append");
+			wal_release(w, end4);
+			int zr = wal_resize(w, nring);
+			if (zr == 0)
+				zr = wal_append(w, 7, &iov, 1, &aend4);
+			if (zr == 0)
+				zr = wal_sync(w);
+			wal_close(w);
+			if (zr != 0)
+				fuzz_fail("resize to %llu and append after it: %d",
+					  (unsigned long long)nring, zr);
+			wo.rdonly = true;
+			struct replay r5 = { 0 };
+			lsn_t end5;
+			if (wal_open("/w", &wo, &w) != 0 ||
+			    wal_recover(w, end4, replay_rec, &r5, &end5) != 0)
+				fuzz_fail("log does not recover after a resize to %llu",
+					  (unsigned long long)nring);
+			wal_close(w);
+			want = aend4;
+			rest = nring - aend4 % nring;
+			if (rest < WAL_REC_HDR)
+				want = aend4 + rest;
+			if (r5.n != 1 || !r5.last_is_ours || end5 != want)
+				fuzz_fail("after a resize to %llu at %llu: %llu records (want 1), end "
+					  "%llu (want %llu)", (unsigned long long)nring,
+					  (unsigned long long)end4, (unsigned long long)r5.n,
+					  (unsigned long long)end5, (unsigned long long)want);
 		}
 	}
 out:
