@@ -164,6 +164,23 @@ void engine_batch_clear(struct engine_batch *b)
 	b->put_bytes = 0;
 }
 
+/* Make *buf (*cap bytes) hold at least `need` bytes, doubling from `first`.  0 or -ENOMEM (the
+ * buffer is unchanged then). */
+static int buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t first)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : first;
+	while (c < need)
+		c *= 2;
+	uint8_t *p = realloc(*buf, c);
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	*cap = c;
+	return 0;
+}
+
 static int batch_add(struct engine_batch *b, unsigned tree, int op, const void *key,
 		     size_t klen, const void *val, size_t vlen)
 {
@@ -171,16 +188,8 @@ static int batch_add(struct engine_batch *b, unsigned tree, int op, const void *
 	    (vlen && !val))
 		return -EINVAL;
 	size_t need = b->len + OP_HDR + klen + vlen;
-	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < need)
-			cap *= 2;
-		uint8_t *nb = realloc(b->buf, cap);
-		if (!nb)
-			return -ENOMEM;
-		b->buf = nb;
-		b->cap = cap;
-	}
+	if (buf_reserve(&b->buf, &b->cap, need, 256) < 0)
+		return -ENOMEM;
 	uint8_t *p = b->buf + b->len;
 	p[0] = (uint8_t)tree;
 	p[1] = (uint8_t)op;
@@ -894,16 +903,8 @@ static int cur_first(const struct engine_iter *it, struct store_cursor *cur, str
 static int run_add(struct engine_iter *it, const struct store_val *k, const struct store_val *v)
 {
 	size_t need = it->run_len + k->len + v->len;
-	if (need > it->run_cap) {
-		size_t cap = it->run_cap ? it->run_cap : 4096;
-		while (cap < need)
-			cap *= 2;
-		uint8_t *p = realloc(it->run, cap);
-		if (!p)
-			return -ENOMEM;
-		it->run = p;
-		it->run_cap = cap;
-	}
+	if (buf_reserve(&it->run, &it->run_cap, need, 4096) < 0)
+		return -ENOMEM;
 	struct iter_ent *en = &it->ents[it->n_ents++];
 	en->off = it->run_len;
 	en->klen = k->len;

@@ -12,6 +12,12 @@
  * call wholly present or wholly absent, in the order they returned — except where a call says
  * it is applied in steps (kvfs_put creating parent directories, or larger than 16 MiB; writes
  * larger than 4 MiB): each step is then atomic, and a crash can leave a prefix of them.
+ * Removing, truncating or replacing a file of more than 16384 blocks (64 MiB) is still one
+ * visible change; the blocks past the new size (all of them for a removed file) are then freed
+ * in further changes of at most 16384 block deletes each, before the call returns (the
+ * orphan list, man/kvfs.5 "Orphans"): they change nothing a reader sees, and after a crash
+ * between them kvfs_open finishes them before it returns.  Meanwhile st.blocks counts the
+ * blocks still to free.
  *
  * Errors: every call returns 0 (or a count) on success and a negative errno on failure, never
  * sets errno as its answer:
@@ -81,8 +87,10 @@ ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap);
 
 /*
  * Create or replace the file at `key` with `len` bytes, atomically for crashes (after a crash
- * the file holds the old or the new contents) up to 16 MiB; a larger put is applied in 16 MiB
- * pieces.  A concurrent reader may see some 4 KiB blocks old and some new.  Missing parent
+ * the file holds the old or the new contents) up to 16 MiB, whatever the size of the file it
+ * replaces (its blocks past `len` are freed afterwards, in steps: Durability above); a larger
+ * put first empties the file (a crash may leave it empty) and is applied in 16 MiB pieces.
+ * An existing regular file keeps its inode: its other names see the new contents.  A concurrent reader may see some 4 KiB blocks old and some new.  Missing parent
  * directories are created (mode 0755), each in its own step before the file: a crash can
  * leave them without the file.  A new file gets mode 0644 and the caller's uid/gid.
  * -EISDIR (key is a directory), -ENOTDIR (a parent is a file), -EINVAL, -ENAMETOOLONG, -EFBIG,
@@ -180,7 +188,8 @@ ssize_t kvfs_readlink(struct kvfs *fs, uint64_t ino, char *buf, size_t cap);
 int kvfs_link(struct kvfs *fs, uint64_t ino, uint64_t newparent, const char *newname,
 	      struct kvfs_stat *st);
 /* Remove a name of a non-directory; the inode lives on while open (kvfs_open_ino) and is
- * purged at its last release.  -ENOENT, -EISDIR. */
+ * purged at its last release (a big file's blocks in steps: Durability above).
+ * -ENOENT, -EISDIR. */
 int kvfs_unlink(struct kvfs *fs, uint64_t parent, const char *name);
 /* Remove an empty directory.  -ENOENT, -ENOTDIR, -ENOTEMPTY, -EBUSY (the root). */
 int kvfs_rmdir(struct kvfs *fs, uint64_t parent, const char *name);

@@ -14,12 +14,17 @@
 #include "store/kvfs.h"
 
 struct kvfs_engine_tuning {
-	uint64_t log_ring_bytes;   /* ring of a new log; 0: the engine's default */
+	uint64_t log_ring_bytes;   /* ring of a new log (nonzero: never resized); 0: sized to
+				      the data file (store/engine.h) */
 	bool no_checkpoint_thread; /* checkpoints only at close (deterministic tests); writers
 				      then wait for ever once the overlay reaches memory_limit,
 				      so keep such workloads below it */
 	uint64_t ckpt_piece_pages; /* a checkpoint commits every this many pages copied (engine.c
 				      "Pieces"); 0: the engine's default */
+	uint64_t purge_step_blocks; /* data blocks a change deletes at most: a bigger purge or
+				       truncation goes in steps (namespace.c "Bounded changes");
+				       0: PURGE_STEP_BLOCKS (16384).  Small values make tests
+				       cross many steps with small files */
 };
 
 /*

@@ -20,7 +20,30 @@
  *         subdirectory's ".."), except while it is an orphan (nlink 0, open);
  *   NS-3  a directory's `parent` field names the one directory holding its dirent;
  *   NS-4  data blocks and xattrs exist only for live inodes (purge removes them with the
- *         inode, in the same batch).
+ *         inode, in the same batch, or in steps under an orphan entry: below).
+ *   NS-5  no data block lies at or past ceil(size / BLOCK) of its inode, except while a
+ *         truncation of that inode is on the orphan list (below).
+ *
+ * Bounded changes (the orphan list, as ext4's).  A log record holds at most half the log's
+ * ring, so no change may delete an unbounded number of blocks.  A batch deletes at most
+ * purge_step blocks (PURGE_STEP_BLOCKS, ~0.4 MiB of record; a kvfs_batch shares one such
+ * budget among its operations).  When a purge or a truncation has more to delete:
+ *   - purge (the last name of a file removed, not open): the operation's batch carries the
+ *     visible change (dirent gone, nlink 0) with the inode record, its first blocks' deletes
+ *     and an empty orphan entry; the caller's commit_op then deletes the rest in steps of at
+ *     most purge_step blocks (orphan_finish), the last step deleting the xattrs, the inode and
+ *     the orphan entry;
+ *   - truncation (set_size shrinking; kvfs_put replacing a file, which overwrites the blocks
+ *     below its new size and so truncates to it): the batch sets the size (readers never look
+ *     past it, so the blocks beyond are invisible at once) and, for an inode with links, puts
+ *     an orphan entry whose value is the new size (LE u64); steps then delete the blocks past
+ *     the size, and the last one deletes the orphan entry (an inode with nlink 0 keeps its
+ *     empty entry: it is still an orphan).
+ * All steps run under ns_lock before the call returns, so nothing else touches the inode
+ * between them; after a crash, kvfs_open finishes every orphan (purge_orphans) before it
+ * returns.  The steps make no visible change, so a crash between them changes nothing a
+ * caller can see: each operation stays wholly present or wholly absent.  An inode's blocks
+ * field counts the blocks still stored, including those waiting for a step.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +62,10 @@
 #include "store/kvfs_env.h"
 #include "store/ns_format.h"
 #include "store/dcache.h"
+
+/* Block deletes in one batch, at most (top of file): 64 MiB of file data, ~0.4 MiB of log
+ * record (a delete of a block takes 24 bytes of it). */
+#define PURGE_STEP_BLOCKS 16384u
 
 struct inode {
 	uint64_t ino;
@@ -78,6 +105,16 @@ struct kvfs {
 	struct dc_note { uint64_t parent; size_t len; char name[DCACHE_NAME_MAX]; } *dc_pend;
 	size_t n_dc_pend, cap_dc_pend;
 	bool dc_pend_lost;
+	/* Bounded changes (top of file).  deferred: inodes whose purge or truncation the batch
+	 * being built leaves to steps after its commit (commit_op); batch_dels_left: block
+	 * deletes a kvfs_batch may still add; unfinished: steps failed (logged), so that a
+	 * write extending a file first finishes them (unfinished_check).  Protected by
+	 * ns_lock; purge_step is set at open. */
+	uint64_t purge_step;
+	uint64_t *deferred;
+	size_t n_deferred, cap_deferred;
+	uint64_t batch_dels_left;
+	bool unfinished;
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 };
@@ -331,34 +368,90 @@ static int alloc_ino(struct kvfs *fs, struct engine_batch *b, uint64_t *ino)
 
 /* ---- data blocks ---- */
 
-/* Queue the deletion of every block of ino at index >= first (and < end). */
+/* Queue the deletion of the blocks of ino at index >= first (and < end; UINT64_MAX: to the
+ * last), at most `limit` of them, lowest first; adds their count to *removed and sets *more
+ * when blocks are left in the range (the committed state: a batch's own changes are not
+ * seen). */
 static int del_blocks(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uint64_t first,
-		      uint64_t end, uint64_t *removed)
+		      uint64_t end, uint64_t limit, uint64_t *removed, bool *more)
+{
+	uint8_t lo[16], hi[16], k[16];
+	block_key(lo, ino, first);
+	if (end == UINT64_MAX) /* bound by the inode: keys of ino + 1 are not ours */
+		block_key(hi, ino + 1, 0);
+	else
+		block_key(hi, ino, end);
+	struct engine_iter *it;
+	int r = engine_iter_new(fs->e, T_DATA, lo, 16, hi, 16, &it);
+	if (r < 0)
+		return r;
+	size_t klen, vlen;
+	uint64_t n = 0;
+	*more = false;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
+		if (klen != 16)
+			continue;
+		if (n == limit) {
+			*more = true;
+			break;
+		}
+		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0)
+			break;
+		n++;
+	}
+	engine_iter_free(it);
+	*removed += n;
+	return r == -ENOENT ? 0 : r;
+}
+
+/* Count the blocks of ino at index in [first, end) (the committed state). */
+static int count_blocks(struct kvfs *fs, uint64_t ino, uint64_t first, uint64_t end,
+			uint64_t *n)
 {
 	uint8_t lo[16], hi[16], k[16];
 	block_key(lo, ino, first);
 	block_key(hi, ino, end);
 	struct engine_iter *it;
-	int r = engine_iter_new(fs->e, T_DATA, lo, 16, end == UINT64_MAX ? NULL : hi,
-				end == UINT64_MAX ? 0 : 16, &it);
+	int r = engine_iter_new(fs->e, T_DATA, lo, 16, hi, 16, &it);
 	if (r < 0)
 		return r;
-	if (end == UINT64_MAX) { /* bound by the inode: keys of ino + 1 are not ours */
-		block_key(hi, ino + 1, 0);
-		engine_iter_free(it);
-		if ((r = engine_iter_new(fs->e, T_DATA, lo, 16, hi, 16, &it)) < 0)
-			return r;
-	}
 	size_t klen, vlen;
-	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
-		if (klen != 16)
-			continue;
-		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0)
-			break;
-		(*removed)++;
-	}
+	*n = 0;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0)
+		*n += klen == 16;
 	engine_iter_free(it);
 	return r == -ENOENT ? 0 : r;
+}
+
+/* Block deletes the batch being built may still take: one step per operation, or what a
+ * kvfs_batch has left of its one step. */
+static uint64_t dels_left(const struct kvfs *fs)
+{
+	return fs->batching ? fs->batch_dels_left : fs->purge_step;
+}
+
+static void dels_spend(struct kvfs *fs, uint64_t n)
+{
+	if (fs->batching)
+		fs->batch_dels_left -= n < fs->batch_dels_left ? n : fs->batch_dels_left;
+}
+
+/* The rest of ino's purge or truncation goes in steps after the commit (top of file). */
+static int defer_note(struct kvfs *fs, uint64_t ino)
+{
+	for (size_t i = 0; i < fs->n_deferred; i++)
+		if (fs->deferred[i] == ino)
+			return 0;
+	if (fs->n_deferred == fs->cap_deferred) {
+		size_t cap = fs->cap_deferred ? 2 * fs->cap_deferred : 8;
+		uint64_t *d = realloc(fs->deferred, cap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		fs->deferred = d;
+		fs->cap_deferred = cap;
+	}
+	fs->deferred[fs->n_deferred++] = ino;
+	return 0;
 }
 
 static int get_block(struct kvfs *fs, uint64_t ino, uint64_t blk, uint8_t *buf, bool *exists)
@@ -413,7 +506,8 @@ static int uninline(struct engine_batch *b, struct inode *in)
 	return engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
 }
 
-/* Set the size of a regular file: drop blocks past it, zero the tail of the last one. */
+/* Set the size of a regular file: drop blocks past it (in steps after the commit when there
+ * are more than the batch may delete: top of file), zero the tail of the last one. */
 static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t size)
 {
 	if (size > KVFS_MAX_FILE)
@@ -431,14 +525,26 @@ static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, u
 	}
 	if (size < in->size) {
 		uint64_t removed = 0;
+		bool more;
 		if ((r = del_blocks(fs, b, in->ino, (size + BLOCK - 1) / BLOCK, UINT64_MAX,
-				    &removed)) < 0)
+				    dels_left(fs), &removed, &more)) < 0)
 			return r;
+		dels_spend(fs, removed);
 		in->blocks -= removed < in->blocks ? removed : in->blocks;
 		if (size % BLOCK && (r = zero_in_block(fs, b, in, size,
 						       (size / BLOCK + 1) * BLOCK)) < 0)
 			return r;
-		if (size == 0) { /* back to inline: a small file again costs no block */
+		if (more) {
+			/* a truncation on the orphan list (an unlinked inode is there already:
+			 * its entry stays empty); the file stays in blocks until the last step */
+			uint8_t k[8], v[8];
+			ino_key(k, in->ino);
+			st64(v, size);
+			if (in->nlink && (r = engine_batch_put(b, T_ORPHAN, k, 8, v, 8)) < 0)
+				return r;
+			if ((r = defer_note(fs, in->ino)) < 0)
+				return r;
+		} else if (size == 0) { /* back to inline: a small file again costs no block */
 			in->flags |= INODE_INLINE;
 			in->blocks = 0;
 		}
@@ -447,16 +553,11 @@ static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, u
 	return 0;
 }
 
-/* Delete an inode and everything it owns (NS-4). */
-static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
+/* The end of a purge: xattrs, the inode record and its orphan entry (NS-4). */
+static int purge_rest(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 {
 	uint8_t k[8], lo[8], hi[8], xk[8 + KVFS_NAME_MAX];
-	uint64_t removed = 0;
-	int r = 0;
-	if (!(in->flags & INODE_INLINE) && S_ISREG(in->mode))
-		r = del_blocks(fs, b, in->ino, 0, UINT64_MAX, &removed);
-	if (r < 0)
-		return r;
+	int r;
 	ino_key(lo, in->ino);
 	ino_key(hi, in->ino + 1);
 	struct engine_iter *it;
@@ -486,6 +587,32 @@ static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	return engine_batch_del(b, T_ORPHAN, k, 8);
 }
 
+/* Delete an inode and everything it owns (NS-4): in this batch, or, when it has more blocks
+ * than the batch may delete, as an orphan (nlink 0, an empty orphan entry) whose remaining
+ * blocks go in steps after the commit (top of file). */
+static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
+{
+	if (S_ISREG(in->mode) && !(in->flags & INODE_INLINE)) {
+		uint64_t removed = 0;
+		bool more;
+		int r = del_blocks(fs, b, in->ino, 0, UINT64_MAX, dels_left(fs), &removed, &more);
+		if (r < 0)
+			return r;
+		dels_spend(fs, removed);
+		if (more) {
+			uint8_t k[8];
+			ino_key(k, in->ino);
+			in->blocks -= removed < in->blocks ? removed : in->blocks;
+			in->nlink = 0;
+			if ((r = engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0)) < 0 ||
+			    (r = inode_put(fs, b, in)) < 0)
+				return r;
+			return defer_note(fs, in->ino);
+		}
+	}
+	return purge_rest(fs, b, in);
+}
+
 static struct open_ref *open_ref_find(struct kvfs *fs, uint64_t ino)
 {
 	for (struct open_ref *o = fs->open_refs; o; o = o->next)
@@ -506,40 +633,133 @@ static int drop_inode(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	return purge(fs, b, in);
 }
 
-/* ---- open / close ---- */
+/* ---- orphans: steps ---- */
 
+/*
+ * Finish the orphan entry of `ino` in steps of at most purge_step block deletes, each its own
+ * commit (top of file): an inode with nlink 0 that is not open is purged, the xattrs, record
+ * and entry going with the last step; any other loses the blocks past its size, and the last
+ * step makes a file of size 0 inline again and deletes the entry unless the inode is still an
+ * orphan (nlink 0, open).  A missing inode's entry is deleted.  Works from the committed
+ * state only (not while a kvfs_batch is being built); ns_lock held, or no other thread.
+ * The steps are not synced: none changes what a reader sees, and after a crash the next open
+ * does them again.  0 or the -errno of a read or commit (the entry then stays).
+ */
+static int orphan_finish(struct kvfs *fs, uint64_t ino)
+{
+	struct engine_batch *b = engine_batch_new();
+	if (!b)
+		return -ENOMEM;
+	uint8_t k[8];
+	ino_key(k, ino);
+	int r;
+	for (;;) {
+		struct inode in;
+		engine_batch_clear(b);
+		if ((r = inode_get(fs, ino, &in)) == -ENOENT) {
+			if ((r = engine_batch_del(b, T_ORPHAN, k, 8)) == 0)
+				r = engine_commit(fs->e, b, NULL);
+			break;
+		}
+		if (r < 0)
+			break;
+		bool purge_it = in.nlink == 0 && !open_ref_find(fs, ino);
+		uint64_t removed = 0;
+		bool more = false;
+		if (S_ISREG(in.mode) && !(in.flags & INODE_INLINE) &&
+		    (r = del_blocks(fs, b, ino, purge_it ? 0 : (in.size + BLOCK - 1) / BLOCK,
+				    UINT64_MAX, fs->purge_step, &removed, &more)) < 0)
+			break;
+		in.blocks -= removed < in.blocks ? removed : in.blocks;
+		if (more) {
+			if ((r = inode_write(b, &in)) < 0 ||
+			    (r = engine_commit(fs->e, b, NULL)) < 0)
+				break;
+			continue;
+		}
+		if (purge_it) {
+			r = purge_rest(fs, b, &in);
+		} else {
+			if (S_ISREG(in.mode) && !(in.flags & INODE_INLINE) && in.size == 0) {
+				in.flags |= INODE_INLINE; /* as set_size to 0 */
+				in.blocks = 0;
+			}
+			r = inode_write(b, &in);
+			if (r == 0 && in.nlink)
+				r = engine_batch_del(b, T_ORPHAN, k, 8);
+		}
+		if (r == 0)
+			r = engine_commit(fs->e, b, NULL);
+		break;
+	}
+	engine_batch_free(b);
+	return r;
+}
+
+/* Finish every orphan entry (orphan_finish): at open and close, and to retry failed steps. */
 static int purge_orphans(struct kvfs *fs)
 {
 	struct engine_iter *it;
 	int r = engine_iter_new(fs->e, T_ORPHAN, NULL, 0, NULL, 0, &it);
 	if (r < 0)
 		return r;
-	struct engine_batch *b = engine_batch_new();
-	if (!b) {
-		engine_iter_free(it);
-		return -ENOMEM;
-	}
 	uint8_t k[8];
 	size_t klen, vlen;
 	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
-		struct inode in;
 		if (klen != 8)
 			continue;
-		engine_batch_clear(b);
-		r = inode_get(fs, ldbe64(k), &in);
-		if (r == 0 && in.nlink == 0)
-			r = purge(fs, b, &in);
-		else if (r == -ENOENT || r == 0)
-			r = engine_batch_del(b, T_ORPHAN, k, 8);
-		if (r == 0)
-			r = commit(fs, b);
-		if (r < 0)
+		if ((r = orphan_finish(fs, ldbe64(k))) < 0)
 			break;
 	}
 	engine_iter_free(it);
-	engine_batch_free(b);
 	return r == -ENOENT ? 0 : r;
 }
+
+/* After the commit of an operation's batch: the steps it left (fs->deferred).  A failure is
+ * logged, not returned (the operation itself is done and stays so); its orphan entry stays,
+ * finished at the next open or before a write that could extend a file (unfinished_check). */
+static void deferred_run(struct kvfs *fs)
+{
+	for (size_t i = 0; i < fs->n_deferred; i++) {
+		int r = orphan_finish(fs, fs->deferred[i]);
+		if (r < 0) {
+			fs->unfinished = true;
+			if (fs->log) {
+				char line[160];
+				snprintf(line, sizeof(line), "freeing the blocks of inode %llu: %s "
+					 "(retried before the next write, or at the next open)",
+					 (unsigned long long)fs->deferred[i], strerror(-r));
+				fs->log(fs->log_ctx, line);
+			}
+		}
+	}
+	fs->n_deferred = 0;
+}
+
+/* Commit an operation's batch, then the steps it left (ns_lock held; not while a kvfs_batch
+ * is being built). */
+static int commit_op(struct kvfs *fs, struct engine_batch *b)
+{
+	int r = commit(fs, b);
+	if (r < 0)
+		fs->n_deferred = 0; /* nothing of it is in the store */
+	else
+		deferred_run(fs);
+	return r;
+}
+
+/* Steps that failed earlier leave blocks past some file's size: finish them before a change
+ * that could extend a file over them.  ns_lock held, no batch being built. */
+static int unfinished_check(struct kvfs *fs)
+{
+	if (!fs->unfinished)
+		return 0;
+	int r = purge_orphans(fs);
+	fs->unfinished = r < 0;
+	return r;
+}
+
+/* ---- open / close ---- */
 
 int kvfs_open(const char *path, const struct kvfs_options *opt, struct kvfs **out)
 {
@@ -578,7 +798,10 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 		.log = opt->log,
 		.log_ctx = opt->log_ctx,
 	};
+	fs->purge_step = PURGE_STEP_BLOCKS;
 	if (tune) {
+		if (tune->purge_step_blocks)
+			fs->purge_step = tune->purge_step_blocks;
 		eo.log_ring_bytes = tune->log_ring_bytes;
 		eo.no_checkpoint_thread = tune->no_checkpoint_thread;
 		eo.ckpt_piece_pages = tune->ckpt_piece_pages;
@@ -629,6 +852,7 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 		pthread_mutex_destroy(&fs->ns_lock);
 		dcache_free(fs->dc);
 		free(fs->dc_pend);
+		free(fs->deferred);
 		free(fs);
 		return r;
 	}
@@ -659,6 +883,7 @@ int kvfs_close(struct kvfs *fs)
 	free(fs->pending);
 	dcache_free(fs->dc);
 	free(fs->dc_pend);
+	free(fs->deferred);
 	free(fs);
 	return r ? r : r2;
 }
@@ -993,9 +1218,10 @@ static int remove_name(struct kvfs *fs, uint64_t parent, const char *name, int w
 	if (!b)
 		return -ENOMEM;
 	pthread_mutex_lock(&fs->ns_lock);
+	fs->n_deferred = 0;
 	r = remove_name_b(fs, b, parent, name, len, want_dir);
 	if (r == 0)
-		r = commit(fs, b);
+		r = commit_op(fs, b);
 	pthread_mutex_unlock(&fs->ns_lock);
 	engine_batch_free(b);
 	return r;
@@ -1043,6 +1269,7 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 	if (fs->rdonly)
 		return -EROFS;
 	pthread_mutex_lock(&fs->ns_lock);
+	fs->n_deferred = 0;
 	struct inode sdir, ddir, src, dst;
 	uint64_t sino, dino = 0;
 	unsigned stype, dtype;
@@ -1154,7 +1381,7 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 		if ((r = inode_put(fs, b, &sdir)) < 0 || (r = inode_put(fs, b, &ddir)) < 0)
 			goto out;
 	}
-	r = commit(fs, b);
+	r = commit_op(fs, b);
 out:
 	pthread_mutex_unlock(&fs->ns_lock);
 	engine_batch_free(b);
@@ -1169,9 +1396,12 @@ int kvfs_setattr(struct kvfs *fs, uint64_t ino, const struct kvfs_stat *sa, unsi
 	if (fs->rdonly)
 		return -EROFS;
 	pthread_mutex_lock(&fs->ns_lock);
+	fs->n_deferred = 0;
 	struct inode in;
 	struct engine_batch *b = engine_batch_new();
-	int r = b ? inode_get(fs, ino, &in) : -ENOMEM;
+	int r = b ? unfinished_check(fs) : -ENOMEM;
+	if (r == 0)
+		r = inode_get(fs, ino, &in);
 	if (r < 0)
 		goto out;
 	int64_t now = now_ns();
@@ -1199,8 +1429,13 @@ int kvfs_setattr(struct kvfs *fs, uint64_t ino, const struct kvfs_stat *sa, unsi
 	if (mask & KVFS_SET_MTIME)
 		in.mtime = sa->mtime_ns;
 	in.ctime = (mask & KVFS_SET_CTIME) ? sa->ctime_ns : now;
-	if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = commit_op(fs, b)) < 0)
 		goto out;
+	if (st && (mask & KVFS_SET_SIZE)) {
+		struct inode now_in; /* the steps after the commit lowered the blocks count */
+		if (inode_get(fs, ino, &now_in) == 0)
+			in.blocks = now_in.blocks;
+	}
 	if (st)
 		to_stat(&in, st);
 out:
@@ -1358,16 +1593,17 @@ ssize_t kvfs_write(struct kvfs *fs, uint64_t ino, const void *buf, size_t len, u
 		return -ENOMEM;
 	const uint8_t *p = buf;
 	size_t done = 0;
-	ssize_t r = 0;
 	pthread_mutex_lock(&fs->ns_lock);
-	do {
+	ssize_t r = unfinished_check(fs);
+	while (r == 0 && done < len) {
 		size_t n = len - done > WRITE_BATCH_MAX ? WRITE_BATCH_MAX : len - done;
 		engine_batch_clear(b);
 		r = write_locked(fs, b, ino, p + done, n, off + done);
 		if (r < 0)
 			break;
 		done += n;
-	} while (done < len);
+		r = 0;
+	}
 	pthread_mutex_unlock(&fs->ns_lock);
 	engine_batch_free(b);
 	if (r < 0 && done == 0)
@@ -1390,7 +1626,9 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	pthread_mutex_lock(&fs->ns_lock);
 	struct inode in;
 	struct engine_batch *b = engine_batch_new();
-	int r = b ? inode_get(fs, ino, &in) : -ENOMEM;
+	int r = b ? unfinished_check(fs) : -ENOMEM;
+	if (r == 0)
+		r = inode_get(fs, ino, &in);
 	if (r < 0)
 		goto out;
 	if (S_ISDIR(in.mode)) {
@@ -1412,8 +1650,11 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 			} else {
 				uint64_t first = (off + BLOCK - 1) / BLOCK, last = end / BLOCK;
 				uint64_t removed = 0;
+				bool more;
+				/* not bounded: a hole is punched in one change (kvfs.h) */
 				if (first < last &&
-				    (r = del_blocks(fs, b, ino, first, last, &removed)) < 0)
+				    (r = del_blocks(fs, b, ino, first, last, UINT64_MAX, &removed,
+						    &more)) < 0)
 					goto out;
 				in.blocks -= removed < in.blocks ? removed : in.blocks;
 				if (off / BLOCK == (end - 1) / BLOCK && (off % BLOCK || end % BLOCK)) {
@@ -1481,17 +1722,13 @@ void kvfs_release_ino(struct kvfs *fs, uint64_t ino)
 		free(o);
 		struct inode in;
 		if (!fs->rdonly && inode_get(fs, ino, &in) == 0 && in.nlink == 0) {
-			struct engine_batch *b = engine_batch_new();
-			int r = b ? purge(fs, b, &in) : -ENOMEM;
-			if (r == 0)
-				r = commit(fs, b);
+			int r = orphan_finish(fs, ino); /* in steps when big */
 			if (r < 0 && fs->log) {
 				char line[128];
 				snprintf(line, sizeof(line), "purging inode %llu: %s (retried at the "
 					 "next open)", (unsigned long long)ino, strerror(-r));
 				fs->log(fs->log_ctx, line);
 			}
-			engine_batch_free(b);
 		}
 	}
 	pthread_mutex_unlock(&fs->ns_lock);
@@ -1819,7 +2056,14 @@ int kvfs_exists(struct kvfs *fs, const char *key)
 /*
  * Add to `b` the creation or replacement of the regular file `name` (nlen bytes) in `dir` with
  * `len` bytes; ns_lock held.  With `split`, a put larger than PUT_ATOMIC_MAX commits `b` in
- * pieces; without, it is -EFBIG.  The caller commits `b`.
+ * pieces; without, it is -EFBIG.  The caller commits `b` (commit_op: a replaced file's old
+ * blocks past the new size may be left to steps, top of file).
+ *
+ * Replacing a file keeps its inode (its other names and open handles see the new bytes) and,
+ * up to PUT_ATOMIC_MAX, stays one change: the new blocks overwrite the old ones below the new
+ * size, and the old file is truncated to the new size in the same batch (set_size), the
+ * blocks past it going in steps when there are many.  A larger put first empties the file
+ * (in steps when big) and is then written in pieces, as kvfs.h says.
  */
 static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, const char *name,
 		      size_t nlen, const void *val, size_t len, uint32_t uid, uint32_t gid,
@@ -1848,8 +2092,30 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 			if ((r = in.nlink ? inode_put(fs, b, &in) : drop_inode(fs, b, &in)) < 0)
 				return r;
 			r = -ENOENT;
-		} else if ((r = set_size(fs, b, &in, 0)) < 0) {
-			return r;
+		} else if (in.flags & INODE_INLINE) {
+			in.size = 0; /* no blocks: its bytes are simply replaced below */
+		} else if (len > PUT_ATOMIC_MAX) {
+			/* written in pieces anyway: empty the file first (in steps when big) */
+			if ((r = set_size(fs, b, &in, 0)) < 0)
+				return r;
+			if (fs->n_deferred) {
+				if ((r = inode_put(fs, b, &in)) < 0 || (r = commit_op(fs, b)) < 0)
+					return r;
+				engine_batch_clear(b);
+				if ((r = inode_get(fs, ino, &in)) < 0)
+					return r;
+				if (!(in.flags & INODE_INLINE)) /* the steps failed (logged), or
+								   left blocks they did not see */
+					return fs->unfinished ? -EIO : -EUCLEAN;
+			}
+		} else {
+			/* one change: truncate to the new size (0 when the result fits inline and
+			 * the old blocks all go in this batch), the new blocks overwrite the rest */
+			bool inl = len <= INLINE_MAX && in.blocks <= dels_left(fs);
+			if ((r = set_size(fs, b, &in, inl ? 0 : len)) < 0)
+				return r;
+			if (inl && !(in.flags & INODE_INLINE))
+				return -EUCLEAN; /* more blocks than the blocks field says */
 		}
 	}
 	if (r == -ENOENT) {
@@ -1871,15 +2137,25 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 	}
 	in.mtime = in.ctime = now;
 	const uint8_t *p = val;
-	if (len <= INLINE_MAX) {
+	if (len <= INLINE_MAX && (in.flags & INODE_INLINE)) {
 		if (len) /* p is NULL for an empty value (a batch stores no bytes) */
 			memcpy(in.data, p, len);
 		in.size = len;
 		return inode_put(fs, b, &in);
 	}
-	/* set_size(0) made the file inline and empty: its blocks are deletes in this batch */
-	in.flags &= ~INODE_INLINE;
-	in.blocks = 0;
+	uint64_t nblk = (len + BLOCK - 1) / BLOCK;
+	if (in.flags & INODE_INLINE) {
+		in.flags &= ~INODE_INLINE; /* an empty inline file: no block to replace */
+		in.blocks = 0;
+	} else {
+		/* truncated to len above: the blocks kept below nblk are overwritten below, the
+		 * ones past it (deleted later, in steps) stay counted */
+		uint64_t have;
+		if ((r = count_blocks(fs, in.ino, 0, nblk, &have)) < 0)
+			return r;
+		in.blocks -= have < in.blocks ? have : in.blocks;
+	}
+	in.size = len;
 	uint8_t block[BLOCK], k[16];
 	for (size_t off = 0; off < len; off += BLOCK) {
 		size_t n = len - off < BLOCK ? len - off : BLOCK;
@@ -1890,13 +2166,14 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		if ((r = engine_batch_put(b, T_DATA, k, 16, block, BLOCK)) < 0)
 			return r;
 		in.blocks++;
-		in.size = off + n;
 		if (off + n < len && (off + n) % PUT_ATOMIC_MAX == 0) {
+			in.size = off + n; /* a piece: the file grows with each */
 			if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 				return r;
 			engine_batch_clear(b);
 		}
 	}
+	in.size = len;
 	return inode_put(fs, b, &in);
 }
 
@@ -1912,9 +2189,12 @@ static int put_file(struct kvfs *fs, uint64_t dir, const char *name, const void 
 	if (!b)
 		return -ENOMEM;
 	pthread_mutex_lock(&fs->ns_lock);
-	r = put_file_b(fs, b, dir, name, nlen, val, len, uid, gid, true);
+	fs->n_deferred = 0;
+	r = unfinished_check(fs);
 	if (r == 0)
-		r = commit(fs, b);
+		r = put_file_b(fs, b, dir, name, nlen, val, len, uid, gid, true);
+	if (r == 0)
+		r = commit_op(fs, b);
 	pthread_mutex_unlock(&fs->ns_lock);
 	engine_batch_free(b);
 	return r;
@@ -2083,7 +2363,10 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&fs->ns_lock);
+		fs->n_deferred = 0;
+		r = unfinished_check(fs);
 		fs->batching = true;
+		fs->batch_dels_left = fs->purge_step;
 		for (size_t i = 0; r == 0 && i < b->n; i++) {
 			if (i + 1 < b->n && strcmp(b->ops[i].key, b->ops[i + 1].key) == 0)
 				continue;
@@ -2099,10 +2382,12 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 		}
 		if (r == 0)
 			r = pending_flush(fs, eb);
-		if (r == 0)
-			r = commit(fs, eb);
 		fs->batching = false;
 		pending_clear(fs);
+		if (r == 0)
+			r = commit_op(fs, eb); /* then the steps of big files it deleted */
+		else
+			fs->n_deferred = 0;
 		pthread_mutex_unlock(&fs->ns_lock);
 	}
 	engine_batch_free(eb);

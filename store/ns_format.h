@@ -9,8 +9,12 @@
  *   T_DATA       ino (BE u64) + block (BE u64) -> one block of BLOCK bytes (a missing block
  *                                                is a hole)
  *   T_XATTR      ino (BE u64) + name           -> value (0..XATTR_VALUE_MAX bytes)
- *   T_ORPHAN     ino (BE u64)                  -> empty: unlinked while open, purged at its
- *                                                last release or the next open
+ *   T_ORPHAN     ino (BE u64)                  -> empty: unlinked while open (or purged in
+ *                                                steps), purged at its last release or the
+ *                                                next open; or LE u64 size: a truncation in
+ *                                                steps, blocks at or past ceil(size / BLOCK)
+ *                                                still to delete (namespace.c "Bounded
+ *                                                changes", man/kvfs.5 "Orphans")
  *   T_SUPER      "next_ino"                    -> LE u64, the next inode number to hand out
  *
  * Inode 1 (NS_ROOT_INO) is the root directory.  INODE RECORD: the IN_HDR-byte header

@@ -8,6 +8,12 @@ if(CHECK_FOUND AND TARGET check_checker AND TARGET kvfs-check)
   add_dependencies(check_checker kvfs-check)
   set_tests_properties(check_checker PROPERTIES TIMEOUT 600)
 endif()
+# check_namespace runs kvfs-check -n on the stores its purge and truncation tests leave.
+if(CHECK_FOUND AND TARGET check_namespace AND TARGET kvfs-check)
+  target_compile_definitions(check_namespace PRIVATE
+    KVFS_CHECK_BIN="$<TARGET_FILE:kvfs-check>")
+  add_dependencies(check_namespace kvfs-check)
+endif()
 
 # kvfs-damage STORE CASE [SEED]: make a store and damage it, for a human reproducing a case.
 add_executable(kvfs-damage ${CMAKE_SOURCE_DIR}/tests/damage.c)

@@ -77,8 +77,12 @@ fs_pid_of() { # STORE MNT: the daemon serving STORE at MNT ("kvfs ... STORE MNT"
 fs_wait_gone() { # PID [SECONDS]: 0 once PID has exited
 	local pid=$1 n=$(( ${2:-$FS_T} * 10 ))
 	while kill -0 "$pid" 2>/dev/null; do
-		# a zombie is gone as far as the store is concerned
-		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+		# a zombie is gone as far as the store is concerned once its other threads have
+		# exited too: a killed thread-group leader turns zombie while threads of it may
+		# still be on their way out holding the descriptors (and the store's lock); a
+		# parent that never reaps (a container's init) leaves the zombie itself for good
+		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] &&
+			[ "$(ls "/proc/$pid/task" 2>/dev/null | wc -l)" -le 1 ] && return 0
 		n=$((n - 1)); [ "$n" -gt 0 ] || return 1
 		sleep 0.1
 	done

@@ -12,8 +12,9 @@
  *   blocks    the tree's (ino, block) pairs, 16 bytes each, plus the log's puts and deletes
  *             in a small map that overrides them; blocks of the wrong length in a list;
  *   xattrs    the tree's (ino, hash of the name) pairs, overridden the same way;
- *   orphans   a flag on the inode entry; next_ino; keys of the wrong length in a list.
- * Cost: 112 bytes per inode, 40 + its key per dirent, 16 per block, plus hash indexes at
+ *   orphans   flags on the inode entry (listed; with a truncation value, and that value);
+ *             next_ino; keys of the wrong length in a list.
+ * Cost: 128 bytes per inode, 40 + its key per dirent, 16 per block, plus hash indexes at
  * most half full (measured: 100,000 small files in 1,000 directories, 25 MiB; 100,000
  * blocks, 2.7 MiB).
  *
@@ -27,7 +28,10 @@
  *   - it lies in an existing directory and names an existing inode (NS-1)   NS_DIRENT_DANGLING
  *   - of the type it records (NS-1)                                         NS_DIRENT_TYPE
  *   - orphans: an unlinked inode (no dirent, nlink 0) still listed          NS_ORPHAN_PENDING
- *     an entry for a linked or missing inode, or a malformed key            NS_ORPHAN_STALE
+ *     a truncation still listed: an 8-byte value equal to the size of a linked regular
+ *     file in blocks, whose blocks past that size the next open deletes   NS_ORPHAN_PENDING
+ *     an entry for a linked or missing inode (without a truncation value, or with one
+ *     that does not match), a value neither empty nor 8 bytes, a bad key   NS_ORPHAN_STALE
  *   - a directory is named by one dirent (the root by none)                 NS_DIR_LINKS
  *     and its parent field names the directory holding it (NS-3)            NS_PARENT
  *   - an inode that no dirent names and that is not a pending orphan        NS_LOST_INODE
@@ -39,7 +43,7 @@
  *   - data blocks (NS-4): of a missing inode                                NS_BLOCK_ORPHAN
  *     longer than 4096 bytes (a shorter one reads as padded with zeros,    NS_BLOCK_BAD
  *     man/kvfs.5), with a malformed key, or of an inode that keeps no blocks
- *     at or past ceil(size / 4096)                                          NS_SIZE
+ *     at or past ceil(size / 4096), unless a pending truncation covers it   NS_SIZE
  *     as many as the inode's blocks field says                              NS_BLOCKS_COUNT
  *   - xattrs of a missing inode, or with a key that names none              NS_XATTR_ORPHAN
  *   - next_ino present, 8 bytes, above every inode                          NS_NEXT_INO
@@ -68,7 +72,9 @@
  * inode is reconnected as "#<ino>" (or "#<ino>.<n>" when that name is taken).  A cycle is
  * broken at its lowest-numbered directory: the dirent naming it inside the cycle is removed
  * and the directory reconnected.  A pending orphan is purged as namespace.c's purge() does:
- * its blocks, xattrs, inode record and orphan entry in one batch.
+ * its blocks, xattrs, inode record and orphan entry in one batch.  A pending truncation is
+ * finished as the next open would (namespace.c orphan_finish): the blocks past the size and
+ * the orphan entry deleted, the blocks field lowered by their count.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -123,7 +129,8 @@ static const struct chk_def defs[] = {
 	  "break the cycle and reconnect it under lost+found" },
 #define NS_ORPHAN_PENDING (&defs[10])
 	{ "NS_ORPHAN_PENDING", SEV_WARNING, true, true,
-	  "an unlinked inode still on the orphan list", "purge it, as the next open would" },
+	  "an orphan the next open would finish: an unlinked inode, or a truncation's blocks "
+	  "past the size", "purge it, or delete those blocks, as the next open would" },
 #define NS_ORPHAN_STALE (&defs[11])
 	{ "NS_ORPHAN_STALE", SEV_WARNING, true, true,
 	  "an orphan entry for a linked or missing inode", "delete the orphan entry" },
@@ -163,6 +170,9 @@ enum {
 	S_NEW = 0x100,     /* created by a fix (lost+found) */
 	S_PATH = 0x200,    /* cycle search: on the current path */
 	S_DONE = 0x400,    /* cycle search: finished */
+	S_TRUNC = 0x800,   /* ... its orphan entry holds a truncation (8 bytes: `trunc`) */
+	S_OVAL = 0x1000,   /* ... its orphan entry's value is neither empty nor 8 bytes */
+	S_TRUNC_OK = 0x2000, /* a pending truncation: its blocks past the size are expected */
 };
 
 /* ns_inode.dirty: fields an approved fix changed, written at the repair */
@@ -170,7 +180,9 @@ enum { F_NLINK = 1, F_PARENT = 2, F_SIZE = 4, F_BLOCKS = 8 };
 
 struct ns_inode {
 	uint64_t ino, size, blocks, parent;
+	uint64_t trunc;            /* the orphan entry's truncation value (S_TRUNC) */
 	uint64_t n_blk, n_badblk;  /* T_DATA entries; those of the wrong length */
+	uint64_t n_past;           /* ... at or past ceil(size / 4096) */
 	uint64_t max_blk, max_good;/* highest block number of all / of the right length */
 	uint32_t mode, nlink, flags, rec_len;
 	uint32_t n_xattr;
@@ -225,12 +237,13 @@ struct idx {
 };
 
 /* A repair step, applied through the engine after the check. */
-enum { OP_DEL, OP_PUT, OP_DEL_INO, OP_PURGE };
+enum { OP_DEL, OP_PUT, OP_DEL_INO, OP_PURGE, OP_TRUNC };
 struct ns_op {
 	uint8_t kind, tree;
 	uint16_t klen;
 	uint32_t vlen;
-	uint64_t ino;   /* OP_DEL_INO (every key of ino in tree), OP_PURGE */
+	uint64_t ino;   /* OP_DEL_INO (every key of ino in tree), OP_PURGE, OP_TRUNC */
+	uint64_t first; /* OP_TRUNC: the first block deleted */
 	uint8_t *key, *val;
 };
 
@@ -727,10 +740,16 @@ static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uin
 			ns->oom = true;
 			break;
 		}
+		p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL);
 		if (del)
-			p->st &= (uint16_t)~S_ORPHAN;
-		else
-			p->st |= S_ORPHAN;
+			break;
+		p->st |= S_ORPHAN;
+		if (vlen == 8 && val) { /* a truncation (man/kvfs.5 "Orphans") */
+			p->st |= S_TRUNC;
+			p->trunc = ld64(val);
+		} else if (vlen) { /* an unreadable value of 8 bytes is left unjudged */
+			p->st |= vlen != 8 ? S_OVAL : 0;
+		}
 		break;
 	case T_SUPER:
 		if (klen != 8 || memcmp(key, NS_SUPER_NEXT_INO, 8) != 0)
@@ -805,6 +824,8 @@ static int cmp_inode(const void *a, const void *b)
 
 static void count_block(struct ns_inode *p, uint64_t blk, bool good)
 {
+	if (blk >= (p->size + BLOCK - 1) / BLOCK) /* p->size: 0 unless a record was read */
+		p->n_past++;
 	if (p->n_blk == 0 || blk > p->max_blk)
 		p->max_blk = blk;
 	if (good && (p->n_blk == p->n_badblk || blk > p->max_good))
@@ -1242,10 +1263,39 @@ static int check_orphans(struct chk *c)
 			}
 			continue;
 		}
+		if (present(p) && (p->st & S_TRUNC) && p->nlink && S_ISREG(p->mode) &&
+		    !(p->flags & INODE_INLINE) && p->trunc == p->size) {
+			/* a truncation in steps that a crash cut (namespace.c "Bounded changes") */
+			p->st |= S_TRUNC_OK;
+			size_t id = chk_report(c, NS_ORPHAN_PENDING, 0, p->ino, "a truncation to %"
+					       PRIu64 " bytes still on the orphan list, %" PRIu64
+					       " block(s) past the size to delete", p->size,
+					       p->n_past);
+			if (fix_ok(c, id, false, "delete the blocks past the size, as the next open "
+				   "would")) {
+				p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC);
+				p->n_blk -= p->n_past;
+				p->blocks -= p->n_past < p->blocks ? p->n_past : p->blocks;
+				p->dirty |= F_BLOCKS;
+				p->n_past = 0;
+				if ((r = op_add(ns, OP_TRUNC, 0, p->ino, NULL, 0, NULL, 0)) < 0)
+					return r;
+				ns->ops[ns->n_ops - 1].first = (p->size + BLOCK - 1) / BLOCK;
+			}
+			continue;
+		}
 		size_t id;
 		if (!present(p))
 			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "the orphan list names "
 					"a missing inode");
+		else if (p->st & S_OVAL)
+			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "an orphan entry whose value "
+					"is neither empty nor 8 bytes");
+		else if (p->st & S_TRUNC)
+			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "a truncation to %" PRIu64
+					" bytes on the orphan list for a %s of %" PRIu64 " bytes%s, "
+					"nlink %" PRIu32, p->trunc, type_name(p->mode), p->size,
+					(p->flags & INODE_INLINE) ? " (inline)" : "", p->nlink);
 		else if (p->n_names || p->ino == NS_ROOT_INO)
 			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "on the orphan list, but "
 					"named by %" PRIu32 " dirent(s)", p->n_names);
@@ -1254,7 +1304,7 @@ static int check_orphans(struct chk *c)
 					"nlink %" PRIu32 ": the next open would only drop the entry",
 					p->nlink);
 		if (fix_ok(c, id, false, "delete the orphan entry")) {
-			p->st &= (uint16_t)~S_ORPHAN;
+			p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL);
 			if ((r = op_add(ns, OP_DEL, T_ORPHAN, 0, k, 8, NULL, 0)) < 0)
 				return r;
 		}
@@ -1643,7 +1693,7 @@ static int check_blocks(struct chk *c)
 				p->max_blk = p->max_good;
 		}
 		if (n_blk && S_ISREG(p->mode) && !(p->flags & INODE_INLINE) &&
-		    p->max_blk >= (p->size + BLOCK - 1) / BLOCK) {
+		    !(p->st & S_TRUNC_OK) && p->max_blk >= (p->size + BLOCK - 1) / BLOCK) {
 			uint64_t want = (p->max_blk + 1) * BLOCK;
 			size_t id = chk_report(c, NS_SIZE, 0, p->ino, "block %" PRIu64 " lies past "
 					       "the size, %" PRIu64 " bytes", p->max_blk, p->size);
@@ -1715,6 +1765,25 @@ static int ap_put(struct applier *a, unsigned tree, const void *k, size_t klen, 
 	int r = engine_batch_put(a->b, tree, k, klen, v, vlen);
 	a->bytes += klen + vlen + 16;
 	return r < 0 ? r : ap_flush(a, false);
+}
+
+/* Delete the data blocks of ino from block `first` on (a pending truncation, OP_TRUNC). */
+static int ap_del_blocks_from(struct applier *a, uint64_t ino, uint64_t first)
+{
+	uint8_t lo[16], hi[16], k[16];
+	block_key(lo, ino, first);
+	block_key(hi, ino + 1, 0);
+	struct engine_iter *it;
+	int r = engine_iter_new(a->e, T_DATA, lo, 16, ino + 1 ? hi : NULL, ino + 1 ? 16 : 0,
+				&it);
+	if (r < 0)
+		return r;
+	size_t klen, vlen;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0)
+		if (klen == 16 && (r = ap_del(a, T_DATA, k, 16)) < 0)
+			break;
+	engine_iter_free(it);
+	return r == -ENOENT ? 0 : r;
 }
 
 /* Delete every key of `tree` that starts with ino (8 bytes, big-endian). */
@@ -1839,6 +1908,11 @@ static int apply(struct chk *c)
 			if ((r = ap_del_ino(&a, T_DATA, o->ino)) == 0 &&
 			    (r = ap_del_ino(&a, T_XATTR, o->ino)) == 0 &&
 			    (r = ap_del(&a, T_INODE, k, 8)) == 0)
+				r = ap_del(&a, T_ORPHAN, k, 8);
+			break;
+		case OP_TRUNC: /* namespace.c's orphan_finish of a truncation */
+			ino_key(k, o->ino);
+			if ((r = ap_del_blocks_from(&a, o->ino, o->first)) == 0)
 				r = ap_del(&a, T_ORPHAN, k, 8);
 			break;
 		}
