@@ -11,18 +11,26 @@
  * page (INV-1 on disk) can meet a reused page.  NOSYNC commits do not write meta pages, so the
  * disk's two meta pages, and with them the gate, only move on durable commits.
  *
- * A write transaction allocates from `pool`, LIFO (the most recently freed reusable pages
- * first): the meta page's deferred runs, then the highest reusable chunks, loaded one at a time
+ * A write transaction allocates from `pool`, lowest page number first (first fit): pool holds
+ * the meta page's deferred runs, then the lowest-keyed reusable chunks, loaded one at a time
  * (and deleted from the freedb); when none fits, the file grows.  Pages it frees go to `freed`,
  * except pages it allocated itself, which no one else can see and which go back to `pool`.
+ *
+ * Why lowest first, not LIFO: only a free run at the end of the file can be given back (below),
+ * so an allocator that reuses the highest (or the most recently freed, which after churn are
+ * anywhere) pages keeps the file's tail occupied and the file at its high-water mark.  Handing
+ * out the lowest pages lets the tail drain.  Chunks are loaded in key order, lowest first:
+ * txnid 0 (reusable leftovers; after a compaction pass, below, they hold every reusable run in
+ * page order, so chunk (0, 0) holds the lowest free pages of the file), then the oldest freed.
+ * Only the choice among reusable pages changes; what is reusable (the gate) does not.
  *
  * Commit (freelist_commit) must record `freed` and what is left of `pool` in the freedb, but
  * writing the freedb allocates and frees pages itself.  The recursion is cut this way:
  *   1. every freedb leaf that will receive a chunk is materialized and the freedb is
  *      rebalanced, repeatedly until no new page is freed (materializing frees the old page);
- *   2. a reserve of pages for the freedb's own pages is set aside from pool (at most
- *      META_DEFERRED_MAX - 1 runs, LIFO) and, if that is not enough, from the end of the
- *      file, with an upper bound on what the spill can need;
+ *   2. a reserve of pages for the freedb's own pages is set aside from pool (the lowest run
+ *      that covers it, else the largest runs, at most META_DEFERRED_MAX - 1) and, if that is
+ *      not enough, from the end of the file, with an upper bound on what the spill can need;
  *   3. `freed` goes in as chunks (txnid, 0..), `pool` as chunks (0, next..) — reusable at once;
  *   4. the freedb is spilled taking pages only from the reserve (or the file end);
  *   5. the unused tail of the reserve (at most META_DEFERRED_MAX runs) is the meta page's
@@ -31,9 +39,14 @@
  *
  * A free run that ends at the end of the file is cut off instead (page_count shrinks), and
  * pager_trim() gives the file's tail back once both meta pages agree.  Only runs in pool can
- * be cut, so when the free list has grown large (a quarter of the file, and twice what it was
- * after the last such pass) a commit first loads every reusable chunk into pool; what is not
- * cut goes back as chunks under txnid 0.  That is O(free list), amortized by the doubling.
+ * be cut, so a commit may first load every reusable chunk into pool (a compaction pass); what
+ * is not cut goes back, sorted and merged, as chunks (0, 0..) under txnid 0.  The pass costs
+ * O(free list), about the freedb's pages rewritten, so it runs only when that is paid for:
+ *   - when the commit already wrote at least COMPACT_PAID times the freedb's pages (a
+ *     checkpoint piece; the pass then adds at most a fraction of its writes), or
+ *   - when the free list has grown large (a quarter of the file, and twice what it was after
+ *     the last pass: amortized by the doubling), or
+ *   - when the txnid-0 chunk numbers run high (they restart at 0 after a pass).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,6 +54,9 @@
 
 #include "store/page.h"
 #include "store/txn.h"
+
+/* A commit that wrote at least this many times the freedb's pages runs a compaction pass. */
+#define COMPACT_PAID 4
 
 static int runvec_push(struct runvec *rv, pgno_t pgno, uint64_t count)
 {
@@ -160,7 +176,8 @@ static int chunk_decode(struct store_txn *txn, const struct store_val *key,
 	return 0;
 }
 
-/* Move the highest reusable chunk into pool.  0, -ENOENT (none), -errno. */
+/* Move the lowest-keyed reusable chunk into pool (header: why lowest).  0, -ENOENT (none),
+ * -errno. */
 static int load_chunk(struct store_txn *txn)
 {
 	struct freelist *fl = &txn->fl;
@@ -172,7 +189,7 @@ static int load_chunk(struct store_txn *txn)
 	free_key(hi, fl->gate + 1, 0);
 	r = store_cursor_set_range(c, NULL, 0, hi, sizeof(hi));
 	if (r == 0)
-		r = store_cursor_last(c);
+		r = store_cursor_first(c);
 	struct store_val k, v;
 	if (r == 0)
 		r = store_cursor_get(c, &k, &v);
@@ -222,17 +239,21 @@ int freelist_alloc(struct store_txn *txn, uint64_t n, pgno_t *pgno)
 	for (int loads = 0;; loads++) {
 		if (n > 1) /* a run: neighbours from different chunks may make one */
 			runvec_normalize(&fl->pool);
-		for (size_t i = fl->pool.n; i-- > 0;) {
-			struct run *run = &fl->pool.v[i];
-			if (run->count < n)
-				continue;
+		/* the lowest run that fits (pool is in no particular order: normalized only for
+		 * runs, and an emptied run is replaced by the last one) */
+		size_t best = fl->pool.n;
+		for (size_t i = 0; i < fl->pool.n; i++) {
+			const struct run *run = &fl->pool.v[i];
+			if (run->count >= n && (best == fl->pool.n || run->pgno < fl->pool.v[best].pgno))
+				best = i;
+		}
+		if (best < fl->pool.n) {
+			struct run *run = &fl->pool.v[best];
 			*pgno = run->pgno;
 			run->pgno += n;
 			run->count -= n;
-			if (run->count == 0) {
-				memmove(run, run + 1, (fl->pool.n - i - 1) * sizeof(*run));
-				fl->pool.n--;
-			}
+			if (run->count == 0)
+				*run = fl->pool.v[--fl->pool.n];
 			pager_forget(txn->st, *pgno, n);
 			return 0;
 		}
@@ -344,7 +365,10 @@ int freelist_commit(struct store_txn *txn)
 	uint64_t need;
 	struct store *st = txn->st;
 	uint64_t free_now = txn->meta.free_pages;
-	if (free_now >= 256 && free_now >= txn->meta.page_count / 4 && free_now >= st->compact_at) {
+	bool paid = free_now > 0 && txn->n_pages >= COMPACT_PAID * (fdb->rec.pages + 1);
+	bool large = free_now >= 256 && free_now >= txn->meta.page_count / 4 &&
+		     free_now >= st->compact_at;
+	if (paid || large || zc >= UINT32_MAX / 2) {
 		while (!fl->exhausted) {
 			r = load_chunk(txn);
 			if (r == -ENOENT)
@@ -352,7 +376,9 @@ int freelist_commit(struct store_txn *txn)
 			else if (r < 0)
 				return r;
 		}
-		st->compact_at = 0; /* set below from what is left */
+		zc = 0; /* every txnid-0 chunk was reusable, so loaded and deleted */
+		if (large)
+			st->compact_at = 0; /* set below from what is left */
 	}
 	/* 1. materialize and rebalance until nothing more is freed, with enough reusable pages
 	 *    in pool for the reserve (loading a chunk deletes it: another change) */
@@ -389,15 +415,20 @@ int freelist_commit(struct store_txn *txn)
 		if (runvec_pages(&fl->freed) + runvec_pages(&fl->pool) == before)
 			break;
 	}
-	/* 2. the reserve for the freedb's own pages: pool runs, LIFO, then the file's end */
+	/* 2. the reserve for the freedb's own pages: pool runs, then the file's end */
 	fl->reserve.n = 0;
 	fl->reserve_next = 0;
 	while (need && fl->pool.n && fl->reserve.n < META_DEFERRED_MAX - 1) {
-		/* the largest run first: few runs cover the reserve */
-		size_t best = 0;
-		for (size_t i = 1; i < fl->pool.n; i++)
-			if (fl->pool.v[i].count > fl->pool.v[best].count)
+		/* the lowest run that covers what is needed (pool is sorted: the first), else the
+		 * largest run: few runs cover the reserve */
+		size_t best = fl->pool.n;
+		for (size_t i = 0; i < fl->pool.n && best == fl->pool.n; i++)
+			if (fl->pool.v[i].count >= need)
 				best = i;
+		if (best == fl->pool.n)
+			for (size_t i = best = 0; i < fl->pool.n; i++)
+				if (fl->pool.v[i].count > fl->pool.v[best].count)
+					best = i;
 		struct run *run = &fl->pool.v[best];
 		uint64_t take = run->count < need ? run->count : need;
 		if ((r = runvec_push(&fl->reserve, run->pgno, take)) < 0)

@@ -26,7 +26,7 @@ struct runvec {
 
 /* freelist.c's per-writer state. */
 struct freelist {
-	struct runvec pool;   /* reusable now; allocation takes from the end (LIFO) */
+	struct runvec pool;   /* reusable now; allocation takes the lowest page that fits */
 	struct runvec freed;  /* freed by this transaction: reusable after the gate passes it */
 	txnid_t gate;         /* chunks keyed <= gate are reusable */
 	bool exhausted;       /* no reusable chunk left in the freedb */

@@ -5,7 +5,8 @@
  * Test cases, by kind:
  *   core   the documented semantics one call at a time: open/close/reopen, put/get/del,
  *          named trees and tree_drop, cursors and bounds, abort, snapshot isolation, NOSYNC
- *          commits and store_sync, store_stat accounting and free-page reuse, the LSN.
+ *          commits and store_sync, store_stat accounting and free-page reuse, the file's
+ *          free tail drained and given back after churn (lowest pages reused first), the LSN.
  *   edge   limits: key and tree-name lengths, value sizes across the inline/overflow boundary
  *          up to 1 MiB, keys that prefix others, wrong-mode calls, files that are not stores,
  *          truncated stores, a second open, deep trees emptied again, ordered inserts.
@@ -946,6 +947,108 @@ START_TEST(test_stat_and_reuse)
 		  s.pages_used);
 	tu_verify_ok(st);
 	tu_close_ok(st);
+	tu_env_fini(&e);
+}
+END_TEST
+
+/*
+ * The file shrinks after churn (freelist.c: lowest page first; pager.c: pager_trim).  Fill a
+ * tree with 4096 values of one page each, delete the upper half of the keys (the upper half of
+ * the file), then overwrite the lower half in rounds: every page is written again, and the
+ * allocator must take the lowest free pages, so that the tail drains and is cut off
+ * (page_count) and given back (file_bytes).  A LIFO or highest-first allocator puts the
+ * overwrites in the freed upper half and the file stays at its high-water mark.
+ */
+#define TAIL_KEYS 4096
+#define TAIL_ROUND 256
+
+START_TEST(test_tail_drains)
+{
+	struct tu_env e;
+	struct store *st = fresh(&e, 31);
+	char k[32];
+	uint8_t *val[3];
+	bool verbose = getenv("KVFS_TEST_VERBOSE") != NULL;
+
+	for (int g = 0; g < 3; g++)
+		val[g] = mkval(900 + (uint64_t)g, STORE_PAGE_SIZE);
+	for (int b = 0; b < TAIL_KEYS; b += 1024) { /* a few commits, like checkpoint pieces */
+		struct store_txn *w = wbegin(st);
+		struct store_tree *t = topen(w, "tail", true);
+		for (int i = b; i < b + 1024; i++) {
+			int n = snprintf(k, sizeof(k), "key%06d", i);
+			put_ok(t, k, (size_t)n, val[0], STORE_PAGE_SIZE);
+		}
+		commit_ok(w, 0);
+	}
+	struct store_stat peak = stat_ok(st);
+	TU_ASSERT(peak.page_count > TAIL_KEYS, "page_count %" PRIu64 " after the fill",
+		  peak.page_count);
+	struct store_txn *w = wbegin(st);
+	struct store_tree *t = topen(w, "tail", false);
+	for (int i = TAIL_KEYS / 2; i < TAIL_KEYS; i++) {
+		int n = snprintf(k, sizeof(k), "key%06d", i);
+		OK(store_del(t, k, (size_t)n));
+	}
+	commit_ok(w, 0);
+	/* Two rounds over the lower half, TAIL_ROUND keys a commit. */
+	int gen = 0;
+	for (int round = 0; round < 2; round++) {
+		gen = 1 + round;
+		for (int b = 0; b < TAIL_KEYS / 2; b += TAIL_ROUND) {
+			w = wbegin(st);
+			t = topen(w, "tail", false);
+			for (int i = b; i < b + TAIL_ROUND; i++) {
+				int n = snprintf(k, sizeof(k), "key%06d", i);
+				put_ok(t, k, (size_t)n, val[gen], STORE_PAGE_SIZE);
+			}
+			commit_ok(w, 0);
+			if (verbose) {
+				struct store_stat s = stat_ok(st);
+				fprintf(stderr, "tail: round %d, keys %d..: page_count %" PRIu64
+					", free %" PRIu64 ", file %" PRIu64 " pages\n", round, b,
+					s.page_count, s.pages_free, s.file_bytes / STORE_PAGE_SIZE);
+			}
+		}
+		tu_verify_ok(st);
+	}
+	/* A few empty-handed commits let the gate pass the last frees. */
+	for (int i = 0; i < 3; i++) {
+		w = wbegin(st);
+		t = topen(w, "tail", false);
+		put_ok(t, "key000000", 9, val[gen], STORE_PAGE_SIZE);
+		commit_ok(w, 0);
+	}
+	struct store_stat s = stat_ok(st);
+	tu_verify_ok(st);
+	/* Live: 2048 value pages and ~40 tree pages; the free list holds at most what the last
+	 * commits freed and what a round left below the live pages. */
+	TU_ASSERT(s.page_count <= peak.page_count * 3 / 4,
+		  "page_count %" PRIu64 " after deleting half and rewriting the rest (peak %" PRIu64
+		  ", used %" PRIu64 ", free %" PRIu64 "): the file's tail is not reused last",
+		  s.page_count, peak.page_count, s.pages_used, s.pages_free);
+	TU_ASSERT(s.file_bytes < peak.file_bytes * 3 / 4,
+		  "file_bytes %" PRIu64 " (peak %" PRIu64 ", page_count %" PRIu64
+		  "): the free tail was not given back", s.file_bytes, peak.file_bytes,
+		  s.page_count);
+	/* Every value reads back (the reused pages hold what they should). */
+	struct store_txn *r = rbegin(st);
+	t = topen(r, "tail", false);
+	EXPECT(store_tree_count(t), TAIL_KEYS / 2);
+	for (int i = 0; i < TAIL_KEYS / 2; i++) {
+		int n = snprintf(k, sizeof(k), "key%06d", i);
+		expect_val(t, k, (size_t)n, val[i == 0 ? gen : 2], STORE_PAGE_SIZE);
+	}
+	store_txn_abort(r);
+	tu_close_ok(st);
+	/* Reopened, the store keeps its smaller size. */
+	st = tu_open_ok(&e, 0);
+	struct store_stat s2 = stat_ok(st);
+	EXPECT(s2.page_count, (long long)s.page_count);
+	tu_verify_ok(st);
+	tu_close_ok(st);
+	for (int g = 0; g < 3; g++)
+		free(val[g]);
 	tu_env_fini(&e);
 }
 END_TEST
@@ -2407,6 +2510,7 @@ static Suite *btree_suite(void)
 	tcase_add_test(tc, test_snapshot_isolation);
 	tcase_add_test(tc, test_nosync);
 	tcase_add_test(tc, test_stat_and_reuse);
+	tcase_add_test(tc, test_tail_drains);
 	tcase_add_test(tc, test_lsn);
 	suite_add_tcase(s, tc);
 
