@@ -925,6 +925,31 @@ static int dir_inode(struct kvfs *fs, uint64_t ino, struct inode *in)
 	return S_ISDIR(in->mode) ? 0 : -ENOTDIR;
 }
 
+/*
+ * The inode that (parent, name) names.  Reads take no lock, so the dirent and the inode are
+ * two reads of the latest state: a removal committed between them (it deletes both in one
+ * batch) leaves a dirent read that points at a gone inode.  So when the inode is missing the
+ * dirent is read again: gone, the name is -ENOENT; moved to another inode, the lookup runs
+ * again; still the same, the store breaks NS-1 (-EUCLEAN).  -ENOENT, -EUCLEAN, -errno.
+ */
+static int name_inode(struct kvfs *fs, uint64_t parent, const char *name, size_t len,
+		      struct inode *in)
+{
+	uint64_t ino, again;
+	unsigned type;
+	int r = dirent_get(fs, parent, name, len, &ino, &type);
+	for (int tries = 0; r == 0; tries++) {
+		if ((r = inode_get(fs, ino, in)) != -ENOENT)
+			return r;
+		if ((r = dirent_get(fs, parent, name, len, &again, &type)) < 0)
+			return r; /* removed meanwhile (-ENOENT), or a read error */
+		if (again == ino || tries == 100)
+			return -EUCLEAN; /* NS-1 broken (or renamed over 100 times in a row) */
+		ino = again;
+	}
+	return r;
+}
+
 int kvfs_lookup(struct kvfs *fs, uint64_t parent, const char *name, struct kvfs_stat *st)
 {
 	size_t len;
@@ -934,12 +959,8 @@ int kvfs_lookup(struct kvfs *fs, uint64_t parent, const char *name, struct kvfs_
 		return r;
 	if ((r = dir_inode(fs, parent, &in)) < 0)
 		return r;
-	uint64_t ino;
-	unsigned type;
-	if ((r = dirent_get(fs, parent, name, len, &ino, &type)) < 0)
+	if ((r = name_inode(fs, parent, name, len, &in)) < 0)
 		return r;
-	if ((r = inode_get(fs, ino, &in)) < 0)
-		return r == -ENOENT ? -EUCLEAN : r; /* NS-1 broken */
 	to_stat(&in, st);
 	return 0;
 }
@@ -2007,13 +2028,8 @@ static int key_resolve(struct kvfs *fs, const char *key, uint64_t *dir, char *la
 	int r = keypath_parse(key, &kp);
 	if (r == 0)
 		r = walk(fs, kp.comp, kp.clen, kp.n - 1, dir);
-	if (r == 0 && in) {
-		uint64_t ino;
-		unsigned type;
-		r = dirent_get(fs, *dir, kp.last, kp.clen[kp.n - 1], &ino, &type);
-		if (r == 0 && (r = inode_get(fs, ino, in)) == -ENOENT)
-			r = -EUCLEAN; /* NS-1 broken */
-	}
+	if (r == 0 && in)
+		r = name_inode(fs, *dir, kp.last, kp.clen[kp.n - 1], in);
 	if (r == 0 && last)
 		memcpy(last, kp.last, strlen(kp.last) + 1);
 	return r;

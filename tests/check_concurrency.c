@@ -37,9 +37,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "store/format.h"
+#include "store/kvfs.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 #include "tests/testutil_fault.h"
@@ -831,6 +833,130 @@ START_TEST(test_concurrency_snapshots)
 }
 END_TEST
 
+/*
+ * Test case "keys": the key API's paths under a writer that moves and recreates directories.
+ * Readers resolve "a/b/k", "c/b/k" and "x/y/z" through kvfs_get (walk(), the directory-entry
+ * cache store/dcache.c, the engine) while the writer renames "a" <-> "c", creates and removes
+ * "x/y/z" with its directories, and after each of its own changes checks what it must see
+ * (a rename that returned leaves no path through the old name: the cache's invalidation).
+ * Readers accept only the outcomes some state allows: the value, -ENOENT, nothing else.
+ * ThreadSanitizer runs this case (tests/run.sh tsan stage).
+ */
+struct keys_shared {
+	struct kvfs *fs;
+	atomic_bool stop;
+	atomic_uint_fast64_t reads, found;
+	pthread_mutex_t fail_mu;
+	char fail[256];
+};
+
+static void keys_failf(struct keys_shared *ks, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void keys_failf(struct keys_shared *ks, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&ks->fail_mu);
+	if (!ks->fail[0]) {
+		va_start(ap, fmt);
+		vsnprintf(ks->fail, sizeof(ks->fail), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&ks->fail_mu);
+	atomic_store(&ks->stop, true);
+}
+
+static void *keys_reader(void *p)
+{
+	static const char *const keys[] = { "a/b/k", "c/b/k", "x/y/z", "a/b", "x/y/z/w" };
+	struct keys_shared *ks = p;
+	char buf[16];
+	unsigned i = 0;
+	while (!atomic_load(&ks->stop)) {
+		const char *k = keys[i++ % 5];
+		ssize_t n = kvfs_get(ks->fs, k, buf, sizeof(buf));
+		atomic_fetch_add(&ks->reads, 1);
+		if (n >= 0) {
+			atomic_fetch_add(&ks->found, 1);
+			if (n != 2 || memcmp(buf, k[0] == 'x' ? "zz" : "kk", 2) != 0)
+				keys_failf(ks, "kvfs_get(%s) = %zd bytes, not its value", k, n);
+		} else if (n != -ENOENT && !(n == -EISDIR && strcmp(k, "a/b") == 0) &&
+			   !(n == -ENOTDIR && k[0] == 'x')) { /* x a file, or x/y/z/w */
+			keys_failf(ks, "kvfs_get(%s) = %zd", k, n);
+		}
+	}
+	return NULL;
+}
+
+static void keys_expect(struct keys_shared *ks, const char *key, ssize_t want, unsigned step)
+{
+	char buf[16];
+	ssize_t n = kvfs_get(ks->fs, key, buf, sizeof(buf));
+	if (n != want)
+		keys_failf(ks, "step %u: the writer's kvfs_get(%s) = %zd, want %zd", step, key, n,
+			   want);
+}
+
+START_TEST(test_concurrency_keys)
+{
+	struct keys_shared ks;
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	pthread_t rt[3];
+	unsigned steps = (unsigned)tu_seed("KVFS_CONC_KEY_STEPS", 1500);
+
+	memset(&ks, 0, sizeof(ks));
+	pthread_mutex_init(&ks.fail_mu, NULL);
+	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
+	snprintf(path, sizeof(path), "%s/keys.kvfs", dir);
+	struct kvfs_options o = { .flags = KVFS_CREATE };
+	TU_ASSERT_EQ(kvfs_open(path, &o, &ks.fs), 0, "%s", "kvfs_open");
+	TU_ASSERT_EQ(kvfs_put(ks.fs, "a/b/k", "kk", 2), 0, "%s", "put a/b/k");
+	for (int i = 0; i < 3; i++)
+		TU_ASSERT_EQ(pthread_create(&rt[i], NULL, keys_reader, &ks), 0, "%s", "thread");
+	bool at_a = true;
+	for (unsigned s = 0; s < steps && !atomic_load(&ks.stop); s++) {
+		const char *from = at_a ? "a" : "c", *to = at_a ? "c" : "a";
+		int r = kvfs_rename(ks.fs, KVFS_ROOT_INO, from, KVFS_ROOT_INO, to, 0);
+		if (r != 0) {
+			keys_failf(&ks, "step %u: rename %s -> %s = %d", s, from, to, r);
+			break;
+		}
+		at_a = !at_a;
+		keys_expect(&ks, at_a ? "a/b/k" : "c/b/k", 2, s);
+		keys_expect(&ks, at_a ? "c/b/k" : "a/b/k", -ENOENT, s);
+		switch (s % 3) {
+		case 0:
+			if ((r = kvfs_put(ks.fs, "x/y/z", "zz", 2)) != 0)
+				keys_failf(&ks, "step %u: put x/y/z = %d", s, r);
+			keys_expect(&ks, "x/y/z", 2, s);
+			break;
+		case 1: /* x/y/z and its directories go; the next put makes new ones */
+			if ((r = kvfs_delete(ks.fs, "x/y/z")) != 0 ||
+			    (r = kvfs_delete(ks.fs, "x/y")) != 0 || (r = kvfs_delete(ks.fs, "x")) != 0)
+				keys_failf(&ks, "step %u: delete x/y/z, x/y, x = %d", s, r);
+			keys_expect(&ks, "x/y/z", -ENOENT, s);
+			break;
+		default: /* x is a file for a while: x/y/z is not a directory path */
+			if ((r = kvfs_put(ks.fs, "x", "xx", 2)) != 0)
+				keys_failf(&ks, "step %u: put x = %d", s, r);
+			keys_expect(&ks, "x/y/z", -ENOTDIR, s);
+			if ((r = kvfs_delete(ks.fs, "x")) != 0)
+				keys_failf(&ks, "step %u: delete x = %d", s, r);
+		}
+	}
+	atomic_store(&ks.stop, true);
+	for (int i = 0; i < 3; i++)
+		pthread_join(rt[i], NULL);
+	TU_ASSERT(!ks.fail[0], "%s", ks.fail);
+	fprintf(stderr, "keys: %u writer steps, %llu reads by 3 readers (%llu found)\n", steps,
+		(unsigned long long)atomic_load(&ks.reads),
+		(unsigned long long)atomic_load(&ks.found));
+	TU_ASSERT(atomic_load(&ks.found) > 0, "%s", "the readers never found a key");
+	TU_ASSERT_EQ(kvfs_close(ks.fs), 0, "%s", "kvfs_close");
+	tu_rmtree(dir);
+	pthread_mutex_destroy(&ks.fail_mu);
+}
+END_TEST
+
 static Suite *concurrency_suite(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -839,6 +965,10 @@ static Suite *concurrency_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_concurrency_snapshots);
 	suite_add_tcase(s, tc);
+	TCase *tk = tcase_create("keys");
+	tcase_set_timeout(tk, 300);
+	tcase_add_test(tk, test_concurrency_keys);
+	suite_add_tcase(s, tk);
 	return s;
 }
 
