@@ -108,14 +108,39 @@ int kvfs_exists(struct kvfs *fs, const char *key);
  * Atomic batches: puts and deletes applied all or none, in one log record (a crash leaves all
  * or none of them).  Operations on the same key: the last one counts.  Missing parent
  * directories of puts are created first (and stay, like kvfs_put's, even when the batch then
- * fails).  A batch deletes files only (-EISDIR for a directory).  A batch holds at most 16 MiB of values (-EFBIG beyond).  kvfs_batch_commit returns
- * the first operation's error (nothing applied) or 0; the batch keeps its operations either way
- * (kvfs_batch_clear empties it).  A batch is used by one thread at a time.
+ * fails).  A batch deletes files only (-EISDIR for a directory).  Operations on several names
+ * of one file (hard links) apply in key order, as separate calls would.  kvfs_batch_commit
+ * returns the first operation's error (nothing applied) or 0; the batch keeps its operations
+ * either way (kvfs_batch_clear empties it).  A batch is used by one thread at a time.
+ *
+ * Size: a batch is one log record, which must fit in half the log's ring (18 MiB for the
+ * smallest ring).  kvfs_batch_put and kvfs_batch_delete return -EFBIG (the operation not
+ * added, the batch unchanged and still usable) when the batch would hold more than 16 MiB of
+ * values, or when its record, estimated as below, would pass KVFS_BATCH_RECORD_MAX; a batch
+ * they accepted does not fail with -EFBIG at commit, except as the last paragraph says.  In
+ * bytes, NAME being the length of a key's last component and the value LEN bytes:
+ *   each put     NAME + 153, plus LEN when LEN <= 2048, else 4120 per 4 KiB block of it;
+ *   each delete  NAME + 120;
+ *   each distinct parent directory of the keys (the root included): 104.
+ * So about 99,000 puts of 16-byte values under 10-byte names in one directory, 4,096 of 4 KiB
+ * values (16 MiB), or 137,000 deletes.  Operations on one key count each time, though only the
+ * last is applied.  The remaining 1 MiB of the half ring covers the deletes of the blocks of
+ * files the batch removes or shrinks (at most 16,384 blocks, 384 KiB; more are freed after the
+ * commit, Durability above) and these rarer costs: a value of at most 2048 bytes replacing a
+ * file whose blocks the batch cannot all free keeps a 4 KiB block (4,120 bytes more); a
+ * delete of one name of a file with others rewrites its inode with its bytes (up to 2,048
+ * bytes more); a put replacing a symlink or special file, and the extended attributes of the
+ * files a batch deletes (8 + 8 + attribute name each).  A batch heavy in those may still get
+ * -EFBIG from kvfs_batch_commit (nothing applied), never a partial commit.
  */
+#define KVFS_BATCH_RECORD_MAX (17u << 20) /* estimated record bytes of one batch, at most */
+
 struct kvfs_batch;
 struct kvfs_batch *kvfs_batch_new(void); /* NULL on out of memory */
 void kvfs_batch_free(struct kvfs_batch *b);
 void kvfs_batch_clear(struct kvfs_batch *b);
+/* Add a put of `len` bytes (copied) or a delete to `b`: 0, -EINVAL or -ENAMETOOLONG (a bad
+ * key), -EFBIG (Size above), -ENOMEM; on an error the batch is as before the call. */
 int kvfs_batch_put(struct kvfs_batch *b, const char *key, const void *val, size_t len);
 int kvfs_batch_delete(struct kvfs_batch *b, const char *key);
 int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b);

@@ -14,6 +14,14 @@
  * no lock — each key they read is consistent, and a read racing a write sees either side of
  * it per block, as POSIX allows.
  *
+ * A kvfs_batch is one engine batch too, built under ns_lock from operations in key order.  The
+ * engine shows only the committed state, so what the batch's earlier operations changed is
+ * kept aside for its later ones, which may reach the same inode through another name (a hard
+ * link): the inodes (fs->pending, written once at the end) and the data blocks put or deleted
+ * (fs->bnotes: a later truncation deletes the blocks the batch put, and does not count again
+ * the blocks it deleted).  Only the building thread sees them (tl_batch); readers see the
+ * committed state.  A batch's size is bounded as it is built (batch_add, kvfs.h "Size").
+ *
  * Invariants:
  *   NS-1  every dirent names a live inode of the type it records;
  *   NS-2  an inode's nlink equals the dirents naming it (+1 for a directory's own ".", + one per
@@ -45,6 +53,7 @@
  * caller can see: each operation stays wholly present or wholly absent.  An inode's blocks
  * field counts the blocks still stored, including those waiting for a step.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -115,6 +124,13 @@ struct kvfs {
 	size_t n_deferred, cap_deferred;
 	uint64_t batch_dels_left;
 	bool unfinished;
+	/* While a kvfs_batch is being built: the data blocks its earlier operations put or
+	 * deleted (struct bnote), which the engine does not show until the batch commits, so
+	 * that a later operation on the same inode (through another name: a hard link) sees
+	 * them (del_blocks, count_blocks).  Open addressing by (ino, blk); cap_bnotes a power of
+	 * 2 (0: none).  Protected by ns_lock. */
+	struct bnote *bnotes;
+	size_t n_bnotes, cap_bnotes;
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 };
@@ -218,9 +234,14 @@ static int pending_note(struct kvfs *fs, const struct inode *in)
 	return 0;
 }
 
+/* The kvfs whose kvfs_batch this thread is building (kvfs_batch_commit, ns_lock held), or
+ * NULL.  Readers take no lock and run on other threads: they must see the committed state
+ * only, never fs->pending (uncommitted, and rehashed under them). */
+static _Thread_local const struct kvfs *tl_batch;
+
 static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 {
-	struct inode *p = fs->batching ? pending_find(fs, ino) : NULL;
+	struct inode *p = tl_batch == fs ? pending_find(fs, ino) : NULL;
 	if (p) {
 		if (p->mode == 0)
 			return -ENOENT; /* purged earlier in the batch */
@@ -274,12 +295,26 @@ static int inode_put(struct kvfs *fs, struct engine_batch *b, const struct inode
 }
 
 /* The end of a kvfs_batch: the last state of every inode it changed, and next_ino.  An inode
- * purged in the batch (mode 0) has its delete in the batch already. */
+ * purged in the batch (mode 0) has its delete in the batch already.  A truncation the batch
+ * left to steps (fs->deferred, an inode with links) gets its orphan entry again with the
+ * inode's last size: a later operation of the batch (through another name) may have changed
+ * it, and the entry must hold the size past which blocks wait for the steps (man/kvfs.5). */
 static int pending_flush(struct kvfs *fs, struct engine_batch *b)
 {
 	for (size_t i = 0; i < fs->cap_pending; i++) {
 		const struct inode *in = fs->pending[i];
 		int r = in && in->mode ? inode_write(b, in) : 0;
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < fs->n_deferred; i++) {
+		const struct inode *in = pending_find(fs, fs->deferred[i]);
+		uint8_t k[8], v[8];
+		if (!in || !in->mode || !in->nlink)
+			continue; /* purged, or an orphan: its entry is empty */
+		ino_key(k, in->ino);
+		st64(v, in->size);
+		int r = engine_batch_put(b, T_ORPHAN, k, 8, v, 8);
 		if (r < 0)
 			return r;
 	}
@@ -368,10 +403,94 @@ static int alloc_ino(struct kvfs *fs, struct engine_batch *b, uint64_t *ino)
 
 /* ---- data blocks ---- */
 
+/* A data block put or deleted by the kvfs_batch being built (fs->bnotes).  The engine applies
+ * a batch's operations in order, so the last note of a block is its state after the batch. */
+struct bnote {
+	uint64_t ino, blk;
+	uint64_t v; /* BN_PUT, BN_GONE; for blk BN_END: 1 + the highest block put; 0: free slot */
+};
+
+#define BN_PUT 1u
+#define BN_GONE 2u
+#define BN_END UINT64_MAX /* blk of an inode's note of its highest block put */
+
+static struct bnote *bnote_slot(struct kvfs *fs, uint64_t ino, uint64_t blk)
+{
+	size_t mask = fs->cap_bnotes - 1;
+	size_t i = (size_t)((ino * 0x9e3779b97f4a7c15ull) ^ (blk * 0xc2b2ae3d27d4eb4full)) & mask;
+	while (fs->bnotes[i].v && (fs->bnotes[i].ino != ino || fs->bnotes[i].blk != blk))
+		i = (i + 1) & mask;
+	return &fs->bnotes[i];
+}
+
+/* The note of block blk of ino (BN_PUT, BN_GONE), or 0: the batch has not touched it. */
+static uint64_t bnote_get(struct kvfs *fs, uint64_t ino, uint64_t blk)
+{
+	return fs->n_bnotes ? bnote_slot(fs, ino, blk)->v : 0;
+}
+
+/* Note (ino, blk) as v; 0 or -ENOMEM. */
+static int bnote_set(struct kvfs *fs, uint64_t ino, uint64_t blk, uint64_t v)
+{
+	if (2 * (fs->n_bnotes + 1) > fs->cap_bnotes) {
+		size_t cap = fs->cap_bnotes ? fs->cap_bnotes * 2 : 256, oldcap = fs->cap_bnotes;
+		struct bnote *old = fs->bnotes, *nw = calloc(cap, sizeof(*nw));
+		if (!nw)
+			return -ENOMEM;
+		fs->bnotes = nw;
+		fs->cap_bnotes = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i].v)
+				*bnote_slot(fs, old[i].ino, old[i].blk) = old[i];
+		free(old);
+	}
+	struct bnote *n = bnote_slot(fs, ino, blk);
+	if (!n->v)
+		fs->n_bnotes++;
+	n->ino = ino;
+	n->blk = blk;
+	n->v = v;
+	return 0;
+}
+
+static void bnote_clear(struct kvfs *fs)
+{
+	if (fs->n_bnotes)
+		memset(fs->bnotes, 0, fs->cap_bnotes * sizeof(*fs->bnotes));
+	fs->n_bnotes = 0;
+}
+
+/* Put data block blk of ino (BLOCK bytes) into the batch, noting it while a kvfs_batch is
+ * being built. */
+static int data_put(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uint64_t blk,
+		    const uint8_t *buf)
+{
+	uint8_t k[16];
+	block_key(k, ino, blk);
+	int r = engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
+	if (r < 0 || !fs->batching)
+		return r;
+	uint64_t end = bnote_get(fs, ino, BN_END);
+	if ((r = bnote_set(fs, ino, blk, BN_PUT)) == 0 && blk + 1 > end)
+		r = bnote_set(fs, ino, BN_END, blk + 1);
+	return r;
+}
+
+/* The end of the blocks of ino the batch being built has put: the range [first, end) of a
+ * scan for them, clipped ([first, first) when there are none). */
+static uint64_t bnote_end(struct kvfs *fs, uint64_t ino, uint64_t first, uint64_t end)
+{
+	uint64_t e = fs->batching ? bnote_get(fs, ino, BN_END) : 0;
+	e = e < end ? e : end;
+	return e > first ? e : first;
+}
+
 /* Queue the deletion of the blocks of ino at index >= first (and < end; UINT64_MAX: to the
  * last), at most `limit` of them, lowest first; adds their count to *removed and sets *more
- * when blocks are left in the range (the committed state: a batch's own changes are not
- * seen). */
+ * when blocks are left in the range.  The engine shows the committed state; while a
+ * kvfs_batch is being built, the blocks its earlier operations deleted are skipped and the
+ * ones they put are deleted too (fs->bnotes: a delete after a put of the same key in one
+ * batch wins), outside `limit` (the batch's own puts bound them). */
 static int del_blocks(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uint64_t first,
 		      uint64_t end, uint64_t limit, uint64_t *removed, bool *more)
 {
@@ -389,22 +508,35 @@ static int del_blocks(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uin
 	uint64_t n = 0;
 	*more = false;
 	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0) {
-		if (klen != 16)
-			continue;
+		if (klen != 16 || bnote_get(fs, ino, ldbe64(k + 8)))
+			continue; /* deleted earlier in the batch, or put by it: below */
 		if (n == limit) {
 			*more = true;
 			break;
 		}
-		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0)
+		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0 ||
+		    (fs->batching && (r = bnote_set(fs, ino, ldbe64(k + 8), BN_GONE)) < 0))
 			break;
 		n++;
 	}
 	engine_iter_free(it);
+	if (r != -ENOENT && r < 0)
+		return r;
+	for (uint64_t i = first, e = bnote_end(fs, ino, first, end); i < e; i++) {
+		if (bnote_get(fs, ino, i) != BN_PUT)
+			continue;
+		block_key(k, ino, i);
+		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0 ||
+		    (r = bnote_set(fs, ino, i, BN_GONE)) < 0)
+			return r;
+		n++;
+	}
 	*removed += n;
-	return r == -ENOENT ? 0 : r;
+	return 0;
 }
 
-/* Count the blocks of ino at index in [first, end) (the committed state). */
+/* Count the blocks of ino at index in [first, end): the committed state, and while a
+ * kvfs_batch is being built, with its earlier operations' puts and deletes (fs->bnotes). */
 static int count_blocks(struct kvfs *fs, uint64_t ino, uint64_t first, uint64_t end,
 			uint64_t *n)
 {
@@ -418,8 +550,10 @@ static int count_blocks(struct kvfs *fs, uint64_t ino, uint64_t first, uint64_t 
 	size_t klen, vlen;
 	*n = 0;
 	while ((r = engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen)) == 0)
-		*n += klen == 16;
+		*n += klen == 16 && !bnote_get(fs, ino, ldbe64(k + 8));
 	engine_iter_free(it);
+	for (uint64_t i = first, e = bnote_end(fs, ino, first, end); i < e; i++)
+		*n += bnote_get(fs, ino, i) == BN_PUT;
 	return r == -ENOENT ? 0 : r;
 }
 
@@ -475,40 +609,51 @@ static int get_block(struct kvfs *fs, uint64_t ino, uint64_t blk, uint8_t *buf, 
 	return 0;
 }
 
-/* Zero [from, to) inside one block (a partial block at the edge of a truncate or punch). */
+/* Zero [from, to) inside one block (a partial block at the edge of a truncate or punch).
+ * Reads the committed block: not while a kvfs_batch is being built (its puts are not seen). */
 static int zero_in_block(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t from,
 			 uint64_t to)
 {
+	assert(!fs->batching);
 	uint64_t blk = from / BLOCK;
-	uint8_t buf[BLOCK], k[16];
+	uint8_t buf[BLOCK];
 	bool exists;
 	int r = get_block(fs, in->ino, blk, buf, &exists);
 	if (r < 0 || !exists)
 		return r;
 	memset(buf + from % BLOCK, 0, to - from);
-	block_key(k, in->ino, blk);
-	return engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
+	return data_put(fs, b, in->ino, blk, buf);
 }
 
 /* Move an inline file's bytes into block 0. */
-static int uninline(struct engine_batch *b, struct inode *in)
+static int uninline(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 {
 	if (!(in->flags & INODE_INLINE))
 		return 0;
 	in->flags &= ~INODE_INLINE;
 	if (in->size == 0)
 		return 0;
-	uint8_t buf[BLOCK], k[16];
+	uint8_t buf[BLOCK];
 	memset(buf, 0, BLOCK);
 	memcpy(buf, in->data, in->size);
-	block_key(k, in->ino, 0);
 	in->blocks = 1;
-	return engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
+	return data_put(fs, b, in->ino, 0, buf);
 }
+
+static int set_size_z(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t size,
+		      bool zero_tail);
 
 /* Set the size of a regular file: drop blocks past it (in steps after the commit when there
  * are more than the batch may delete: top of file), zero the tail of the last one. */
 static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t size)
+{
+	return set_size_z(fs, b, in, size, true);
+}
+
+/* set_size; without zero_tail, the block holding the new end is left as it is (the caller
+ * rewrites it: put_file_b). */
+static int set_size_z(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t size,
+		      bool zero_tail)
 {
 	if (size > KVFS_MAX_FILE)
 		return -EFBIG;
@@ -520,7 +665,7 @@ static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, u
 			in->size = size;
 			return 0;
 		}
-		if ((r = uninline(b, in)) < 0)
+		if ((r = uninline(fs, b, in)) < 0)
 			return r;
 	}
 	if (size < in->size) {
@@ -531,8 +676,8 @@ static int set_size(struct kvfs *fs, struct engine_batch *b, struct inode *in, u
 			return r;
 		dels_spend(fs, removed);
 		in->blocks -= removed < in->blocks ? removed : in->blocks;
-		if (size % BLOCK && (r = zero_in_block(fs, b, in, size,
-						       (size / BLOCK + 1) * BLOCK)) < 0)
+		if (zero_tail && size % BLOCK &&
+		    (r = zero_in_block(fs, b, in, size, (size / BLOCK + 1) * BLOCK)) < 0)
 			return r;
 		if (more) {
 			/* a truncation on the orphan list (an unlinked inode is there already:
@@ -881,6 +1026,7 @@ int kvfs_close(struct kvfs *fs)
 	pthread_mutex_destroy(&fs->ns_lock);
 	pending_clear(fs);
 	free(fs->pending);
+	free(fs->bnotes);
 	dcache_free(fs->dc);
 	free(fs->dc_pend);
 	free(fs->deferred);
@@ -1557,7 +1703,7 @@ static ssize_t write_locked(struct kvfs *fs, struct engine_batch *b, uint64_t in
 			memcpy(block0, in.data, in.size);
 			have_b0 = true;
 			b0_exists = in.size > 0;
-			if ((r = uninline(b, &in)) < 0)
+			if ((r = uninline(fs, b, &in)) < 0)
 				return r;
 		}
 		uint8_t block[BLOCK], k[16];
@@ -2126,9 +2272,10 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 			}
 		} else {
 			/* one change: truncate to the new size (0 when the result fits inline and
-			 * the old blocks all go in this batch), the new blocks overwrite the rest */
+			 * the old blocks all go in this batch), the new blocks overwrite the rest
+			 * (the one holding the new end too: not zeroed first) */
 			bool inl = len <= INLINE_MAX && in.blocks <= dels_left(fs);
-			if ((r = set_size(fs, b, &in, inl ? 0 : len)) < 0)
+			if ((r = set_size_z(fs, b, &in, inl ? 0 : len, false)) < 0)
 				return r;
 			if (inl && !(in.flags & INODE_INLINE))
 				return -EUCLEAN; /* more blocks than the blocks field says */
@@ -2172,14 +2319,13 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		in.blocks -= have < in.blocks ? have : in.blocks;
 	}
 	in.size = len;
-	uint8_t block[BLOCK], k[16];
+	uint8_t block[BLOCK];
 	for (size_t off = 0; off < len; off += BLOCK) {
 		size_t n = len - off < BLOCK ? len - off : BLOCK;
 		memcpy(block, p + off, n);
 		if (n < BLOCK)
 			memset(block + n, 0, BLOCK - n);
-		block_key(k, in.ino, off / BLOCK);
-		if ((r = engine_batch_put(b, T_DATA, k, 16, block, BLOCK)) < 0)
+		if ((r = data_put(fs, b, in.ino, off / BLOCK, block)) < 0)
 			return r;
 		in.blocks++;
 		if (off + n < len && (off + n) % PUT_ATOMIC_MAX == 0) {
@@ -2269,9 +2415,45 @@ struct batch_op {
 	size_t seq;
 };
 
+/* A parent directory of the batch's keys (its key prefix, plen bytes, not NUL-terminated),
+ * charged once (batch_add); h == 0: a free slot. */
+struct batch_dir {
+	uint64_t h;
+	char *prefix;
+	size_t plen;
+};
+
+/*
+ * The size of a batch's log record (man/kvfs.5 "Batch records": per operation an 8-byte header,
+ * the key, the value), estimated as it is built so that kvfs_batch_put, not kvfs_batch_commit,
+ * says -EFBIG (kvfs.h KVFS_BATCH_RECORD_MAX).  Per operation, what kvfs_batch_commit writes
+ * for it (put_file_b, remove_name_b, pending_flush), NAME the key's last component:
+ *   put     dirent (8 + 8 + NAME + 9) + inode (8 + 8 + IN_HDR, + the value when inline)
+ *           + a truncation's orphan entry (8 + 8 + 8) + per block (8 + 16 + BLOCK);
+ *   delete  dirent (8 + 8 + NAME) + the inode rewritten (8 + 8 + IN_HDR) or deleted with its
+ *           orphan entry (less);
+ * and per parent directory, its inode (8 + 8 + IN_HDR).  Not counted, and left to the
+ * reserve between KVFS_BATCH_RECORD_MAX and half the smallest log ring (36 MiB: 18 MiB;
+ * engine.c RING_FLOOR), 1 MiB: the batch's block deletes (at most PURGE_STEP_BLOCKS, 24
+ * bytes each: 384 KiB), next_ino, and the rare costs kvfs.h lists.
+ */
+#define REC_OP 8u /* an operation's header in a batch record (engine.c OP_HDR) */
+#define REC_INODE (REC_OP + 8 + IN_HDR)
+#define REC_PUT(nlen, len)                                                                 \
+	(REC_OP + 8 + (nlen) + DIRENT_VALUE + REC_INODE + REC_OP + 16 +                      \
+	 ((len) <= INLINE_MAX ? (len) : ((len) + BLOCK - 1) / BLOCK * (REC_OP + 16 + BLOCK)))
+#define REC_DEL(nlen) (REC_OP + 8 + (nlen) + REC_INODE)
+_Static_assert(KVFS_BATCH_RECORD_MAX + (1u << 20) <= (36u << 20) / 2,
+	       "a batch's record and its reserve fit half of the smallest log ring");
+_Static_assert((uint64_t)PURGE_STEP_BLOCKS * (REC_OP + 16) + 4096 <= (1u << 20),
+	       "the block deletes of a batch fit its reserve");
+
 struct kvfs_batch {
 	struct batch_op *ops;
 	size_t n, cap, bytes;
+	size_t rec;             /* the record's estimated bytes */
+	struct batch_dir *dirs; /* open addressing; cap_dirs a power of 2 */
+	size_t n_dirs, cap_dirs;
 };
 
 struct kvfs_batch *kvfs_batch_new(void)
@@ -2287,6 +2469,12 @@ void kvfs_batch_clear(struct kvfs_batch *b)
 	}
 	b->n = 0;
 	b->bytes = 0;
+	b->rec = 0;
+	for (size_t i = 0; b->n_dirs && i < b->cap_dirs; i++)
+		free(b->dirs[i].prefix);
+	if (b->n_dirs)
+		memset(b->dirs, 0, b->cap_dirs * sizeof(*b->dirs));
+	b->n_dirs = 0;
 }
 
 void kvfs_batch_free(struct kvfs_batch *b)
@@ -2295,7 +2483,39 @@ void kvfs_batch_free(struct kvfs_batch *b)
 		return;
 	kvfs_batch_clear(b);
 	free(b->ops);
+	free(b->dirs);
 	free(b);
+}
+
+/* The slot of the directory `key`[0..plen) in b->dirs (cap_dirs > 0): its entry or a free one. */
+static struct batch_dir *batch_dir_slot(struct kvfs_batch *b, const char *key, size_t plen,
+					uint64_t h)
+{
+	size_t mask = b->cap_dirs - 1, i = (size_t)h & mask;
+	for (; b->dirs[i].h; i = (i + 1) & mask) {
+		const struct batch_dir *d = &b->dirs[i];
+		if (d->h == h && d->plen == plen && memcmp(d->prefix, key, plen) == 0)
+			break;
+	}
+	return &b->dirs[i];
+}
+
+/* Room for one more entry in b->dirs: 0 or -ENOMEM. */
+static int batch_dir_reserve(struct kvfs_batch *b)
+{
+	if (2 * (b->n_dirs + 1) <= b->cap_dirs)
+		return 0;
+	size_t cap = b->cap_dirs ? 2 * b->cap_dirs : 64, oldcap = b->cap_dirs;
+	struct batch_dir *old = b->dirs, *nw = calloc(cap, sizeof(*nw));
+	if (!nw)
+		return -ENOMEM;
+	b->dirs = nw;
+	b->cap_dirs = cap;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].h)
+			*batch_dir_slot(b, old[i].prefix, old[i].plen, old[i].h) = old[i];
+	free(old);
+	return 0;
 }
 
 static int batch_add(struct kvfs_batch *b, const char *key, const void *val, size_t len,
@@ -2305,16 +2525,33 @@ static int batch_add(struct kvfs_batch *b, const char *key, const void *val, siz
 	if (!kp)
 		return -ENOMEM;
 	int r = keypath_parse(key, kp);
+	size_t nlen = r == 0 ? strlen(kp->last) : 0;
 	free(kp);
 	if (r < 0)
 		return r;
-	if (b->bytes + len > PUT_ATOMIC_MAX)
+	/* the parent directory's inode is charged once per batch (FNV-1a of its prefix) */
+	const char *slash = strrchr(key, '/');
+	size_t plen = slash ? (size_t)(slash - key) : 0;
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < plen; i++)
+		h = (h ^ (uint8_t)key[i]) * 0x100000001b3ull;
+	h |= 1; /* 0 marks a free slot */
+	if ((r = batch_dir_reserve(b)) < 0)
+		return r;
+	struct batch_dir *dir = batch_dir_slot(b, key, plen, h);
+	size_t rec = (del ? REC_DEL(nlen) : REC_PUT(nlen, len)) + (dir->h ? 0 : REC_INODE);
+	if (b->bytes + len > PUT_ATOMIC_MAX || b->rec + rec > KVFS_BATCH_RECORD_MAX)
 		return -EFBIG;
+	char *prefix = NULL;
+	if (!dir->h && !(prefix = malloc(plen ? plen : 1)))
+		return -ENOMEM;
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 16;
 		struct batch_op *ops = realloc(b->ops, cap * sizeof(*ops));
-		if (!ops)
+		if (!ops) {
+			free(prefix);
 			return -ENOMEM;
+		}
 		b->ops = ops;
 		b->cap = cap;
 	}
@@ -2325,6 +2562,7 @@ static int batch_add(struct kvfs_batch *b, const char *key, const void *val, siz
 	if (!op->key || (len && !op->val)) {
 		free(op->key);
 		free(op->val);
+		free(prefix);
 		return -ENOMEM;
 	}
 	if (len)
@@ -2332,8 +2570,16 @@ static int batch_add(struct kvfs_batch *b, const char *key, const void *val, siz
 	op->len = len;
 	op->del = del;
 	op->seq = b->n;
+	if (prefix) {
+		memcpy(prefix, key, plen);
+		dir->h = h;
+		dir->prefix = prefix;
+		dir->plen = plen;
+		b->n_dirs++;
+	}
 	b->n++;
 	b->bytes += len;
+	b->rec += rec;
 	return 0;
 }
 
@@ -2382,6 +2628,7 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 		fs->n_deferred = 0;
 		r = unfinished_check(fs);
 		fs->batching = true;
+		tl_batch = fs;
 		fs->batch_dels_left = fs->purge_step;
 		for (size_t i = 0; r == 0 && i < b->n; i++) {
 			if (i + 1 < b->n && strcmp(b->ops[i].key, b->ops[i + 1].key) == 0)
@@ -2399,7 +2646,9 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 		if (r == 0)
 			r = pending_flush(fs, eb);
 		fs->batching = false;
+		tl_batch = NULL;
 		pending_clear(fs);
+		bnote_clear(fs);
 		if (r == 0)
 			r = commit_op(fs, eb); /* then the steps of big files it deleted */
 		else

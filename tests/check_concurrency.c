@@ -848,8 +848,9 @@ END_TEST
 /*
  * Test case "keys": the key API's paths under a writer that moves and recreates directories.
  * Readers resolve "a/b/k", "c/b/k" and "x/y/z" through kvfs_get (walk(), the directory-entry
- * cache store/dcache.c, the engine) while the writer renames "a" <-> "c", creates and removes
- * "x/y/z" with its directories, and after each of its own changes checks what it must see
+ * cache store/dcache.c, the engine) while the writer renames "a" <-> "c", creates (with
+ * kvfs_put or a kvfs_batch) and removes "x/y/z" with its directories, and after each of its
+ * own changes checks what it must see
  * (a rename that returned leaves no path through the old name: the cache's invalidation).
  * Readers accept only the outcomes some state allows: the value, -ENOENT, nothing else.
  * ThreadSanitizer runs this case (tests/run.sh tsan stage).
@@ -936,8 +937,20 @@ START_TEST(test_concurrency_keys)
 		keys_expect(&ks, at_a ? "a/b/k" : "c/b/k", 2, s);
 		keys_expect(&ks, at_a ? "c/b/k" : "a/b/k", -ENOENT, s);
 		switch (s % 3) {
-		case 0:
-			if ((r = kvfs_put(ks.fs, "x/y/z", "zz", 2)) != 0)
+		case 0: /* every other time through a kvfs_batch (its pending inodes are the
+			 * building thread's alone: readers must not see them) */
+			if (s % 2) {
+				struct kvfs_batch *b = kvfs_batch_new();
+				r = b ? kvfs_batch_put(b, "x/y/z", "zz", 2) : -ENOMEM;
+				if (r == 0)
+					r = kvfs_batch_put(b, "a-side", "kk", 2);
+				if (r == 0)
+					r = kvfs_batch_commit(ks.fs, b);
+				kvfs_batch_free(b);
+			} else {
+				r = kvfs_put(ks.fs, "x/y/z", "zz", 2);
+			}
+			if (r != 0)
 				keys_failf(&ks, "step %u: put x/y/z = %d", s, r);
 			keys_expect(&ks, "x/y/z", 2, s);
 			break;
