@@ -114,6 +114,10 @@ struct engine {
 
 	_Atomic int failed;
 	_Atomic bool nospc;  /* a checkpoint found the disk full: INV-E3 */
+	/* The ring could not be grown from its size at rest at open (ring_fit: the disk was
+	 * full): 0, or the ring wanted.  A record that would fit half of that ring but not half
+	 * of this one is refused with -ENOSPC, not -EFBIG (engine_commit). */
+	_Atomic uint64_t ring_short;
 	_Atomic uint64_t last_lsn;
 	_Atomic uint64_t n_checkpoints, n_sync_calls, n_commits, n_backpressure;
 };
@@ -628,8 +632,10 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 	int r = wal_append(e->wal, ENGINE_REC_BATCH, iov, 2, &end);
 	if (r < 0) {
 		pthread_mutex_unlock(&e->commit_lock);
-		if (r == -EFBIG)
-			return r;
+		if (r == -EFBIG) {
+			uint64_t want = atomic_load(&e->ring_short);
+			return want && WAL_REC_HDR + sizeof(hdr) + b->len <= want / 2 ? -ENOSPC : r;
+		}
 		return eng_fail(e, r == -ENOSPC ? r : -EIO);
 	}
 	pthread_rwlock_wrlock(&e->ov_lock);
@@ -1104,6 +1110,17 @@ static void engine_free(struct engine *e)
  * nothing to replay, and only when the target differs from the ring by more than a quarter
  * (so a store whose size hovers near a boundary does not rewrite its log at every open).  An
  * explicit opt->log_ring_bytes is the ring of a new log and is never changed.
+ *
+ * At rest (ring_rest), a closed store's log is only WAL_MIN_RING (1 MiB) + its header: the
+ * clean close, after the final checkpoint has emptied the log, shrinks the ring, and the next
+ * open grows it back (ring_fit finds it far from the target).  A closed store then costs its
+ * data file and 1 MiB, not the data file and 36-64 MiB of ring (SQLite deletes its -wal file
+ * at the last close for the same reason); and the open after a clean close scans 1 MiB for
+ * stale records (wal_recover), not the whole ring.  The price: a header write and sync and a
+ * truncation at close, an allocation and two syncs at open.  A store that was not closed
+ * cleanly keeps its full ring, which holds what recovery replays.  If the disk has no room to
+ * grow the ring at open, the store opens with the small ring (logged): a record over half of it
+ * fails with -ENOSPC until a later open finds the room.
  */
 #define RING_FLOOR (36ull << 20)
 
@@ -1126,11 +1143,11 @@ uint64_t engine_log_ring_bytes(const struct engine_options *opt)
 }
 
 /*
- * While the log is empty and its size automatic: resize the ring to the store's target when
- * it is more than a quarter off, else (`reset`) renew the salt as wal_reset does.  0, or
- * wal_resize's / wal_reset's error; -ENOSPC from growing is not one (the ring stays).
+ * At open, the log empty and its size automatic: resize the ring to the store's target when
+ * it is more than a quarter off (always, from the ring at rest).  0, or wal_resize's error;
+ * -ENOSPC from growing is not one (the ring stays; ring_short).
  */
-static int ring_fit(struct engine *e, bool reset)
+static int ring_fit(struct engine *e)
 {
 	struct store_stat ss;
 	struct wal_stat ws;
@@ -1142,13 +1159,28 @@ static int ring_fit(struct engine *e, bool reset)
 		uint64_t d = t > ws.ring_bytes ? t - ws.ring_bytes : ws.ring_bytes - t;
 		if (4 * d > ws.ring_bytes) {
 			r = wal_resize(e->wal, t); /* a new salt too */
+			atomic_store(&e->ring_short, r == -ENOSPC && t > ws.ring_bytes ? t : 0);
 			if (r != -ENOSPC)
 				return r;
 			eng_logf(e, "the log ring stays %llu bytes (the disk has no room for %llu)",
 				 (unsigned long long)ws.ring_bytes, (unsigned long long)t);
 		}
 	}
-	return reset ? wal_reset(e->wal) : 0;
+	return 0;
+}
+
+/*
+ * At a clean close, the log empty: shrink an automatic ring to its size at rest (top of
+ * section), else renew the salt as wal_reset does.  0 or wal_resize's / wal_reset's error.
+ */
+static int ring_rest(struct engine *e)
+{
+	struct wal_stat ws;
+
+	if (e->opt.log_ring_bytes)
+		return wal_reset(e->wal); /* an explicit ring: a new salt only */
+	wal_stat(e->wal, &ws);
+	return ws.ring_bytes == WAL_MIN_RING ? wal_reset(e->wal) : wal_resize(e->wal, WAL_MIN_RING);
 }
 
 int engine_open(const char *path, const struct engine_options *opt, struct engine **out)
@@ -1250,7 +1282,7 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 		atomic_store(&e->last_lsn, end);
 		/* Nothing to replay: the log is empty, the time to size its ring to the store
 		 * (a store that grew or shrank since, or a log of an older default size). */
-		if (!e->rdonly && wal_used(e->wal) == 0 && (r = ring_fit(e, false)) < 0)
+		if (!e->rdonly && wal_used(e->wal) == 0 && (r = ring_fit(e)) < 0)
 			goto fail;
 	}
 	if (!e->rdonly && !opt->no_checkpoint_thread) {
@@ -1287,7 +1319,7 @@ int engine_close(struct engine *e)
 		if (r == 0 && atomic_load(&e->failed))
 			r = -EIO;
 		if (r == 0 && wal_used(e->wal) == 0)
-			r = ring_fit(e, true); /* a new salt (and a ring sized to the store) */
+			r = ring_rest(e); /* a new salt (and the ring at rest) */
 	}
 	engine_free(e);
 	return r;

@@ -53,7 +53,8 @@ struct engine_options {
 	uint64_t log_ring_bytes;  /* ring of a new log, never resized; 0: sized to the data file
 				     (an eighth, from max(2 x ckpt_overlay_bytes, 36 MiB) to
 				     4 x ckpt_overlay_bytes; engine.c ring_target), resized
-				     while the log is empty at open and at clean close */
+				     while the log is empty at open, and shrunk to WAL_MIN_RING
+				     (at rest) at clean close */
 	uint64_t ckpt_piece_pages; /* a checkpoint commits in pieces of about this many pages
 				      copied; 0: ENGINE_DEFAULT_PIECE_PAGES (see engine.c) */
 	bool no_checkpoint_thread; /* tests: checkpoints only through engine_checkpoint() */

@@ -18,11 +18,12 @@
  *                 sync_every_write; read-only open; a failed log write or sync failing the
  *                 engine.
  *   ring          the log's ring sized to the store: a new store gets the smallest automatic
- *                 ring (36 MiB), one grown to 400 MiB a bigger one at its next close, and
- *                 after every clean close the ring is within a quarter of the data file's
- *                 target (POSIX files); an explicit ring never changes; the
- *                 ring changes at an open only when nothing is replayed, else at the close
- *                 after it; the log file always holds exactly its ring (io_fault).
+ *                 ring (36 MiB), one grown to 400 MiB a bigger one at its next open, and
+ *                 after every open that follows a clean close the ring is within a quarter of
+ *                 the data file's target, the log at rest (1 MiB) between them (POSIX
+ *                 files); an explicit ring never changes; the ring grows at an open only when
+ *                 nothing is replayed, else at the open after the next clean close; the log
+ *                 file always holds exactly its ring (io_fault).
  *   model         random batches (1..20 puts/deletes, keys 1..200 B from 256 per tree, values
  *                 0..64 KiB) over 3 trees, random gets (short buffers too), bounded iterations
  *                 (a quarter with commits and checkpoints between steps), engine_sync,
@@ -2791,9 +2792,24 @@ static uint64_t ring_fits(struct tu_env *env, struct engine *e, const char *what
 	return r;
 }
 
+/* After a clean close, the log is at rest: a ring of WAL_MIN_RING, the file that size (engine.c
+ * ring_rest). */
+static void at_rest(struct tu_env *env, const char *what)
+{
+	struct stat sb;
+
+	TU_ASSERT(stat(wal_path(env->path), &sb) == 0, "%s", "stat STORE-wal");
+	TU_ASSERT_EQ((uint64_t)sb.st_size, WAL_HDR_SIZE + WAL_MIN_RING, "%s: log file size at rest",
+		     what);
+	TU_ASSERT((uint64_t)sb.st_blocks * 512u <= 2 * (WAL_HDR_SIZE + WAL_MIN_RING),
+		  "%s: %llu bytes allocated to the log at rest", what,
+		  (unsigned long long)sb.st_blocks * 512u);
+}
+
 /* A new store's log gets the smallest automatic ring; one that grew past 8 x 45 MiB gets a
- * bigger one at its next clean close (never while open), one that shrank a smaller one; an
- * explicit log_ring_bytes never changes an existing log.  POSIX files (400 MiB). */
+ * bigger one at its next open (never while open), one that shrank a smaller one; between
+ * opens the log is at rest (1 MiB); an explicit log_ring_bytes never changes an existing log.
+ * POSIX files (400 MiB). */
 START_TEST(test_ring_grows)
 {
 	struct tu_env env;
@@ -2824,6 +2840,7 @@ START_TEST(test_ring_grows)
 	struct engine_stat s = estat(e);
 	TU_ASSERT_EQ(s.log_ring_bytes, RING_LO, "%s", "the ring does not change while open");
 	eclose_ok(e);
+	at_rest(&env, "closed after growing");
 
 	o.flags = 0;
 	e = eopen_ok(&env, &o);
@@ -2837,11 +2854,14 @@ START_TEST(test_ring_grows)
 	TU_ASSERT(vlen == ENGINE_MAX_VALUE && tf_value_check(got, vlen, 399), "%s", "a value");
 	eclose_ok(e);
 
-	/* An explicit ring is the ring of a new log only: this one keeps its size. */
+	/* An explicit ring is the ring of a new log only: this one keeps its size, the size at
+	 * rest its clean close left, and is not shrunk again at close. */
 	o.log_ring_bytes = 4 * MIB;
 	e = eopen_ok(&env, &o);
-	TU_ASSERT_EQ(estat(e).log_ring_bytes, grown, "%s", "explicit log_ring_bytes, existing log");
+	TU_ASSERT_EQ(estat(e).log_ring_bytes, WAL_MIN_RING, "%s",
+		     "explicit log_ring_bytes, existing log at rest");
 	eclose_ok(e);
+	at_rest(&env, "closed with an explicit ring");
 	o.log_ring_bytes = 0;
 
 	/* Empty the store: the ring follows the data file, which shrinks only where its tail is
@@ -2871,7 +2891,8 @@ END_TEST
 
 /* The ring changes only while the log is empty: at open when there is nothing to replay (here
  * a store created with a 1 MiB ring, reopened with an automatic one), not at an open that
- * replays records (power cut after engine_sync), then at the clean close after it.  io_fault. */
+ * replays records (power cut after engine_sync); the clean close after it puts the log at
+ * rest, and the next open sizes it.  io_fault. */
 START_TEST(test_ring_open)
 {
 	struct tu_env env;
@@ -2923,9 +2944,11 @@ START_TEST(test_ring_open)
 		  "ring %" PRIu64, s.log_bytes, s.log_ring_bytes);
 	get_str(e, 0, "b", "v");
 	eclose_ok(e);
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(env.m, wal_path(env.path)),
+		     WAL_HDR_SIZE + WAL_MIN_RING, "%s", "log file size at rest");
 	e = eopen_ok(&env, &o);
 	s = estat(e);
-	TU_ASSERT_EQ(s.log_ring_bytes, 64 * MIB, "%s", "resized at the clean close");
+	TU_ASSERT_EQ(s.log_ring_bytes, 64 * MIB, "%s", "resized at the open after a clean close");
 	TU_ASSERT_EQ((uint64_t)io_fault_file_size(env.m, wal_path(env.path)),
 		     WAL_HDR_SIZE + 64 * MIB, "%s", "log file size");
 	get_str(e, 0, "a", "v");

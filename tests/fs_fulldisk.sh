@@ -9,12 +9,14 @@
 #      file still gets ENOSPC, and rm of the writers' files must succeed (deletes need no
 #      space: store/engine.c INV-E3) and give the room back: new fsynced writes succeed again.
 #      The store then unmounts cleanly (checkpointed) and kvfs-check -n exits 0.
-#   2. The log's file system filling up: STORE-wal is allocated whole when the store is
-#      created, so filling the disk with another file after the store exists -- before the
-#      mount and again while mounted -- must not stop writes that fit in the log without a
-#      checkpoint growing the data file (1 MiB of fsynced files with checkpoints at 8 MiB),
-#      nor lose them at the unmount or the next mount; once a checkpoint needs the data file
-#      to grow, writes get ENOSPC; when the other file is removed, writes go on.
+#   2. The log's file system filling up: STORE-wal's ring is allocated whole at the mount, so
+#      filling the disk with another file while mounted must not stop writes that fit in the
+#      log without a checkpoint growing the data file (1 MiB of fsynced files with checkpoints
+#      at 8 MiB), nor lose them at the unmount or the next mount; once a checkpoint needs the
+#      data file to grow, writes get ENOSPC; when the other file is removed, writes go on.  A
+#      clean unmount leaves the log at rest (a 1 MiB ring: store/engine.c ring_rest); a disk
+#      filled before the next mount keeps the ring that small: writes then go on or stop on
+#      ENOSPC (never EIO), lose nothing, and the ring grows back at a mount with room.
 # The tmpfs is 96 MiB: the log's ring is 36 MiB for a new store (engine_log_ring_bytes), and
 # the data file needs room to fill.  Needs root (mount -t
 # tmpfs); skipped (77) without it or without FUSE.  Cost: about 20 s (the writers fill ~30 MiB
@@ -120,33 +122,25 @@ check "the new files after the next mount" \
 check "unmount" fs_umount "$M"
 
 # ---------------------------------------------------------------- 2. the log's file system fills
-echo "== the disk fills with another file; the log was allocated before"
+echo "== the disk fills with another file; the log was allocated at the mount"
 rm -f "$S" "$S-wal"
 mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
 # the ring of a new store: 36 MiB (engine.c ring_target), every byte of it allocated
 check "a new store's log is allocated whole (36 MiB ring)" \
 	test "$(stat -c %s "$S-wal")" -ge $((36 << 20)) -a \
 	"$(($(stat -c '%b * %B' "$S-wal")))" -ge "$(stat -c %s "$S-wal")"
-fs_umount "$M"
 fill_ballast
-fs_log "    before the mount: ballast $(($(stat -c %s "$D/ballast") >> 20)) MiB, $(disk_free_kib) KiB free"
-mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
-mkdir "$M/a" || true
-python3 "$LOAD" fill "$M/a" "$T/list5" $((SEED * 10 + 5)) 65536 16
-check_eq "disk full before the mount: 1 MiB of fsynced files go into the log" "E none" \
-	"$(tail -n 1 "$T/list5")"
-rm -f "$D/ballast"; fill_ballast
-fs_log "    while mounted: ballast again, $(disk_free_kib) KiB free"
+fs_log "    while mounted: ballast $(($(stat -c %s "$D/ballast") >> 20)) MiB," \
+	"$(disk_free_kib) KiB free"
 mkdir "$M/b" || true
 python3 "$LOAD" fill "$M/b" "$T/list6" $((SEED * 10 + 6)) 65536 16
-check_eq "disk filled while mounted: 1 MiB more of fsynced files go into the log" "E none" \
+check_eq "disk filled while mounted: 1 MiB of fsynced files go into the log" "E none" \
 	"$(tail -n 1 "$T/list6")"
 check "unmount with the disk full (the final checkpoint may fail: nothing is lost)" fs_umount "$M"
 check "kvfs-check -n exits 0" "$CHECKER" -n "$S"
 mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
 check "the files written with the disk full, after the next mount" \
-	python3 "$LOAD" checkfill "$M/a" "$T/list5" $((SEED * 10 + 5)) 65536
-check "and the others" python3 "$LOAD" checkfill "$M/b" "$T/list6" $((SEED * 10 + 6)) 65536
+	python3 "$LOAD" checkfill "$M/b" "$T/list6" $((SEED * 10 + 6)) 65536
 # more than a checkpoint's worth: the checkpoint needs the data file to grow, and cannot
 mkdir "$M/c" || true
 python3 "$LOAD" fill "$M/c" "$T/list7" $((SEED * 10 + 7)) 65536 1000 &
@@ -165,4 +159,38 @@ check "every fsynced file reads back" \
 	python3 "$LOAD" checkfill "$M/c" "$T/list7" $((SEED * 10 + 7)) 65536
 check "clean unmount" fs_umount "$M"
 check "kvfs-check -n after the clean unmount" "$CHECKER" -n "$S"
+# engine.c ring_rest: a cleanly closed store's log is a 1 MiB ring and its header
+check "after a clean unmount the log is at rest (1 MiB ring)" \
+	test "$(stat -c %s "$S-wal")" -eq $(((1 << 20) + 4096)) -a \
+	"$(($(stat -c '%b * %B' "$S-wal")))" -le $(((1 << 20) + 8192))
+
+echo "== the disk fills before the mount; the log is at rest"
+fill_ballast
+fs_log "    before the mount: ballast $(($(stat -c %s "$D/ballast") >> 20)) MiB," \
+	"$(disk_free_kib) KiB free"
+mount_or_die -o checkpoint_mib=8 -o checkpoint_ms=600000
+# the ring cannot grow: writes go on while the log at rest (and the free pages) hold them,
+# then stop on ENOSPC, never EIO
+mkdir "$M/e" 2>/dev/null || true
+python3 "$LOAD" fill "$M/e" "$T/list9" $((SEED * 10 + 9)) 65536 16
+end9=$(tail -n 1 "$T/list9")
+fs_log "    $(grep -vc '^E' "$T/list9" || true) files fsynced, then $end9"
+check "disk full before the mount: writes end with no error or ENOSPC" \
+	test "$end9" = "E none" -o "$end9" = "E ENOSPC"
+check "the other files read back" \
+	python3 "$LOAD" checkfill "$M/d" "$T/list8" $((SEED * 10 + 8)) 65536
+check "unmount with the disk full" fs_umount "$M"
+rm -f "$D/ballast"
+check "kvfs-check -n exits 0 (disk full before the mount)" "$CHECKER" -n "$S"
+mount_or_die
+check "every file fsynced with the disk full before the mount reads back" \
+	python3 "$LOAD" checkfill "$M/e" "$T/list9" $((SEED * 10 + 9)) 65536
+check "clean unmount (disk full before the mount)" fs_umount "$M"
+check "kvfs-check -n after it" "$CHECKER" -n "$S"
+# that mount replayed the log, so its ring stayed small; the next one starts from rest
+mount_or_die
+check "the log grows back at a mount with room (36 MiB ring, allocated)" \
+	test "$(stat -c %s "$S-wal")" -ge $((36 << 20)) -a \
+	"$(($(stat -c '%b * %B' "$S-wal")))" -ge "$(stat -c %s "$S-wal")"
+check "unmount" fs_umount "$M"
 fs_summary

@@ -36,11 +36,11 @@
  *     question (chk_gate on the torn record, else on the first stale header) covers them
  *     all;
  *   - LOG_SHORT: wal_open for writing allocates the ring again (and syncs);
- *   - LOG_MISSING: wal_open with create, with the ring size engine_open would give a new log
- *     (engine_log_ring_bytes with the default options).  A new log starts empty; the next
- *     open's wal_recover from the data file's LSN finds nothing and appends from there, so a
- *     data file with an LSN above 0 opens normally.  Whatever records the lost log held are
- *     lost either way (the next open creates the log the same way).
+ *   - LOG_MISSING: wal_open with create, with the ring of a closed store's log, at rest
+ *     (WAL_MIN_RING: engine.c ring_rest); the next open sizes it.  A new log starts empty;
+ *     the next open's wal_recover from the data file's LSN finds nothing and appends from
+ *     there, so a data file with an LSN above 0 opens normally.  Whatever records the lost
+ *     log held are lost either way (the next open creates the log the same way).
  * After a repair the log is inspected again and only what is gone is marked fixed.
  */
 #include <errno.h>
@@ -181,11 +181,11 @@ static int repair_log(struct chk *c, bool recover)
 	return r;
 }
 
-/* LOG_MISSING's repair: a new, empty log of the ring size engine_open would create. */
+/* LOG_MISSING's repair: a new, empty log at rest (a closed store's: engine.c ring_rest). */
 static int create_log(struct chk *c)
 {
 	struct wal_options wo = {
-		.create = true, .ring_bytes = engine_log_ring_bytes(NULL),
+		.create = true, .ring_bytes = WAL_MIN_RING,
 		.log = wal_line, .log_ctx = c,
 	};
 	struct wal *w;
