@@ -2958,6 +2958,77 @@ START_TEST(test_ring_open)
 }
 END_TEST
 
+/* A disk with no room to grow the log at open: the store opens with its ring at rest (1 MiB);
+ * a record that fits half of it is accepted, one that would fit half of the wanted ring but
+ * not this one fails with -ENOSPC (not -EFBIG, which would say the change can never fit), one
+ * too large for any ring with -EFBIG; the next open with room grows the ring and takes it.
+ * io_fault with a space limit. */
+START_TEST(test_ring_nospc)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine *e;
+	struct engine_batch *b = engine_batch_new();
+	const size_t mid = 600u << 10; /* > 512 KiB: half the ring at rest */
+	uint8_t *v = calloc(1, mid);
+
+	TU_ASSERT(b && v, "%s", "out of memory");
+	tu_env_fault(&env, 41);
+	memset(&o, 0, sizeof(o));
+	o.flags = STORE_CREATE;
+	o.io = tu_env_io(&env);
+	o.log = tu_log_cb;
+	o.no_checkpoint_thread = true;
+	e = eopen_ok(&env, &o);
+	commit1(e, 0, "a", NULL);
+	eclose_ok(e);
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(env.m, wal_path(env.path)),
+		     WAL_HDR_SIZE + WAL_MIN_RING, "%s", "log file size at rest");
+
+	/* room for what is there and 8 MiB more, not for a 36 MiB ring */
+	io_fault_set_space_limit(env.m, io_fault_space_used(env.m) + 8 * MIB);
+	o.flags = 0;
+	e = eopen_ok(&env, &o);
+	TU_ASSERT_EQ(estat(e).log_ring_bytes, WAL_MIN_RING, "%s", "the ring stays at rest");
+	get_str(e, 0, "a", "v");
+	bput(b, 0, "small", 5, v, 100u << 10);
+	commit_ok(e, b);
+	engine_batch_clear(b);
+	bput(b, 0, "mid", 3, v, mid);
+	EXPECT(engine_commit(e, b, NULL), -ENOSPC);
+	engine_batch_clear(b);
+	for (int i = 0; i < 40; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "b%02d", i);
+		bput(b, 0, k, strlen(k), v, ENGINE_MAX_VALUE);
+	}
+	EXPECT(engine_commit(e, b, NULL), -EFBIG); /* 40 MiB: over half of any ring */
+	engine_batch_clear(b);
+	get_str(e, 0, "a", "v");
+	eclose_ok(e);
+
+	io_fault_set_space_limit(env.m, 0);
+	e = eopen_ok(&env, &o);
+	TU_ASSERT_EQ(estat(e).log_ring_bytes, RING_LO, "%s", "grown at the open with room");
+	bput(b, 0, "mid", 3, v, mid);
+	commit_ok(e, b);
+	engine_batch_clear(b);
+	eclose_ok(e);
+	e = eopen_ok(&env, &o);
+	size_t vlen;
+	uint8_t *got = malloc(mid);
+	TU_ASSERT(got != NULL, "%s", "out of memory");
+	OK(engine_get(e, 0, "mid", 3, got, mid, &vlen));
+	TU_ASSERT_EQ(vlen, mid, "%s", "the value that did not fit before");
+	get_str(e, 0, "a", "v");
+	eclose_ok(e);
+	free(got);
+	free(v);
+	engine_batch_free(b);
+	tu_env_fini(&env);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------------------- */
 
 static Suite *engine_suite(void)
@@ -2984,6 +3055,7 @@ static Suite *engine_suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_ring_grows);
 	tcase_add_test(tc, test_ring_open);
+	tcase_add_test(tc, test_ring_nospc);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("model");
