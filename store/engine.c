@@ -77,9 +77,15 @@
 /* While short of space (INV-E3), the most value bytes a batch with a delete may put. */
 #define NOSPC_PUT_BYTES 4096u
 
+/* A batch's buffer is its log record being built, so that engine_commit logs it without a copy
+ * (wal_append_inplace): BATCH_HEAD bytes (room for the record header, then the u32 op count),
+ * the `len` bytes of encoded ops, and BATCH_TAIL bytes of room for the record's padding. */
+#define BATCH_HEAD (WAL_REC_HDR + 4u)
+#define BATCH_TAIL 8u
+
 struct engine_batch {
-	uint8_t *buf;
-	size_t len, cap;
+	uint8_t *buf;        /* NULL, or BATCH_HEAD + len + BATCH_TAIL <= cap bytes */
+	size_t len, cap;     /* len: bytes of encoded ops, from buf + BATCH_HEAD */
 	uint32_t nops;
 	uint32_t ndel;       /* delete ops */
 	size_t put_bytes;    /* value bytes of the put ops */
@@ -192,9 +198,9 @@ static int batch_add(struct engine_batch *b, unsigned tree, int op, const void *
 	    (vlen && !val))
 		return -EINVAL;
 	size_t need = b->len + OP_HDR + klen + vlen;
-	if (buf_reserve(&b->buf, &b->cap, need, 256) < 0)
+	if (buf_reserve(&b->buf, &b->cap, BATCH_HEAD + need + BATCH_TAIL, 256) < 0)
 		return -ENOMEM;
-	uint8_t *p = b->buf + b->len;
+	uint8_t *p = b->buf + BATCH_HEAD + b->len;
 	p[0] = (uint8_t)tree;
 	p[1] = (uint8_t)op;
 	st16(p + 2, (uint16_t)klen);
@@ -620,26 +626,24 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 	if (nospc && (b->ndel == 0 || b->put_bytes > NOSPC_PUT_BYTES))
 		return -ENOSPC; /* INV-E3: nothing logged, nothing changed */
 	backpressure(e);
-	uint8_t hdr[4];
-	st32(hdr, b->nops);
-	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { b->buf, b->len } };
+	st32(b->buf + WAL_REC_HDR, b->nops); /* the record's payload: op count, then the ops */
 	pthread_mutex_lock(&e->commit_lock);
 	if (atomic_load(&e->failed)) {
 		pthread_mutex_unlock(&e->commit_lock);
 		return -EIO;
 	}
 	lsn_t end;
-	int r = wal_append(e->wal, ENGINE_REC_BATCH, iov, 2, &end);
+	int r = wal_append_inplace(e->wal, ENGINE_REC_BATCH, b->buf, 4 + (uint64_t)b->len, &end);
 	if (r < 0) {
 		pthread_mutex_unlock(&e->commit_lock);
 		if (r == -EFBIG) {
 			uint64_t want = atomic_load(&e->ring_short);
-			return want && WAL_REC_HDR + sizeof(hdr) + b->len <= want / 2 ? -ENOSPC : r;
+			return want && BATCH_HEAD + b->len <= want / 2 ? -ENOSPC : r;
 		}
 		return eng_fail(e, r == -ENOSPC ? r : -EIO);
 	}
 	pthread_rwlock_wrlock(&e->ov_lock);
-	r = batch_apply(e->active, b->nops, b->buf, b->len);
+	r = batch_apply(e->active, b->nops, b->buf + BATCH_HEAD, b->len);
 	if (r == 0)
 		overlay_set_lsn(e->active, end);
 	pthread_rwlock_unlock(&e->ov_lock);

@@ -949,43 +949,30 @@ static lsn_t place(uint64_t ring, lsn_t end, uint64_t padded, bool *pad)
 	return end + rem;
 }
 
-int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end)
+/* Is a record of `len` bytes of payload refused by a ring of `ring` bytes (-EFBIG)? */
+static bool too_big(uint64_t len, uint64_t ring)
 {
-	uint64_t len = 0, padded;
-	uint8_t *buf, *q;
+	return len > ring || round8(WAL_REC_HDR + len) > ring / 2 ||
+	       WAL_REC_HDR + len > REC_SIZE_MAX;
+}
+
+int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end)
+{
+	uint64_t padded;
 	bool pad, waited = false;
 	lsn_t lsn;
 	int rc;
 
-	if (type == WAL_PAD || iovcnt < 0 || (iovcnt > 0 && !iov))
+	if (type == WAL_PAD || !rec)
 		return -EINVAL;
 	if (w->rdonly)
 		return -EROFS;
-	/* An early check against the ring as it is now (before allocating); the one that counts
-	 * is made again under mu, since wal_resize may change the ring meanwhile. */
-	uint64_t ring_now = w->ring;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > ring_now)
-			return -EFBIG;
-		len += iov[i].iov_len;
-		if (len > ring_now)
-			return -EFBIG;
-	}
-	padded = round8(WAL_REC_HDR + len);
-	if (padded > ring_now / 2 || WAL_REC_HDR + len > REC_SIZE_MAX)
+	/* An early check against the ring as it is now; the one that counts is made again
+	 * under mu, since wal_resize may change the ring meanwhile. */
+	if (too_big(len, w->ring))
 		return -EFBIG;
-
-	/* Gather the payload outside the lock; the header needs the LSN, known under it. */
-	buf = malloc((size_t)padded);
-	if (!buf)
-		return -ENOMEM;
-	q = buf + WAL_REC_HDR;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len)
-			memcpy(q, iov[i].iov_base, iov[i].iov_len);
-		q += iov[i].iov_len;
-	}
-	memset(q, 0, (size_t)(padded - WAL_REC_HDR - len));
+	padded = round8(WAL_REC_HDR + len);
+	memset(rec + WAL_REC_HDR + len, 0, (size_t)(padded - WAL_REC_HDR - len));
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
@@ -997,7 +984,7 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 			rc = -EINVAL; /* an existing log: wal_recover first */
 			goto out;
 		}
-		if (padded > w->ring / 2) {
+		if (too_big(len, w->ring)) {
 			rc = -EFBIG; /* the ring shrank since the early check */
 			goto out;
 		}
@@ -1019,9 +1006,9 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 			goto out;
 		}
 	}
-	rec_header(buf, (uint32_t)(WAL_REC_HDR + len), type, lsn, buf + WAL_REC_HDR, (size_t)len,
+	rec_header(rec, (uint32_t)(WAL_REC_HDR + len), type, lsn, rec + WAL_REC_HDR, (size_t)len,
 		   w->salt);
-	rc = write_full(w, buf, (size_t)padded, file_off(w, lsn));
+	rc = write_full(w, rec, (size_t)padded, file_off(w, lsn));
 	if (rc < 0) {
 		fail_locked(w, rc, "writing a record");
 		goto out;
@@ -1034,6 +1021,39 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 		*end = w->end;
 out:
 	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end)
+{
+	uint64_t len = 0;
+	uint8_t *buf, *q;
+
+	if (type == WAL_PAD || iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	if (w->rdonly)
+		return -EROFS;
+	uint64_t ring_now = w->ring; /* checked again by wal_append_inplace, under mu */
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > ring_now)
+			return -EFBIG;
+		len += iov[i].iov_len;
+		if (len > ring_now)
+			return -EFBIG;
+	}
+	if (too_big(len, ring_now))
+		return -EFBIG;
+	/* Gather the payload outside the lock; the header needs the LSN, known under it. */
+	buf = malloc((size_t)WAL_APPEND_ROOM(len));
+	if (!buf)
+		return -ENOMEM;
+	q = buf + WAL_REC_HDR;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len)
+			memcpy(q, iov[i].iov_base, iov[i].iov_len);
+		q += iov[i].iov_len;
+	}
+	int rc = wal_append_inplace(w, type, buf, len, end);
 	free(buf);
 	return rc;
 }

@@ -142,6 +142,16 @@ int wal_recover(struct wal *w, lsn_t from,
 int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end);
 
 /*
+ * wal_append without copying the payload: rec[0..WAL_REC_HDR) is room for the record's header,
+ * rec[WAL_REC_HDR..WAL_REC_HDR + len) the payload, and rec must hold WAL_APPEND_ROOM(len) bytes
+ * (the header, the payload and up to 7 bytes of padding).  The header and the padding are
+ * written into rec (the payload is not changed); the caller owns rec before and after, and
+ * must not touch it during the call.  Errors as wal_append (-EINVAL also for rec NULL).
+ */
+#define WAL_APPEND_ROOM(len) ((((uint64_t)(len) + WAL_REC_HDR) + 7) & ~(uint64_t)7)
+int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end);
+
+/*
  * Wait until every record ending at or before `lsn` is durable (fdatasync).  Group commit: one
  * waiter runs fdatasync for everything appended so far while the others sleep; N concurrent
  * waiters cost about one flush.  0, or -EIO when a sync failed (then every later append and
