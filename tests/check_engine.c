@@ -2970,7 +2970,7 @@ START_TEST(test_ring_nospc)
 	struct engine *e;
 	struct engine_batch *b = engine_batch_new();
 	const size_t mid = 600u << 10; /* > 512 KiB: half the ring at rest */
-	uint8_t *v = calloc(1, mid);
+	uint8_t *v = calloc(1, ENGINE_MAX_VALUE);
 
 	TU_ASSERT(b && v, "%s", "out of memory");
 	tu_env_fault(&env, 41);
