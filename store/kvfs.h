@@ -119,11 +119,11 @@ int kvfs_exists(struct kvfs *fs, const char *key);
  * values, or when its record, estimated as below, would pass KVFS_BATCH_RECORD_MAX; a batch
  * they accepted does not fail with -EFBIG at commit, except as the last paragraph says.  In
  * bytes, NAME being the length of a key's last component and the value LEN bytes:
- *   each put     NAME + 153, plus LEN when LEN <= 2048, else 4120 per 4 KiB block of it;
- *   each delete  NAME + 120;
- *   each distinct parent directory of the keys (the root included): 104.
- * So about 99,000 puts of 16-byte values under 10-byte names in one directory, 4,096 of 4 KiB
- * values (16 MiB), or 137,000 deletes.  Operations on one key count each time, though only the
+ *   each put     NAME + 168, plus LEN when LEN <= 2048, else 4120 per 4 KiB block of it;
+ *   each delete  NAME + 135;
+ *   each distinct parent directory of the keys (the root included): 119.
+ * So about 92,000 puts of 16-byte values under 10-byte names in one directory, 4,096 of 4 KiB
+ * values (16 MiB), or 123,000 deletes.  Operations on one key count each time, though only the
  * last is applied.  The remaining 1 MiB of the half ring covers the deletes of the blocks of
  * files the batch removes or shrinks (at most 16,384 blocks, 384 KiB; more are freed after the
  * commit, Durability above) and these rarer costs: a value of at most 2048 bytes replacing a

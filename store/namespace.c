@@ -6,7 +6,7 @@
  * dirents, data blocks, xattrs, orphans and the next inode number, each in its own tree.
  *
  * A file of at most INLINE_MAX bytes keeps its bytes in its inode record (one B+tree value of
- * ~100 bytes of metadata + the data); a larger one keeps them in whole blocks, so that a 4 KiB
+ * ~20 bytes of metadata + the data); a larger one keeps them in whole blocks, so that a 4 KiB
  * write into a 10 GiB file rewrites one block.  A symlink's target is always inline.
  *
  * Every change is one engine batch (engine.c): atomic, logged, in order.  Changes are
@@ -161,25 +161,20 @@ static unsigned mode_dt(uint32_t mode)
 
 /* ---- inode records ---- */
 
+/* The record of `in` into buf (NS_INODE_HDR_MAX + sizeof(in->data) bytes): the v2 header
+ * (store/ns_inode.c), then the inline bytes or symlink target.  Returns its length. */
 static size_t inode_encode(const struct inode *in, uint8_t *buf)
 {
-	st32(buf + IN_MODE, in->mode);
-	st32(buf + IN_NLINK, in->nlink);
-	st32(buf + IN_UID, in->uid);
-	st32(buf + IN_GID, in->gid);
-	st64(buf + IN_SIZE, in->size);
-	st64(buf + IN_ATIME, (uint64_t)in->atime);
-	st64(buf + IN_MTIME, (uint64_t)in->mtime);
-	st64(buf + IN_CTIME, (uint64_t)in->ctime);
-	st64(buf + IN_GEN, in->gen);
-	st64(buf + IN_RDEV, in->rdev);
-	st64(buf + IN_BLOCKS, in->blocks);
-	st64(buf + IN_PARENT, in->parent);
-	st32(buf + IN_FLAGS, in->flags);
-	st32(buf + IN_FLAGS + 4, 0);
+	const struct ns_inode h = {
+		.mode = in->mode, .nlink = in->nlink, .uid = in->uid, .gid = in->gid,
+		.size = in->size, .atime = in->atime, .mtime = in->mtime, .ctime = in->ctime,
+		.gen = in->gen, .rdev = in->rdev, .blocks = in->blocks, .parent = in->parent,
+		.flags = in->flags,
+	};
+	size_t hl = ns_inode_encode(&h, buf);
 	size_t n = (in->flags & INODE_INLINE) ? in->size : 0;
-	memcpy(buf + IN_HDR, in->data, n);
-	return IN_HDR + n;
+	memcpy(buf + hl, in->data, n);
+	return hl + n;
 }
 
 static struct inode **pending_slot(struct kvfs *fs, uint64_t ino)
@@ -249,38 +244,40 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 		       ((p->flags & INODE_INLINE) || S_ISLNK(p->mode) ? p->size : 0));
 		return 0;
 	}
-	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
+	uint8_t k[8], buf[NS_INODE_HDR_ANY + sizeof(in->data)];
 	size_t len;
 	ino_key(k, ino);
 	int r = engine_get(fs->e, T_INODE, k, 8, buf, sizeof(buf), &len);
 	if (r < 0)
 		return r;
-	if (len < IN_HDR || len > sizeof(buf))
+	struct ns_inode h;
+	int hl = len > sizeof(buf) ? -EUCLEAN : ns_inode_decode(buf, len, &h, NULL);
+	if (hl < 0)
 		return -EUCLEAN;
 	in->ino = ino;
-	in->mode = ld32(buf + IN_MODE);
-	in->nlink = ld32(buf + IN_NLINK);
-	in->uid = ld32(buf + IN_UID);
-	in->gid = ld32(buf + IN_GID);
-	in->size = ld64(buf + IN_SIZE);
-	in->atime = (int64_t)ld64(buf + IN_ATIME);
-	in->mtime = (int64_t)ld64(buf + IN_MTIME);
-	in->ctime = (int64_t)ld64(buf + IN_CTIME);
-	in->gen = ld64(buf + IN_GEN);
-	in->rdev = ld64(buf + IN_RDEV);
-	in->blocks = ld64(buf + IN_BLOCKS);
-	in->parent = ld64(buf + IN_PARENT);
-	in->flags = ld32(buf + IN_FLAGS);
-	size_t n = len - IN_HDR;
-	if ((in->flags & INODE_INLINE) && n != in->size)
+	in->mode = h.mode;
+	in->nlink = h.nlink;
+	in->uid = h.uid;
+	in->gid = h.gid;
+	in->size = h.size;
+	in->atime = h.atime;
+	in->mtime = h.mtime;
+	in->ctime = h.ctime;
+	in->gen = h.gen;
+	in->rdev = h.rdev;
+	in->blocks = h.blocks;
+	in->parent = h.parent;
+	in->flags = h.flags;
+	size_t n = len - (size_t)hl;
+	if (((in->flags & INODE_INLINE) && n != in->size) || n > sizeof(in->data))
 		return -EUCLEAN;
-	memcpy(in->data, buf + IN_HDR, n);
+	memcpy(in->data, buf + hl, n);
 	return 0;
 }
 
 static int inode_write(struct engine_batch *b, const struct inode *in)
 {
-	uint8_t k[8], buf[IN_HDR + sizeof(in->data)];
+	uint8_t k[8], buf[NS_INODE_HDR_MAX + sizeof(in->data)];
 	ino_key(k, in->ino);
 	size_t n = inode_encode(in, buf);
 	return engine_batch_put(b, T_INODE, k, 8, buf, n);
@@ -2428,17 +2425,19 @@ struct batch_dir {
  * the key, the value), estimated as it is built so that kvfs_batch_put, not kvfs_batch_commit,
  * says -EFBIG (kvfs.h KVFS_BATCH_RECORD_MAX).  Per operation, what kvfs_batch_commit writes
  * for it (put_file_b, remove_name_b, pending_flush), NAME the key's last component:
- *   put     dirent (8 + 8 + NAME + 9) + inode (8 + 8 + IN_HDR, + the value when inline)
+ *   put     dirent (8 + 8 + NAME + 9) + inode (8 + 8 + HDR, + the value when inline)
  *           + a truncation's orphan entry (8 + 8 + 8) + per block (8 + 16 + BLOCK);
- *   delete  dirent (8 + 8 + NAME) + the inode rewritten (8 + 8 + IN_HDR) or deleted with its
+ *   delete  dirent (8 + 8 + NAME) + the inode rewritten (8 + 8 + HDR) or deleted with its
  *           orphan entry (less);
- * and per parent directory, its inode (8 + 8 + IN_HDR).  Not counted, and left to the
+ * and per parent directory, its inode (8 + 8 + HDR).  HDR is the longest inode record header,
+ * NS_INODE_HDR_MAX (103 bytes; records are written as v2, a typical one 17-24 bytes), so that
+ * the estimate stays an upper bound whatever the fields hold.  Not counted, and left to the
  * reserve between KVFS_BATCH_RECORD_MAX and half the smallest log ring (36 MiB: 18 MiB;
  * engine.c RING_FLOOR), 1 MiB: the batch's block deletes (at most PURGE_STEP_BLOCKS, 24
  * bytes each: 384 KiB), next_ino, and the rare costs kvfs.h lists.
  */
 #define REC_OP 8u /* an operation's header in a batch record (engine.c OP_HDR) */
-#define REC_INODE (REC_OP + 8 + IN_HDR)
+#define REC_INODE (REC_OP + 8 + NS_INODE_HDR_MAX)
 #define REC_PUT(nlen, len)                                                                 \
 	(REC_OP + 8 + (nlen) + DIRENT_VALUE + REC_INODE + REC_OP + 16 +                      \
 	 ((len) <= INLINE_MAX ? (len) : ((len) + BLOCK - 1) / BLOCK * (REC_OP + 16 + BLOCK)))
@@ -2820,18 +2819,18 @@ int kvfs_stats(struct kvfs *fs, struct kvfs_stats *out)
 	struct engine_iter *it;
 	if ((r = engine_iter_new(fs->e, T_INODE, NULL, 0, NULL, 0, &it)) < 0)
 		return r;
-	uint8_t k[8], v[IN_HDR];
+	uint8_t k[8], v[NS_INODE_HDR_ANY];
 	size_t klen, vlen;
 	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
-		if (vlen < IN_HDR)
+		struct ns_inode h; /* the header only: v holds at most its first bytes */
+		if (ns_inode_decode(v, vlen < sizeof(v) ? vlen : sizeof(v), &h, NULL) < 0)
 			continue;
-		uint32_t mode = ld32(v + IN_MODE);
-		if (S_ISDIR(mode))
+		if (S_ISDIR(h.mode))
 			out->dirs++;
 		else
 			out->files++;
-		if (S_ISREG(mode))
-			out->bytes += ld64(v + IN_SIZE);
+		if (S_ISREG(h.mode))
+			out->bytes += h.size;
 	}
 	engine_iter_free(it);
 	uint64_t used = es.store.file_bytes;

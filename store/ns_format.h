@@ -17,13 +17,17 @@
  *                                                changes", man/kvfs.5 "Orphans")
  *   T_SUPER      "next_ino"                    -> LE u64, the next inode number to hand out
  *
- * Inode 1 (NS_ROOT_INO) is the root directory.  INODE RECORD: the IN_HDR-byte header
- * below, then for a file with INODE_INLINE exactly `size` bytes of data, for a symlink its
- * target (`size` bytes), else nothing.  A file of at most INLINE_MAX bytes is inline.
+ * Inode 1 (NS_ROOT_INO) is the root directory.  INODE RECORD: a header (below; its length
+ * comes from parsing it), then for a file with INODE_INLINE exactly `size` bytes of data, for
+ * a symlink its target (`size` bytes), else nothing.  A file of at most INLINE_MAX bytes is
+ * inline.  The header is read and written only through ns_inode_decode / ns_inode_encode
+ * (store/ns_inode.c).
  */
 #ifndef KVFS_STORE_NS_FORMAT_H
 #define KVFS_STORE_NS_FORMAT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -40,22 +44,86 @@ enum { T_INODE = 0, T_DIRENT = 1, T_DATA = 2, T_XATTR = 3, T_ORPHAN = 4, T_SUPER
 #define SYMLINK_MAX 4095u
 #define DIRENT_VALUE 9u  /* ino (8) + type (1) */
 
-/* INODE RECORD header */
-#define IN_MODE 0    /* u32 st_mode */
-#define IN_NLINK 4   /* u32 */
-#define IN_UID 8     /* u32 */
-#define IN_GID 12    /* u32 */
-#define IN_SIZE 16   /* u64 bytes */
-#define IN_ATIME 24  /* s64 ns since the epoch */
-#define IN_MTIME 32  /* s64 ns */
-#define IN_CTIME 40  /* s64 ns */
-#define IN_GEN 48    /* u64 generation */
-#define IN_RDEV 56   /* u64 device number (character and block devices) */
-#define IN_BLOCKS 64 /* u64 data blocks stored */
-#define IN_PARENT 72 /* u64 a directory's parent directory (the one holding its dirent) */
-#define IN_FLAGS 80  /* u32 INODE_*; then u32 zero */
-#define IN_HDR 88
-#define INODE_INLINE 1u
+/*
+ * INODE RECORD header (man/kvfs.5 "Inode record").  Two versions, told apart by byte 2:
+ *
+ * v2, "compact" (what every writer writes):
+ *   off  size  field
+ *     0     2  mode      LE u16: S_IFMT bits | 07777
+ *     2     1  version   NS_INODE_V2 (2)
+ *     3     2  present   LE u16: bit i set = field i below follows; bits 12..15 zero
+ *     5     -  the fields whose bit is set, in this order, each omitted when zero:
+ *              bit  0 nlink   varint (at most 2^32 - 1)
+ *              bit  1 uid     varint (at most 2^32 - 1)
+ *              bit  2 gid     varint (at most 2^32 - 1)
+ *              bit  3 size    varint
+ *              bit  4 mtime   LE s64, 8 bytes (ns since the epoch)
+ *              bit  5 atime   zig-zag varint of atime - mtime (mod 2^64); omitted when equal
+ *              bit  6 ctime   zig-zag varint of ctime - mtime (mod 2^64); omitted when equal
+ *              bit  7 gen     varint
+ *              bit  8 rdev    varint
+ *              bit  9 blocks  varint
+ *              bit 10 parent  varint
+ *              bit 11 flags   varint (at most 2^32 - 1)
+ *   varint: unsigned LEB128 (7 bits a byte, least significant first, high bit = more), at
+ *   most 10 bytes, canonical (no redundant last byte 0x00); zig-zag maps d to
+ *   (d << 1) ^ (d >> 63 arithmetic), so small deltas of either sign are short.  A present
+ *   field is never zero (one encoding per inode: ns_inode.c INO-1).  An inline regular file
+ *   created now (equal times) costs 5 + nlink 1 + uid, gid 0-3 each + size 1-2 + mtime 8 +
+ *   gen 1 + flags 1 = 17 (root's) to 24 bytes; the longest header is NS_INODE_HDR_MAX.
+ *
+ * v1 (stores written before v2; still read, rewritten as v2 when next changed): 88 bytes,
+ *   u32 mode, nlink, uid, gid; u64 size; s64 atime, mtime, ctime; u64 gen, rdev, blocks,
+ *   parent; u32 flags; u32 zero (LE, at 0, 4, 8, 12, 16, 24, ..., 72, 80, 84).  Its mode's
+ *   upper 16 bits are always zero, so bytes 2 and 3 are 0: a record whose byte 2 is 0 is v1
+ *   (and must then have byte 3 zero and be at least 88 bytes long), one whose byte 2 is 2 is
+ *   v2, and any other is corrupt.
+ */
+#define NS_INODE_V2 2u
+#define NS_INODE_V1_HDR 88u
+#define NS_INODE_V2_FIXED 5u /* mode, version, present */
+#define NS_INODE_HDR_MAX 103u /* v2: 5 + 4 * 5 (u32 varints) + 8 (mtime) + 7 * 10 (u64) */
+/* The most bytes a header can take, v1 or v2 (a buffer for any record's header). */
+#define NS_INODE_HDR_ANY (NS_INODE_HDR_MAX > NS_INODE_V1_HDR ? NS_INODE_HDR_MAX : NS_INODE_V1_HDR)
+#define INODE_INLINE 1u /* flags bit 0: the bytes are in the record, not in T_DATA */
+
+/* v2 present bits, in field order */
+enum {
+	NS_IN_NLINK, NS_IN_UID, NS_IN_GID, NS_IN_SIZE, NS_IN_MTIME, NS_IN_ATIME, NS_IN_CTIME,
+	NS_IN_GEN, NS_IN_RDEV, NS_IN_BLOCKS, NS_IN_PARENT, NS_IN_FLAGS, NS_INODE_NFIELDS
+};
+
+/* An inode record's header, decoded (field names as in man/kvfs.5). */
+struct ns_inode {
+	uint32_t mode;                 /* S_IFMT | 07777: at most 0xffff */
+	uint32_t nlink, uid, gid;
+	uint64_t size;                 /* bytes */
+	int64_t atime, mtime, ctime;   /* ns since the epoch */
+	uint64_t gen, rdev, blocks, parent;
+	uint32_t flags;                /* INODE_* */
+};
+
+/*
+ * Write the v2 header of `in` into buf, which must hold NS_INODE_HDR_MAX bytes; the caller
+ * appends the inline data or symlink target.  Returns the header's length in bytes, 5 to
+ * NS_INODE_HDR_MAX.  Precondition (asserted): in->mode <= 0xffff.  Any values of the other
+ * fields round-trip exactly through ns_inode_decode.  Pure; thread-safe.
+ */
+size_t ns_inode_encode(const struct ns_inode *in, uint8_t *buf);
+
+/*
+ * Parse the header at the start of rec[0..len) (a v1 or v2 record, possibly followed by
+ * inline data) into *out.  Safe on arbitrary bytes: never reads at or past rec + len.
+ * Returns the header's length in bytes (the inline data is rec[ret..len)), or -EUCLEAN when
+ * the bytes are not a header: too short, byte 2 neither 0 nor 2, a v1 header under 88
+ * bytes, a v2 field that runs past len, an unknown present bit, a varint over 10 bytes or
+ * its field's width, or not in canonical form (ns_inode.c INO-1).  On -EUCLEAN *out may be
+ * partly written, and *why (unless NULL) points to a static string saying what was wrong;
+ * on success *why is NULL.  It does not check the fields' meaning (mode type, flags, the
+ * tail's length): callers do.  Pure; thread-safe.
+ */
+int ns_inode_decode(const uint8_t *rec, size_t len, struct ns_inode *out, const char **why);
+
 
 static inline void ino_key(uint8_t k[8], uint64_t ino) { stbe64(k, ino); }
 

@@ -4677,7 +4677,10 @@ START_TEST(test_edge_batch_size)
 	struct kvfs *fs = ns_setup(&n);
 	struct kvfs_batch *b = kvfs_batch_new();
 	char key[32];
-	size_t per = 153 + 9 + 16, want = (KVFS_BATCH_RECORD_MAX - 104) / per, i;
+	/* per put: 49 + an inode record (16 + the longest header) + name + value; the
+	 * directory's inode once */
+	size_t rec_inode = 16 + NS_INODE_HDR_MAX;
+	size_t per = 49 + rec_inode + 9 + 16, want = (KVFS_BATCH_RECORD_MAX - rec_inode) / per, i;
 	int rc = 0;
 
 	TU_ASSERT(b != NULL, "%s", "kvfs_batch_new");
@@ -4811,10 +4814,12 @@ static struct raw_sum raw_ok(struct ns *n)
 		size_t c = raw_ino(&ti, ino);
 		TU_ASSERT(c != SIZE_MAX, "block %llu of missing inode %llu", (unsigned long long)blk,
 			  (unsigned long long)ino);
-		const uint8_t *v = ti.ents[c].val;
-		uint32_t mode = ld32(v + IN_MODE), nlink = ld32(v + IN_NLINK);
-		uint64_t size = ld64(v + IN_SIZE);
-		TU_ASSERT(S_ISREG(mode) && !(ld32(v + IN_FLAGS) & INODE_INLINE),
+		struct ns_inode h;
+		TU_ASSERT(ns_inode_decode(ti.ents[c].val, ti.ents[c].vlen, &h, NULL) >= 0,
+			  "inode %llu: record does not parse", (unsigned long long)ino);
+		uint32_t mode = h.mode, nlink = h.nlink;
+		uint64_t size = h.size;
+		TU_ASSERT(S_ISREG(mode) && !(h.flags & INODE_INLINE),
 			  "block %llu of inode %llu, which keeps none", (unsigned long long)blk,
 			  (unsigned long long)ino);
 		const struct tu_ent *o = tu_model_get(&to, e->key, 8);
@@ -4826,9 +4831,12 @@ static struct raw_sum raw_ok(struct ns *n)
 		cnt[c]++;
 	}
 	for (size_t i = 0; i < ti.n; i++) {
-		const uint8_t *v = ti.ents[i].val;
-		if (S_ISREG(ld32(v + IN_MODE)))
-			TU_ASSERT_EQ(ld64(v + IN_BLOCKS), cnt[i], "blocks field of inode %llu",
+		struct ns_inode h;
+		TU_ASSERT(ns_inode_decode(ti.ents[i].val, ti.ents[i].vlen, &h, NULL) >= 0,
+			  "inode %llu: record does not parse",
+			  (unsigned long long)ldbe64(ti.ents[i].key));
+		if (S_ISREG(h.mode))
+			TU_ASSERT_EQ(h.blocks, cnt[i], "blocks field of inode %llu",
 				     (unsigned long long)ldbe64(ti.ents[i].key));
 	}
 	sum.blocks = td.n;
@@ -5105,8 +5113,9 @@ static void make_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_
 	struct engine *e;
 	struct engine_options eo;
 	struct engine_batch *b = engine_batch_new();
-	uint8_t k[16], v[IN_HDR], dk[8 + 1], ov[8];
-	size_t vlen;
+	uint8_t k[16], v[NS_INODE_HDR_MAX], dk[8 + 1], ov[8];
+	struct ns_inode h;
+	size_t vlen, hl;
 
 	ns_open_tuned(n, 0, STEP, 0);
 	OK(kvfs_put(n->fs, "t", buf, len));
@@ -5120,16 +5129,21 @@ static void make_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_
 	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
 	ino_key(k, *t);
 	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
-	EXPECT(vlen, IN_HDR);
-	st64(v + IN_SIZE, 3 * 4096);
-	OK(engine_batch_put(b, T_INODE, k, 8, v, IN_HDR));
+	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
+	EXPECT((size_t)ns_inode_decode(v, vlen, &h, NULL), vlen); /* in blocks: no inline data */
+	h.size = 3 * 4096;
+	hl = ns_inode_encode(&h, v);
+	OK(engine_batch_put(b, T_INODE, k, 8, v, hl));
 	st64(ov, 3 * 4096);
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, ov, 8));
 	ino_key(k, *u);
 	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
-	st32(v + IN_NLINK, 0);
-	st64(v + IN_BLOCKS, ld64(v + IN_BLOCKS) - 10);
-	OK(engine_batch_put(b, T_INODE, k, 8, v, IN_HDR));
+	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
+	EXPECT((size_t)ns_inode_decode(v, vlen, &h, NULL), vlen);
+	h.nlink = 0;
+	h.blocks -= 10;
+	hl = ns_inode_encode(&h, v);
+	OK(engine_batch_put(b, T_INODE, k, 8, v, hl));
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0));
 	OK(engine_batch_del(b, T_DIRENT, dk, dirent_key(dk, KVFS_ROOT_INO, "u", 1)));
 	for (uint64_t i = 0; i < 10; i++) {

@@ -654,21 +654,23 @@ static int raw_check(struct store *st, char *msg, size_t len)
 	uint64_t max_ino = 0;
 	for (size_t i = 0; i < ti->n; i++) {
 		const struct tu_ent *e = &ti->ents[i];
-		if (e->klen != 8 || e->vlen < IN_HDR) {
+		struct ns_inode h;
+		int hl = e->klen == 8 ? ns_inode_decode(e->val, e->vlen, &h, NULL) : -EUCLEAN;
+		if (hl < 0) {
 			snprintf(msg, len, "inode record %zu: key %zu, value %zu bytes", i, e->klen,
 				 e->vlen);
 			goto out_ri;
 		}
-		ri[i].mode = ld32(e->val + IN_MODE);
-		ri[i].nlink = ld32(e->val + IN_NLINK);
-		ri[i].size = ld64(e->val + IN_SIZE);
-		ri[i].blocks = ld64(e->val + IN_BLOCKS);
-		ri[i].parent = ld64(e->val + IN_PARENT);
-		ri[i].flags = ld32(e->val + IN_FLAGS);
+		ri[i].mode = h.mode;
+		ri[i].nlink = h.nlink;
+		ri[i].size = h.size;
+		ri[i].blocks = h.blocks;
+		ri[i].parent = h.parent;
+		ri[i].flags = h.flags;
 		max_ino = ldbe64(e->key);
 		bool inl = S_ISLNK(ri[i].mode) ||
 			   (S_ISREG(ri[i].mode) && (ri[i].flags & INODE_INLINE));
-		if (e->vlen != IN_HDR + (inl ? ri[i].size : 0)) {
+		if (e->vlen != (size_t)hl + (inl ? ri[i].size : 0)) {
 			snprintf(msg, len, "inode %" PRIu64 ": record of %zu bytes, size %" PRIu64
 				 "%s", ldbe64(e->key), e->vlen, ri[i].size, inl ? " inline" : "");
 			goto out_ri;
@@ -1632,7 +1634,8 @@ static bool steps_pending(struct tu_env *env)
 	struct engine_options eo;
 	struct engine *e;
 	struct engine_iter *it;
-	uint8_t k[8], v[IN_HDR];
+	uint8_t k[8], v[NS_INODE_HDR_ANY];
+	struct ns_inode h;
 	size_t klen, vlen;
 	bool found = false;
 
@@ -1650,8 +1653,9 @@ static bool steps_pending(struct tu_env *env)
 			if (vlen == 8) {
 				found = true;
 			} else if (engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen) == 0 &&
-				   vlen >= IN_HDR) {
-				found = ld32(v + IN_NLINK) == 0 && ld64(v + IN_BLOCKS) > NC_PURGE_STEP;
+				   ns_inode_decode(v, vlen < sizeof(v) ? vlen : sizeof(v), &h,
+						   NULL) >= 0) {
+				found = h.nlink == 0 && h.blocks > NC_PURGE_STEP;
 			}
 		}
 		engine_iter_free(it);

@@ -15,6 +15,13 @@ if(CHECK_FOUND AND TARGET check_namespace AND TARGET kvfs-check)
   add_dependencies(check_namespace kvfs-check)
 endif()
 
+# check_ns_format runs kvfs-check on a store of v1 inode records.
+if(CHECK_FOUND AND TARGET check_ns_format AND TARGET kvfs-check)
+  target_compile_definitions(check_ns_format PRIVATE
+    KVFS_CHECK_BIN="$<TARGET_FILE:kvfs-check>")
+  add_dependencies(check_ns_format kvfs-check)
+endif()
+
 # kvfs-damage STORE CASE [SEED]: make a store and damage it, for a human reproducing a case.
 add_executable(kvfs-damage ${CMAKE_SOURCE_DIR}/tests/damage.c)
 target_compile_definitions(kvfs-damage PRIVATE KVFS_DAMAGE_MAIN)

@@ -1452,20 +1452,37 @@ static int ns_put_inode(struct ns *n, uint64_t ino, const uint8_t *rec, size_t r
 	return engine_batch_put(n->b, T_INODE, k, 8, rec, rlen);
 }
 
-/* Change one u32 or u64 field of an inode record by `delta` (or set it). */
-static int ns_inode_field(struct ns *n, uint64_t ino, unsigned off, bool wide, int64_t delta,
-			  bool set, uint64_t v)
+/* Change one field of an inode record (NS_IN_NLINK, NS_IN_BLOCKS or NS_IN_PARENT) by `delta`
+ * (or set it); the record is written back as v2 (ns_inode_encode), its inline bytes kept. */
+static int ns_inode_field(struct ns *n, uint64_t ino, unsigned field, int64_t delta, bool set,
+			  uint64_t v)
 {
-	uint8_t rec[IN_HDR + SYMLINK_MAX + INLINE_MAX];
+	uint8_t rec[NS_INODE_HDR_ANY + SYMLINK_MAX + INLINE_MAX];
+	uint8_t out[NS_INODE_HDR_MAX + SYMLINK_MAX + INLINE_MAX];
+	struct ns_inode h;
 	size_t rlen;
 	int rc = ns_get_inode(n, ino, rec, sizeof(rec), &rlen);
 	if (rc < 0)
 		return rc;
-	if (wide)
-		st64(rec + off, set ? v : ld64(rec + off) + (uint64_t)delta);
-	else
-		st32(rec + off, (uint32_t)(set ? v : ld32(rec + off) + (uint64_t)delta));
-	return ns_put_inode(n, ino, rec, rlen);
+	int hl = ns_inode_decode(rec, rlen, &h, NULL);
+	if (hl < 0)
+		return fail(n->msg, n->len, hl, "inode %" PRIu64 ": record does not parse", ino);
+	switch (field) {
+	case NS_IN_NLINK:
+		h.nlink = (uint32_t)(set ? v : h.nlink + (uint64_t)delta);
+		break;
+	case NS_IN_BLOCKS:
+		h.blocks = set ? v : h.blocks + (uint64_t)delta;
+		break;
+	case NS_IN_PARENT:
+		h.parent = set ? v : h.parent + (uint64_t)delta;
+		break;
+	default:
+		return fail(n->msg, n->len, -EINVAL, "field %u", field);
+	}
+	size_t ol = ns_inode_encode(&h, out);
+	memcpy(out + ol, rec + hl, rlen - (size_t)hl);
+	return ns_put_inode(n, ino, out, ol + rlen - (size_t)hl);
 }
 
 static int ns_put_dirent(struct ns *n, uint64_t parent, const char *name, uint64_t ino,
@@ -1518,7 +1535,7 @@ static int d_nlink(const char *path, uint64_t seed, char *msg, size_t len)
 	NS_BEGIN(path);
 	rc = ns_path(&n, "f/020", &ino);
 	if (rc == 0)
-		rc = ns_inode_field(&n, ino, IN_NLINK, false, 1, false, 0);
+		rc = ns_inode_field(&n, ino, NS_IN_NLINK, 1, false, 0);
 	say("f/020 (inode %" PRIu64 "): nlink 1 -> 2", ino);
 	return ns_close(&n, rc);
 }
@@ -1577,11 +1594,11 @@ static int d_cycle(const char *path, uint64_t seed, char *msg, size_t len)
 	if (rc == 0)
 		rc = ns_put_dirent(&n, c, "loop", b, S_IFDIR >> 12);
 	if (rc == 0)
-		rc = ns_inode_field(&n, a, IN_NLINK, false, -1, false, 0);
+		rc = ns_inode_field(&n, a, NS_IN_NLINK, -1, false, 0);
 	if (rc == 0)
-		rc = ns_inode_field(&n, c, IN_NLINK, false, 1, false, 0);
+		rc = ns_inode_field(&n, c, NS_IN_NLINK, 1, false, 0);
 	if (rc == 0)
-		rc = ns_inode_field(&n, b, IN_PARENT, true, 0, true, c);
+		rc = ns_inode_field(&n, b, NS_IN_PARENT, 0, true, c);
 	say("docs/a/b (inode %" PRIu64 ") moved under its child c (inode %" PRIu64 ") as 'loop'",
 	    b, c);
 	return ns_close(&n, rc);
@@ -1596,7 +1613,7 @@ static int d_dir_links(const char *path, uint64_t seed, char *msg, size_t len)
 		rc = ns_put_dirent(&n, NS_ROOT_INO, "alias", a, S_IFDIR >> 12);
 	/* the root's nlink counts the new subdirectory name, so only the double name is wrong */
 	if (rc == 0)
-		rc = ns_inode_field(&n, NS_ROOT_INO, IN_NLINK, false, 1, false, 0);
+		rc = ns_inode_field(&n, NS_ROOT_INO, NS_IN_NLINK, 1, false, 0);
 	say("dirent /alias -> docs/a (inode %" PRIu64 "), root nlink + 1", a);
 	return ns_close(&n, rc);
 }
@@ -1607,7 +1624,7 @@ static int d_parent(const char *path, uint64_t seed, char *msg, size_t len)
 	NS_BEGIN(path);
 	rc = ns_path(&n, "docs/a", &a);
 	if (rc == 0)
-		rc = ns_inode_field(&n, a, IN_PARENT, true, 0, true, NS_ROOT_INO);
+		rc = ns_inode_field(&n, a, NS_IN_PARENT, 0, true, NS_ROOT_INO);
 	say("docs/a (inode %" PRIu64 "): parent field -> 1 (is docs)", a);
 	return ns_close(&n, rc);
 }
@@ -1664,7 +1681,7 @@ static int d_size(const char *path, uint64_t seed, char *msg, size_t len)
 	if (rc == 0)
 		rc = engine_batch_put(n.b, T_DATA, k, 16, blk, sizeof(blk));
 	if (rc == 0)
-		rc = ns_inode_field(&n, ino, IN_BLOCKS, true, 1, false, 0);
+		rc = ns_inode_field(&n, ino, NS_IN_BLOCKS, 1, false, 0);
 	say("f/027 (inode %" PRIu64 ", 3000 bytes): block 10 added, blocks + 1", ino);
 	return ns_close(&n, rc);
 }
@@ -1675,7 +1692,7 @@ static int d_blocks_count(const char *path, uint64_t seed, char *msg, size_t len
 	NS_BEGIN(path);
 	rc = ns_path(&n, "f/028", &ino); /* 3 blocks */
 	if (rc == 0)
-		rc = ns_inode_field(&n, ino, IN_BLOCKS, true, 1, false, 0);
+		rc = ns_inode_field(&n, ino, NS_IN_BLOCKS, 1, false, 0);
 	say("f/028 (inode %" PRIu64 "): blocks field + 1", ino);
 	return ns_close(&n, rc);
 }
@@ -1717,7 +1734,7 @@ static int d_dirent_bad(const char *path, uint64_t seed, char *msg, size_t len)
 static int d_inode_record(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino;
-	uint8_t rec[IN_HDR + INLINE_MAX];
+	uint8_t rec[NS_INODE_HDR_ANY + INLINE_MAX];
 	size_t rlen;
 	NS_BEGIN(path);
 	rc = ns_path(&n, "f/030", &ino);

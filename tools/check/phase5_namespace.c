@@ -20,9 +20,10 @@
  *
  * Checks (problem table rows below):
  *   - the root: inode 1 a directory                                         NS_ROOT
- *   - each inode record decodes: 88-byte header, a known S_IFMT type, no unknown flag,
- *     88 + size bytes when INODE_INLINE (size <= INLINE_MAX for a regular file, 1..4095 for
- *     a symbolic link, which is always inline), 88 without; an 8-byte key   NS_INODE_RECORD
+ *   - each inode record decodes: a header that parses (ns_inode_decode: v1 or v2), a known
+ *     S_IFMT type, no unknown flag, header + size bytes when INODE_INLINE (size <=
+ *     INLINE_MAX for a regular file, 1..4095 for a symbolic link, which is always inline),
+ *     the header alone without; an 8-byte key                              NS_INODE_RECORD
  *   - each dirent: a 9..263-byte key, a name without '/' or NUL, not "." or "..", a 9-byte
  *     value                                                                 NS_DIRENT_BAD
  *   - it lies in an existing directory and names an existing inode (NS-1)   NS_DIRENT_DANGLING
@@ -66,8 +67,9 @@
  * for a count that agrees neither with the dirents as found nor with them as repaired.
  * Then, when any fix was approved: chk_release_lock, engine_open (replaying the log), engine
  * batches (committed every ~1 MiB), engine_close (a checkpoint), and chk_fixed for each.
- * An inode record is changed by reading it (engine_get), patching the fields (nlink, size,
- * blocks, parent) and putting it back.  lost+found (mode 040700, uid 0, gid 0) is created in
+ * An inode record is changed by reading it (engine_get), decoding it, patching the fields
+ * (nlink, size, blocks, parent, ctime) and putting it back as v2 (ns_inode_encode), the
+ * inline bytes after it unchanged.  lost+found (mode 040700, uid 0, gid 0) is created in
  * the root, with an inode number from next_ino, when the first reconnection is approved; an
  * inode is reconnected as "#<ino>" (or "#<ino>.<n>" when that name is taken).  A cycle is
  * broken at its lowest-numbered directory: the dirent naming it inside the cycle is removed
@@ -157,12 +159,12 @@ static const struct chk_def defs[] = {
 
 /* ---- the model ---- */
 
-/* ns_inode.st */
+/* chk_inode.st */
 enum {
 	S_PRESENT = 0x001, /* the inode record exists */
 	S_BAD = 0x002,     /* ... but does not decode (NS_INODE_RECORD) */
 	S_UNREAD = 0x004,  /* ... but phase 2 could not read its value */
-	S_SHORT = 0x008,   /* ... shorter than the header: no fields at all */
+	S_SHORT = 0x008,   /* ... whose header does not parse (ns_inode_decode): no fields */
 	S_ORPHAN = 0x010,  /* T_ORPHAN holds its ino */
 	S_REACHED = 0x020, /* a directory reached from the root */
 	S_PURGED = 0x040,  /* purged by an approved fix */
@@ -175,10 +177,10 @@ enum {
 	S_TRUNC_OK = 0x2000, /* a pending truncation: its blocks past the size are expected */
 };
 
-/* ns_inode.dirty: fields an approved fix changed, written at the repair */
+/* chk_inode.dirty: fields an approved fix changed, written at the repair */
 enum { F_NLINK = 1, F_PARENT = 2, F_SIZE = 4, F_BLOCKS = 8 };
 
-struct ns_inode {
+struct chk_inode {
 	uint64_t ino, size, blocks, parent;
 	uint64_t trunc;            /* the orphan entry's truncation value (S_TRUNC) */
 	uint64_t n_blk, n_badblk;  /* T_DATA entries; those of the wrong length */
@@ -192,6 +194,8 @@ struct ns_inode {
 	uint32_t first_name, first_child; /* dirent lists: index + 1, 0 = end */
 	uint16_t st;
 	uint8_t dirty;
+	uint8_t hdr_len;           /* the header's bytes (v1 88, v2 5..103) */
+	uint8_t why;               /* S_SHORT: why_text index + 1 (0: unknown) */
 };
 
 /* ns_dirent.st: the entry's state in the store; fl: what the check made of it */
@@ -249,7 +253,7 @@ struct ns_op {
 
 struct chk_ns {
 	bool oom;
-	struct ns_inode *in;
+	struct chk_inode *in;
 	size_t n_in, cap_in;
 	struct idx ix_in;
 	struct ns_dirent *de;
@@ -374,7 +378,7 @@ static uint32_t *in_slot(struct chk_ns *ns, uint64_t ino)
 	return &ns->ix_in.slot[i];
 }
 
-static struct ns_inode *in_find(struct chk_ns *ns, uint64_t ino)
+static struct chk_inode *in_find(struct chk_ns *ns, uint64_t ino)
 {
 	if (!ns->ix_in.cap)
 		return NULL;
@@ -383,9 +387,9 @@ static struct ns_inode *in_find(struct chk_ns *ns, uint64_t ino)
 }
 
 /* Find or add the entry of `ino`; NULL when out of memory.  Moves the array. */
-static struct ns_inode *in_get(struct chk_ns *ns, uint64_t ino)
+static struct chk_inode *in_get(struct chk_ns *ns, uint64_t ino)
 {
-	struct ns_inode *p = in_find(ns, ino);
+	struct chk_inode *p = in_find(ns, ino);
 	if (p)
 		return p;
 	if (idx_reserve(&ns->ix_in, ns, hash_in) < 0 ||
@@ -401,60 +405,82 @@ static struct ns_inode *in_get(struct chk_ns *ns, uint64_t ino)
 	return p;
 }
 
-static void inode_decode(struct ns_inode *p, const uint8_t *v, size_t vlen)
+_Static_assert(NS_INODE_HDR_ANY <= UINT8_MAX, "chk_inode.hdr_len holds a header's length");
+
+/* ns_inode_decode's reasons (static strings, a handful), kept as a byte per inode. */
+static const char *why_text[15];
+
+static uint8_t why_id(const char *why)
+{
+	for (unsigned i = 0; why && i < sizeof(why_text) / sizeof(why_text[0]); i++) {
+		if (!why_text[i])
+			why_text[i] = why;
+		if (why_text[i] == why)
+			return (uint8_t)(i + 1);
+	}
+	return 0;
+}
+
+static void inode_decode(struct chk_inode *p, const uint8_t *v, size_t vlen)
 {
 	p->st &= (uint16_t)~(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
 	p->st |= S_PRESENT;
 	p->rec_len = vlen > UINT32_MAX ? UINT32_MAX : (uint32_t)vlen;
 	p->mode = p->nlink = p->flags = 0;
 	p->size = p->blocks = p->parent = 0;
+	p->hdr_len = p->why = 0;
 	if (!v) {
 		p->st |= S_UNREAD;
 		return;
 	}
-	if (vlen < IN_HDR) {
+	struct ns_inode h;
+	const char *why;
+	int hl = ns_inode_decode(v, vlen, &h, &why);
+	if (hl < 0) {
 		p->st |= S_SHORT;
+		p->why = why_id(why);
 		return;
 	}
-	p->mode = ld32(v + IN_MODE);
-	p->nlink = ld32(v + IN_NLINK);
-	p->size = ld64(v + IN_SIZE);
-	p->blocks = ld64(v + IN_BLOCKS);
-	p->parent = ld64(v + IN_PARENT);
-	p->flags = ld32(v + IN_FLAGS);
+	p->hdr_len = (uint8_t)hl;
+	p->mode = h.mode;
+	p->nlink = h.nlink;
+	p->size = h.size;
+	p->blocks = h.blocks;
+	p->parent = h.parent;
+	p->flags = h.flags;
 }
 
 /* A record with every field sound (not S_BAD, S_UNREAD, S_SHORT). */
-static bool known(const struct ns_inode *p)
+static bool known(const struct chk_inode *p)
 {
 	return p && (p->st & (S_PRESENT | S_BAD | S_UNREAD | S_SHORT)) == S_PRESENT;
 }
 
-static bool present(const struct ns_inode *p) { return p && (p->st & S_PRESENT); }
+static bool present(const struct chk_inode *p) { return p && (p->st & S_PRESENT); }
 
 /* Why the record does not decode, or NULL (man/kvfs.5 "Inode record"). */
-static const char *record_why(const struct ns_inode *p, char *buf, size_t cap)
+static const char *record_why(const struct chk_inode *p, char *buf, size_t cap)
 {
-	uint32_t n = p->rec_len;
+	uint32_t n = p->rec_len, hl = p->hdr_len;
 	unsigned fmt = p->mode & S_IFMT;
 	bool inl = p->flags & INODE_INLINE;
-	if (n < IN_HDR)
-		snprintf(buf, cap, "record of %" PRIu32 " bytes, shorter than the %u-byte header",
-			 n, IN_HDR);
-	else if (n > IN_HDR + SYMLINK_MAX + 1)
-		snprintf(buf, cap, "record of %" PRIu32 " bytes, longer than %u", n,
-			 IN_HDR + SYMLINK_MAX + 1);
+	if (p->st & S_SHORT)
+		snprintf(buf, cap, "record of %" PRIu32 " bytes whose header does not parse: %s", n,
+			 p->why ? why_text[p->why - 1] : "not a v1 or v2 inode record");
+	else if (n > hl + SYMLINK_MAX + 1)
+		snprintf(buf, cap, "record of %" PRIu32 " bytes, longer than its %" PRIu32
+			 "-byte header + %u", n, hl, SYMLINK_MAX + 1);
 	else if (fmt != S_IFREG && fmt != S_IFDIR && fmt != S_IFLNK && fmt != S_IFCHR &&
 		 fmt != S_IFBLK && fmt != S_IFIFO && fmt != S_IFSOCK)
 		snprintf(buf, cap, "mode %06o: not a file type", p->mode);
 	else if (p->flags & ~INODE_INLINE)
 		snprintf(buf, cap, "unknown flags 0x%" PRIx32, p->flags);
-	else if (inl && n - IN_HDR != p->size)
+	else if (inl && n - hl != p->size)
 		snprintf(buf, cap, "%" PRIu32 " bytes of inline data for size %" PRIu64,
-			 n - IN_HDR, p->size);
-	else if (!inl && n != IN_HDR)
+			 n - hl, p->size);
+	else if (!inl && n != hl)
 		snprintf(buf, cap, "%" PRIu32 " bytes after the header without INODE_INLINE",
-			 n - IN_HDR);
+			 n - hl);
 	else if (fmt == S_IFREG && inl && p->size > INLINE_MAX)
 		snprintf(buf, cap, "an inline file of %" PRIu64 " bytes (at most %u)", p->size,
 			 INLINE_MAX);
@@ -673,7 +699,7 @@ static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uin
 		ns->n_tree[tree]++;
 	if (!del && !val && chk_ns_wants_value(tree))
 		c->ns_incomplete = true; /* phase 2 could not read it */
-	struct ns_inode *p;
+	struct chk_inode *p;
 	switch (tree) {
 	case T_INODE:
 		if (klen != 8) {
@@ -818,11 +844,11 @@ static size_t ns_mem(const struct chk_ns *ns)
 
 static int cmp_inode(const void *a, const void *b)
 {
-	uint64_t x = ((const struct ns_inode *)a)->ino, y = ((const struct ns_inode *)b)->ino;
+	uint64_t x = ((const struct chk_inode *)a)->ino, y = ((const struct chk_inode *)b)->ino;
 	return x < y ? -1 : x > y;
 }
 
-static void count_block(struct ns_inode *p, uint64_t blk, bool good)
+static void count_block(struct chk_inode *p, uint64_t blk, bool good)
 {
 	if (blk >= (p->size + BLOCK - 1) / BLOCK) /* p->size: 0 unless a record was read */
 		p->n_past++;
@@ -970,7 +996,7 @@ static const char *type_name(uint32_t mode)
 }
 
 /* Is the inode a directory (or, for a damaged record, may it be one)? */
-static bool is_dir(const struct ns_inode *p, const struct ns_dirent *e)
+static bool is_dir(const struct chk_inode *p, const struct ns_dirent *e)
 {
 	if (known(p) || (present(p) && !(p->st & (S_SHORT | S_UNREAD))))
 		return S_ISDIR(p->mode);
@@ -988,7 +1014,7 @@ static bool counted(const struct ns_dirent *e)
 static void de_count(struct chk_ns *ns, uint32_t i)
 {
 	struct ns_dirent *e = &ns->de[i];
-	struct ns_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
+	struct chk_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
 	e->fl |= E_COUNTED;
 	e->next_child = par->first_child;
 	par->first_child = i + 1;
@@ -1007,7 +1033,7 @@ static int de_remove(struct chk_ns *ns, uint32_t i)
 		return 0;
 	e->fl |= E_REMOVED;
 	if (e->fl & E_COUNTED) {
-		struct ns_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
+		struct chk_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
 		t->n_names--;
 		t->st |= S_TOUCHED;
 		if (is_dir(t, e)) {
@@ -1049,7 +1075,7 @@ static int de_new(struct chk_ns *ns, uint64_t parent, const char *name, size_t n
 
 /* The counted dirent of a directory to follow upwards: the one in its parent field, else the
  * first; 0 when none (index + 1). */
-static uint32_t dir_up(struct chk_ns *ns, const struct ns_inode *d)
+static uint32_t dir_up(struct chk_ns *ns, const struct chk_inode *d)
 {
 	uint32_t first = 0;
 	for (uint32_t i = d->first_name; i; i = ns->de[i - 1].next_name) {
@@ -1101,7 +1127,7 @@ static void check_records(struct chk *c)
 	struct chk_ns *ns = c->ns;
 	char why[160];
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *p = &ns->in[i];
+		struct chk_inode *p = &ns->in[i];
 		if (!present(p) || (p->st & S_UNREAD))
 			continue;
 		if (record_why(p, why, sizeof(why))) {
@@ -1118,7 +1144,7 @@ static void check_records(struct chk *c)
 /* NS_ROOT: false when the root is not a sound directory (no walk, no lost+found). */
 static bool check_root(struct chk *c)
 {
-	struct ns_inode *r = in_find(c->ns, NS_ROOT_INO);
+	struct chk_inode *r = in_find(c->ns, NS_ROOT_INO);
 	if (!present(r)) {
 		chk_report(c, NS_ROOT, 0, NS_ROOT_INO, "the root directory (inode 1) is missing%s",
 			   inc(c));
@@ -1154,7 +1180,7 @@ static int check_dirents(struct chk *c, bool root_ok)
 				return r;
 			continue;
 		}
-		struct ns_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
+		struct chk_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
 		char dang[96];
 		dang[0] = 0;
 		if (!present(par))
@@ -1203,13 +1229,13 @@ static int check_dirents(struct chk *c, bool root_ok)
 	}
 	/* the link count the dirents imply as found: every directory dirent a subdirectory */
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *p = &ns->in[i];
+		struct chk_inode *p = &ns->in[i];
 		p->nl_before = is_dir(p, NULL) ? 2 + p->n_subdirs : p->n_names;
 	}
 	/* a directory links only the directory of its one dirent (NS_DIR_LINKS removes the
 	 * others), so only that one counts as a subdirectory of the repaired tree */
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *d = &ns->in[i];
+		struct chk_inode *d = &ns->in[i];
 		if (!known(d) || !S_ISDIR(d->mode) ||
 		    d->n_names <= (d->ino == NS_ROOT_INO ? 0u : 1u))
 			continue;
@@ -1226,7 +1252,7 @@ static int check_dirents(struct chk *c, bool root_ok)
 }
 
 /* Does directory d hold a counted dirent (a purge would leave it dangling)? */
-static bool has_children(struct chk_ns *ns, const struct ns_inode *d)
+static bool has_children(struct chk_ns *ns, const struct chk_inode *d)
 {
 	for (uint32_t i = d->first_child; i; i = ns->de[i - 1].next_child)
 		if (counted(&ns->de[i - 1]))
@@ -1240,7 +1266,7 @@ static int check_orphans(struct chk *c)
 	char act[96];
 	int r;
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *p = &ns->in[i];
+		struct chk_inode *p = &ns->in[i];
 		if (!(p->st & S_ORPHAN))
 			continue;
 		uint8_t k[8];
@@ -1329,7 +1355,7 @@ static int check_dir_links(struct chk *c)
 	char nm[NAME_BUF], act[96];
 	int r;
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *d = &ns->in[i];
+		struct chk_inode *d = &ns->in[i];
 		if (!known(d) || !S_ISDIR(d->mode))
 			continue;
 		bool root = d->ino == NS_ROOT_INO;
@@ -1386,10 +1412,10 @@ static int walk_from(struct chk_ns *ns, uint64_t from)
 		return -ENOMEM;
 	stack[n++] = from;
 	while (n) {
-		struct ns_inode *d = in_find(ns, stack[--n]);
+		struct chk_inode *d = in_find(ns, stack[--n]);
 		for (uint32_t i = d->first_child; i; i = ns->de[i - 1].next_child) {
 			const struct ns_dirent *e = &ns->de[i - 1];
-			struct ns_inode *t = in_find(ns, e->ino);
+			struct chk_inode *t = in_find(ns, e->ino);
 			if (!counted(e) || !is_dir(t, e) || (t->st & S_REACHED))
 				continue;
 			t->st |= S_REACHED;
@@ -1423,7 +1449,7 @@ static int lost_found(struct chk *c, bool create)
 	if (i && ns->de[i - 1].st == E_GONE)
 		i = 0; /* deleted by the log: there is none */
 	if (i && counted(&ns->de[i - 1])) {
-		struct ns_inode *t = in_find(ns, ns->de[i - 1].ino);
+		struct chk_inode *t = in_find(ns, ns->de[i - 1].ino);
 		if (!known(t) || !S_ISDIR(t->mode)) {
 			chk_note(c, "namespace: /lost+found is not a directory: nothing can be "
 				 "reconnected");
@@ -1448,7 +1474,7 @@ static int lost_found(struct chk *c, bool create)
 		ino = ns->next_model;
 	else if (!ns->next_dirty && ns->have_next && ns->next_vlen == 8 && ns->next_ino > ino)
 		ino = ns->next_ino;
-	struct ns_inode *p = in_get(ns, ino); /* room reserved by finalize: nothing moves */
+	struct chk_inode *p = in_get(ns, ino); /* room reserved by finalize: nothing moves */
 	if (!p)
 		return -ENOMEM;
 	p->st = S_PRESENT | S_NEW | S_TOUCHED;
@@ -1456,7 +1482,7 @@ static int lost_found(struct chk *c, bool create)
 	p->nlink = p->nl_before = 2;
 	p->parent = NS_ROOT_INO;
 	p->flags = INODE_INLINE;
-	p->rec_len = IN_HDR;
+	p->rec_len = p->hdr_len = 0; /* written by ap_inode */
 	ns->lf_ino = ino;
 	ns->max_ino = ns->max_ref = ino;
 	ns->next_model = ino + 1;
@@ -1472,7 +1498,7 @@ static int reconnect(struct chk_ns *ns, uint64_t ino)
 	int n = snprintf(name, sizeof(name), "#%" PRIu64, ino);
 	for (unsigned s = 1; de_find(ns, k, dirent_key(k, ns->lf_ino, name, (size_t)n)); s++)
 		n = snprintf(name, sizeof(name), "#%" PRIu64 ".%u", ino, s);
-	struct ns_inode *t = in_find(ns, ino);
+	struct chk_inode *t = in_find(ns, ino);
 	if (S_ISDIR(t->mode)) {
 		t->parent = ns->lf_ino;
 		t->dirty |= F_PARENT;
@@ -1490,7 +1516,7 @@ static int check_reach(struct chk *c, bool root_ok)
 		return r;
 	bool can = root_ok && ns->lf_state > 0;
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *p = &ns->in[i];
+		struct chk_inode *p = &ns->in[i];
 		if (!known(p) || p->ino == NS_ROOT_INO || p->n_names ||
 		    ((p->st & S_ORPHAN) && p->nlink == 0))
 			continue;
@@ -1514,7 +1540,7 @@ static int check_reach(struct chk *c, bool root_ok)
 		chk_note(c, "namespace: no sound root directory: reachability not checked");
 		return 0;
 	}
-	struct ns_inode *root = in_find(ns, NS_ROOT_INO);
+	struct chk_inode *root = in_find(ns, NS_ROOT_INO);
 	root->st |= S_REACHED;
 	if ((r = walk_from(ns, NS_ROOT_INO)) < 0)
 		return r;
@@ -1525,12 +1551,12 @@ static int check_reach(struct chk *c, bool root_ok)
 	if (!path)
 		return -ENOMEM;
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *d = &ns->in[i];
+		struct chk_inode *d = &ns->in[i];
 		if (!known(d) || !S_ISDIR(d->mode) || (d->st & (S_REACHED | S_DONE)) ||
 		    !d->n_names)
 			continue;
 		n = 0;
-		struct ns_inode *cur = d;
+		struct chk_inode *cur = d;
 		while (cur && !(cur->st & (S_REACHED | S_DONE | S_PATH))) {
 			uint32_t up = dir_up(ns, cur);
 			if (n == cap) {
@@ -1573,7 +1599,7 @@ static int check_reach(struct chk *c, bool root_ok)
 					free(path);
 					return r;
 				}
-				struct ns_inode *x = in_find(ns, low);
+				struct chk_inode *x = in_find(ns, low);
 				uint32_t up = r == 0 ? dir_up(ns, x) : 0;
 				if (up && ((r = de_remove(ns, up - 1)) < 0 ||
 					   (r = reconnect(ns, low)) < 0 ||
@@ -1584,7 +1610,7 @@ static int check_reach(struct chk *c, bool root_ok)
 			}
 		}
 		for (size_t j = 0; j < n; j++) {
-			struct ns_inode *q = in_find(ns, path[j]);
+			struct chk_inode *q = in_find(ns, path[j]);
 			q->st = (uint16_t)((q->st & ~S_PATH) | S_DONE);
 		}
 	}
@@ -1597,7 +1623,7 @@ static int check_nlink(struct chk *c)
 	struct chk_ns *ns = c->ns;
 	char act[64];
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *p = &ns->in[i];
+		struct chk_inode *p = &ns->in[i];
 		if (!known(p) || (p->ino != NS_ROOT_INO && p->n_names == 0))
 			continue; /* an orphan or a lost inode: reported as such */
 		bool dir = S_ISDIR(p->mode);
@@ -1636,7 +1662,7 @@ static int check_blocks(struct chk *c)
 	char act[96];
 	int r;
 	for (size_t i = 0; i < ns->n_in; i++) {
-		struct ns_inode *p = &ns->in[i];
+		struct chk_inode *p = &ns->in[i];
 		if (p->st & S_PURGED)
 			continue; /* the purge deletes them */
 		if (!present(p)) {
@@ -1811,46 +1837,51 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Write the changed fields of inode p (or create it, S_NEW). */
-static int ap_inode(struct applier *a, const struct ns_inode *p)
+/* Write the changed fields of inode p (or create it, S_NEW), as a v2 record. */
+static int ap_inode(struct applier *a, const struct chk_inode *p)
 {
-	uint8_t k[8], *buf = malloc(IN_HDR + SYMLINK_MAX + 1);
-	size_t len = 0;
-	if (!buf)
+	enum { CAP = NS_INODE_HDR_ANY + SYMLINK_MAX + 1 };
+	uint8_t k[8], *buf = malloc(CAP), *out = malloc(NS_INODE_HDR_MAX + SYMLINK_MAX + 1);
+	size_t len = 0, tail = 0;
+	int hl = 0;
+	struct ns_inode h;
+	if (!buf || !out) {
+		free(buf);
+		free(out);
 		return -ENOMEM;
+	}
 	ino_key(k, p->ino);
 	int r = 0;
 	if (p->st & S_NEW) {
 		int64_t now = now_ns();
-		memset(buf, 0, IN_HDR);
-		st32(buf + IN_MODE, p->mode);
-		st64(buf + IN_ATIME, (uint64_t)now);
-		st64(buf + IN_MTIME, (uint64_t)now);
-		st64(buf + IN_CTIME, (uint64_t)now);
-		st64(buf + IN_GEN, 1);
-		st64(buf + IN_PARENT, p->parent);
-		st32(buf + IN_FLAGS, p->flags);
-		st32(buf + IN_NLINK, p->nlink);
-		len = IN_HDR;
+		h = (struct ns_inode){ .mode = p->mode, .nlink = p->nlink, .atime = now,
+				       .mtime = now, .ctime = now, .gen = 1, .parent = p->parent,
+				       .flags = p->flags };
 	} else {
-		r = engine_get(a->e, T_INODE, k, 8, buf, IN_HDR + SYMLINK_MAX + 1, &len);
-		if (r == 0 && (len < IN_HDR || len > IN_HDR + SYMLINK_MAX + 1))
+		r = engine_get(a->e, T_INODE, k, 8, buf, CAP, &len);
+		if (r == 0 && (len > CAP || (hl = ns_inode_decode(buf, len, &h, NULL)) < 0 ||
+			       len - (size_t)hl > SYMLINK_MAX + 1))
 			r = -EUCLEAN; /* not the record checked */
 		if (r == 0) {
+			tail = len - (size_t)hl;
 			if (p->dirty & F_NLINK)
-				st32(buf + IN_NLINK, p->nlink);
+				h.nlink = p->nlink;
 			if (p->dirty & F_PARENT)
-				st64(buf + IN_PARENT, p->parent);
+				h.parent = p->parent;
 			if (p->dirty & F_SIZE)
-				st64(buf + IN_SIZE, p->size);
+				h.size = p->size;
 			if (p->dirty & F_BLOCKS)
-				st64(buf + IN_BLOCKS, p->blocks);
-			st64(buf + IN_CTIME, (uint64_t)now_ns());
+				h.blocks = p->blocks;
+			h.ctime = now_ns();
 		}
 	}
-	if (r == 0)
-		r = ap_put(a, T_INODE, k, 8, buf, len);
+	if (r == 0) {
+		size_t ol = ns_inode_encode(&h, out);
+		memcpy(out + ol, buf + hl, tail);
+		r = ap_put(a, T_INODE, k, 8, out, ol + tail);
+	}
 	free(buf);
+	free(out);
 	return r;
 }
 
@@ -1918,7 +1949,7 @@ static int apply(struct chk *c)
 		}
 	}
 	for (size_t i = 0; i < ns->n_in && r == 0; i++) {
-		const struct ns_inode *p = &ns->in[i];
+		const struct chk_inode *p = &ns->in[i];
 		if (present(p) && ((p->st & S_NEW) || p->dirty))
 			r = ap_inode(&a, p);
 	}
@@ -1981,7 +2012,7 @@ static int run(struct chk *c)
 	for (size_t i = 0; i < ns->n_de; i++)
 		n_dirents += ns->de[i].st == E_LIVE && !(ns->de[i].fl & E_NEW);
 	for (size_t i = 0; i < ns->n_in; i++) {
-		const struct ns_inode *p = &ns->in[i];
+		const struct chk_inode *p = &ns->in[i];
 		n_blocks += p->n_blk;
 		n_xattrs += p->n_xattr;
 		n_orphans += (p->st & S_ORPHAN) != 0;

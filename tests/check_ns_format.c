@@ -1,0 +1,647 @@
+/*
+ * tests/check_ns_format.c — the INODE RECORD codec (store/ns_inode.c, store/ns_format.h,
+ * man/kvfs.5 "Inode record"): v2 encode/decode, v1 decode, and a store of v1 records.
+ *
+ * Test cases:
+ *   core     round trip: random inodes and extremes (times at and near INT64_MIN/MAX and
+ *            negative, size/gen/rdev/blocks/parent 2^64 - 1, uid/gid/nlink/flags 2^32 - 1,
+ *            every file type) encode to a v2 header of at most NS_INODE_HDR_MAX bytes that
+ *            decodes to the same fields, from an exact-size buffer (ASan sees an overread)
+ *            and with trailing inline bytes; every proper prefix fails; a typical regular
+ *            file's header is at most 24 bytes;
+ *            v1: records hand-built with the v1 offsets (kept here, as the old code wrote
+ *            them) decode to the same fields, header 88 bytes.
+ *   corrupt  decode on garbage: random bytes of every length 0..128, valid headers with a
+ *            byte flipped or cut short, and the named malformations (INO-1): -EUCLEAN or a
+ *            header length within the input, never a read past it (run under ASan); what
+ *            decodes as v2 encodes back to the same bytes.
+ *   store    a store whose inode records are all rewritten as v1 (engine_batch_put, as
+ *            tests/damage.c does) reads back right through kvfs.h and kvfs-check -n finds it
+ *            clean; a changed inode is then v2, the others stay v1, and it is still clean;
+ *            kvfs-check -y repairs a v1 record's nlink and writes it as v2.
+ * Replay: KVFS_SEED=N ./check_ns_format.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/engine.h"
+#include "store/format.h"
+#include "store/kvfs.h"
+#include "store/ns_format.h"
+#include "tests/testutil.h"
+
+#define DEFAULT_SEED 0x696e6f64u /* "inod" */
+
+/* The v1 header as the code before v2 wrote it (man/kvfs.5 "Inode record", version 1). */
+#define V1_MODE 0
+#define V1_NLINK 4
+#define V1_UID 8
+#define V1_GID 12
+#define V1_SIZE 16
+#define V1_ATIME 24
+#define V1_MTIME 32
+#define V1_CTIME 40
+#define V1_GEN 48
+#define V1_RDEV 56
+#define V1_BLOCKS 64
+#define V1_PARENT 72
+#define V1_FLAGS 80
+#define V1_HDR 88
+
+static size_t v1_encode(const struct ns_inode *in, uint8_t *buf)
+{
+	st32(buf + V1_MODE, in->mode);
+	st32(buf + V1_NLINK, in->nlink);
+	st32(buf + V1_UID, in->uid);
+	st32(buf + V1_GID, in->gid);
+	st64(buf + V1_SIZE, in->size);
+	st64(buf + V1_ATIME, (uint64_t)in->atime);
+	st64(buf + V1_MTIME, (uint64_t)in->mtime);
+	st64(buf + V1_CTIME, (uint64_t)in->ctime);
+	st64(buf + V1_GEN, in->gen);
+	st64(buf + V1_RDEV, in->rdev);
+	st64(buf + V1_BLOCKS, in->blocks);
+	st64(buf + V1_PARENT, in->parent);
+	st32(buf + V1_FLAGS, in->flags);
+	st32(buf + V1_FLAGS + 4, 0);
+	return V1_HDR;
+}
+
+static const uint32_t types[] = { S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO,
+				  S_IFSOCK };
+
+static void assert_same(const struct ns_inode *a, const struct ns_inode *b, const char *what)
+{
+	TU_ASSERT(a->mode == b->mode && a->nlink == b->nlink && a->uid == b->uid &&
+		  a->gid == b->gid && a->size == b->size && a->atime == b->atime &&
+		  a->mtime == b->mtime && a->ctime == b->ctime && a->gen == b->gen &&
+		  a->rdev == b->rdev && a->blocks == b->blocks && a->parent == b->parent &&
+		  a->flags == b->flags,
+		  "%s: decoded fields differ (mode %o/%o nlink %u/%u size %llu/%llu atime %lld/%lld "
+		  "mtime %lld/%lld ctime %lld/%lld gen %llu/%llu blocks %llu/%llu parent %llu/%llu "
+		  "flags %u/%u)", what, a->mode, b->mode, a->nlink, b->nlink,
+		  (unsigned long long)a->size, (unsigned long long)b->size, (long long)a->atime,
+		  (long long)b->atime, (long long)a->mtime, (long long)b->mtime,
+		  (long long)a->ctime, (long long)b->ctime, (unsigned long long)a->gen,
+		  (unsigned long long)b->gen, (unsigned long long)a->blocks,
+		  (unsigned long long)b->blocks, (unsigned long long)a->parent,
+		  (unsigned long long)b->parent, a->flags, b->flags);
+}
+
+/* A value drawn from the extremes and around them, or at random, with `bits` bits. */
+static uint64_t pick(struct tu_rng *r, unsigned bits)
+{
+	uint64_t max = bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
+	switch (tu_rng_below(r, 8)) {
+	case 0: return 0;
+	case 1: return max;
+	case 2: return max - tu_rng_below(r, 3);
+	case 3: return tu_rng_below(r, 300);
+	case 4: return (1ull << tu_rng_below(r, bits)) + tu_rng_below(r, 3) - 1;
+	default: return tu_rng_next(r) & max;
+	}
+}
+
+static int64_t pick_time(struct tu_rng *r, int64_t mtime)
+{
+	switch (tu_rng_below(r, 9)) {
+	case 0: return INT64_MIN;
+	case 1: return INT64_MAX;
+	case 2: return INT64_MIN + (int64_t)tu_rng_below(r, 3);
+	case 3: return INT64_MAX - (int64_t)tu_rng_below(r, 3);
+	case 4: return -(int64_t)tu_rng_below(r, 1ull << 40);
+	case 5: return mtime; /* equal: omitted */
+	case 6: /* near mtime, wrapping at the limits as the codec's deltas do */
+		return (int64_t)((uint64_t)mtime + tu_rng_below(r, 2000000000) - 1000000000);
+	case 7: return 0;
+	default: return (int64_t)tu_rng_next(r);
+	}
+}
+
+static void random_inode(struct tu_rng *r, struct ns_inode *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->mode = types[tu_rng_below(r, 7)] | (uint32_t)tu_rng_below(r, 010000);
+	in->nlink = (uint32_t)pick(r, 32);
+	in->uid = (uint32_t)pick(r, 32);
+	in->gid = (uint32_t)pick(r, 32);
+	in->size = pick(r, 64);
+	in->mtime = tu_rng_chance(r, 1, 2) ? 1700000000000000000ll + (int64_t)tu_rng_below(r,
+		    1ull << 50) : pick_time(r, 0);
+	in->atime = pick_time(r, in->mtime);
+	in->ctime = pick_time(r, in->mtime);
+	in->gen = pick(r, 64);
+	in->rdev = pick(r, 64);
+	in->blocks = pick(r, 64);
+	in->parent = pick(r, 64);
+	in->flags = (uint32_t)pick(r, 32);
+}
+
+/* Decode rec[0..len) from a buffer of exactly len bytes (an overread is an ASan error). */
+static int decode_exact(const uint8_t *rec, size_t len, struct ns_inode *out, const char **why)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	TU_ASSERT(copy != NULL, "%s", "malloc");
+	memcpy(copy, rec, len);
+	int r = ns_inode_decode(copy, len, out, why);
+	free(copy);
+	return r;
+}
+
+static void check_roundtrip(const struct ns_inode *in, const char *what)
+{
+	uint8_t buf[NS_INODE_HDR_MAX + 64];
+	struct ns_inode out;
+	const char *why;
+	size_t n = ns_inode_encode(in, buf);
+
+	TU_ASSERT(n >= NS_INODE_V2_FIXED && n <= NS_INODE_HDR_MAX, "%s: header of %zu bytes", what,
+		  n);
+	TU_ASSERT(buf[2] == NS_INODE_V2, "%s: version byte %u", what, buf[2]);
+	int r = decode_exact(buf, n, &out, &why);
+	TU_ASSERT(r == (int)n, "%s: decode = %d (%s), header %zu", what, r, why ? why : "", n);
+	assert_same(&out, in, what);
+	/* with inline bytes after it: the same header */
+	memset(buf + n, 0xa5, 64);
+	r = decode_exact(buf, n + 64, &out, &why);
+	TU_ASSERT(r == (int)n, "%s: decode with 64 trailing bytes = %d", what, r);
+	assert_same(&out, in, what);
+	for (size_t cut = 0; cut < n; cut++) {
+		r = decode_exact(buf, cut, &out, &why);
+		TU_ASSERT(r == -EUCLEAN && why != NULL, "%s: a %zu-byte prefix of a %zu-byte header "
+			  "decodes (%d)", what, cut, n, r);
+	}
+}
+
+/* ---- core ---------------------------------------------------------------------------- */
+
+START_TEST(test_roundtrip)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
+	struct tu_rng r;
+	struct ns_inode in;
+	char what[64];
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	/* every field at its extreme alone, then all at once */
+	for (unsigned t = 0; t < 7; t++) {
+		memset(&in, 0, sizeof(in));
+		in.mode = types[t] | 07777;
+		check_roundtrip(&in, "zero");
+		in = (struct ns_inode){ .mode = types[t] | 07777, .nlink = UINT32_MAX,
+			.uid = UINT32_MAX, .gid = UINT32_MAX, .size = UINT64_MAX,
+			.atime = INT64_MIN, .mtime = INT64_MAX, .ctime = INT64_MIN + 1,
+			.gen = UINT64_MAX, .rdev = makedev(0xfffff, 0xfff00), .blocks = UINT64_MAX,
+			.parent = UINT64_MAX, .flags = UINT32_MAX };
+		check_roundtrip(&in, "max");
+		uint8_t buf[NS_INODE_HDR_MAX];
+		in.rdev = UINT64_MAX;
+		in.atime = in.ctime = INT64_MIN; /* the longest deltas: 2^64 - 1 zig-zagged */
+		in.mtime = INT64_MAX;
+		check_roundtrip(&in, "longest");
+		TU_ASSERT(ns_inode_encode(&in, buf) <= NS_INODE_HDR_MAX, "%s", "longest header");
+		in.mtime = INT64_MIN;
+		in.atime = INT64_MAX;
+		in.ctime = -1;
+		check_roundtrip(&in, "negative mtime");
+	}
+	for (int i = 0; i < 50000; i++) {
+		random_inode(&r, &in);
+		snprintf(what, sizeof(what), "random inode %d", i);
+		check_roundtrip(&in, what);
+	}
+	/* a regular file created now: inline, 100 bytes, uid/gid 1000, all times equal */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	in = (struct ns_inode){ .mode = S_IFREG | 0644, .nlink = 1, .uid = 1000, .gid = 1000,
+		.size = 100, .atime = now, .mtime = now, .ctime = now, .gen = 1,
+		.flags = INODE_INLINE };
+	uint8_t buf[NS_INODE_HDR_MAX];
+	size_t n = ns_inode_encode(&in, buf);
+	TU_ASSERT(n <= 24, "a new 100-byte file's header takes %zu bytes", n);
+	in.uid = in.gid = 0;
+	TU_ASSERT(ns_inode_encode(&in, buf) == 17, "%s", "root's new 100-byte file: 17 bytes");
+	tu_seed_end();
+}
+END_TEST
+
+START_TEST(test_v1_decode)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
+	struct tu_rng r;
+	struct ns_inode in, out;
+	uint8_t buf[V1_HDR + 100];
+	const char *why;
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	for (int i = 0; i < 50000; i++) {
+		random_inode(&r, &in);
+		if (i < 7)
+			in.mode = types[i] | 07777;
+		size_t n = v1_encode(&in, buf);
+		size_t tail = tu_rng_below(&r, 101);
+		tu_rng_bytes(&r, buf + n, tail);
+		int rc = decode_exact(buf, n + tail, &out, &why);
+		TU_ASSERT(rc == V1_HDR, "v1 record %d: decode = %d (%s)", i, rc, why ? why : "");
+		assert_same(&out, &in, "v1 record");
+		TU_ASSERT(why == NULL, "%s", "why set on success");
+		rc = decode_exact(buf, V1_HDR - 1 - tu_rng_below(&r, V1_HDR - 3), &out, &why);
+		TU_ASSERT(rc == -EUCLEAN && why, "a cut v1 header decodes (%d)", rc);
+	}
+	tu_seed_end();
+}
+END_TEST
+
+/* ---- corrupt ------------------------------------------------------------------------- */
+
+static void expect_bad(const uint8_t *rec, size_t len, const char *what)
+{
+	struct ns_inode out;
+	const char *why = NULL;
+	int r = decode_exact(rec, len, &out, &why);
+	TU_ASSERT(r == -EUCLEAN && why != NULL, "%s: decode = %d", what, r);
+}
+
+/* Whatever rec holds: -EUCLEAN, or a header within it that is canonical (INO-1). */
+static void decode_any(const uint8_t *rec, size_t len)
+{
+	struct ns_inode out;
+	const char *why = NULL;
+	uint8_t again[NS_INODE_HDR_MAX];
+	int r = decode_exact(rec, len, &out, &why);
+	if (r < 0) {
+		TU_ASSERT(r == -EUCLEAN && why != NULL, "decode = %d", r);
+		return;
+	}
+	TU_ASSERT(r >= (int)NS_INODE_V2_FIXED && (size_t)r <= len, "header of %d bytes in %zu", r,
+		  len);
+	if (rec[2] == NS_INODE_V2) {
+		size_t n = ns_inode_encode(&out, again);
+		TU_ASSERT(n == (size_t)r && memcmp(again, rec, n) == 0,
+			  "a v2 header of %d bytes decodes, but encodes back to %zu other bytes", r,
+			  n);
+	} else {
+		TU_ASSERT(r == V1_HDR && rec[2] == 0 && rec[3] == 0, "v1 header of %d bytes", r);
+	}
+}
+
+START_TEST(test_garbage)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
+	struct tu_rng r;
+	uint8_t buf[NS_INODE_HDR_MAX + 128];
+	struct ns_inode in;
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	/* the named malformations */
+	in = (struct ns_inode){ .mode = S_IFREG | 0644, .nlink = 1, .size = 5, .mtime = 7,
+		.gen = 1, .flags = INODE_INLINE };
+	size_t n = ns_inode_encode(&in, buf);
+	decode_any(buf, n);
+	for (unsigned v = 1; v < 256; v++) {
+		if (v == NS_INODE_V2)
+			continue;
+		buf[2] = (uint8_t)v;
+		expect_bad(buf, n, "an unknown version byte");
+	}
+	buf[2] = NS_INODE_V2;
+	st16(buf + 3, (uint16_t)(ld16(buf + 3) | 0x1000));
+	expect_bad(buf, n, "an unknown present bit");
+	n = ns_inode_encode(&in, buf);
+	memcpy(buf + n, "\x00", 1);
+	st16(buf + 3, (uint16_t)(ld16(buf + 3) | 1u << NS_IN_RDEV));
+	expect_bad(buf, n + 1, "a present field of zero"); /* rdev after gen, before flags */
+	/* mode, version, present = size only, then a size varint */
+	uint8_t v2[32] = { 0xa4, 0x81, NS_INODE_V2, 1u << NS_IN_SIZE, 0 };
+	memcpy(v2 + 5, "\x85\x00", 2);
+	expect_bad(v2, 7, "a varint with a redundant last byte");
+	memcpy(v2 + 5, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 10);
+	expect_bad(v2, 15, "a varint of 65 bits");
+	memcpy(v2 + 5, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
+	expect_bad(v2, 16, "an 11-byte varint");
+	memcpy(v2 + 5, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10);
+	decode_any(v2, 15); /* 2^64 - 1: fine */
+	v2[3] = 1u << NS_IN_NLINK;
+	memcpy(v2 + 5, "\x80\x80\x80\x80\x10", 5);
+	expect_bad(v2, 10, "a 32-bit field of 2^32");
+	memcpy(v2 + 5, "\xff\xff\xff\xff\x0f", 5);
+	decode_any(v2, 10); /* 2^32 - 1: fine */
+	v2[3] = 1u << NS_IN_MTIME;
+	expect_bad(v2, 12, "a 7-byte mtime");
+	uint8_t v1[V1_HDR] = { 0xa4, 0x81, 0, 1 };
+	expect_bad(v1, V1_HDR, "a v1 mode above 16 bits");
+	v1[3] = 0;
+	decode_any(v1, V1_HDR);
+	expect_bad(v1, V1_HDR - 1, "an 87-byte v1 header");
+
+	/* random bytes, every length */
+	for (int i = 0; i < 200000; i++) {
+		size_t len = tu_rng_below(&r, 129);
+		tu_rng_bytes(&r, buf, len);
+		if (len > 2 && tu_rng_chance(&r, 1, 2))
+			buf[2] = tu_rng_chance(&r, 1, 4) ? 0 : NS_INODE_V2; /* get past the tag */
+		if (len > 4 && tu_rng_chance(&r, 1, 2))
+			buf[4] &= 0x0f;
+		decode_any(buf, len);
+	}
+	/* valid headers, damaged: a byte flipped, cut or grown */
+	for (int i = 0; i < 200000; i++) {
+		random_inode(&r, &in);
+		n = ns_inode_encode(&in, buf);
+		size_t len = n;
+		switch (tu_rng_below(&r, 3)) {
+		case 0:
+			buf[tu_rng_below(&r, n)] ^= (uint8_t)(1u << tu_rng_below(&r, 8));
+			break;
+		case 1:
+			buf[tu_rng_below(&r, n)] = (uint8_t)tu_rng_next(&r);
+			len = tu_rng_below(&r, n + 1);
+			break;
+		default:
+			len = n + tu_rng_below(&r, 20);
+			tu_rng_bytes(&r, buf + n, len - n);
+			buf[tu_rng_below(&r, len)] = (uint8_t)tu_rng_next(&r);
+			break;
+		}
+		decode_any(buf, len);
+	}
+	tu_seed_end();
+}
+END_TEST
+
+/* ---- store --------------------------------------------------------------------------- */
+
+static int run_check(const char *path, const char *opt, char *out, size_t cap)
+{
+	const char *bin = getenv("KVFS_CHECK_BIN");
+	char cmd[2 * PATH_MAX + 64];
+
+#ifdef KVFS_CHECK_BIN /* built with the suite (tests/checker.cmake) */
+	if (!bin)
+		bin = KVFS_CHECK_BIN;
+#else
+	if (!bin)
+		bin = "./kvfs-check";
+#endif
+	TU_ASSERT(access(bin, X_OK) == 0, "kvfs-check %s is not there", bin);
+	snprintf(cmd, sizeof(cmd), "'%s' %s '%s' 2>&1", bin, opt, path);
+	FILE *f = popen(cmd, "r");
+	TU_ASSERT(f != NULL, "popen %s", cmd);
+	size_t got = fread(out, 1, cap - 1, f);
+	out[got] = 0;
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static struct kvfs *open_ok(const char *path, unsigned flags)
+{
+	struct kvfs_options o;
+	struct kvfs *fs = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.flags = flags;
+	o.log = tu_log_cb;
+	TU_ASSERT_EQ(kvfs_open(path, &o, &fs), 0, "kvfs_open(%s)", path);
+	return fs;
+}
+
+static struct engine *engine_ok(const char *path)
+{
+	struct engine_options eo;
+	struct engine *e = NULL;
+
+	memset(&eo, 0, sizeof(eo));
+	eo.log = tu_log_cb;
+	eo.no_checkpoint_thread = true;
+	TU_ASSERT_EQ(engine_open(path, &eo, &e), 0, "engine_open(%s)", path);
+	return e;
+}
+
+/* The version byte of inode `ino`'s record: 0 (v1) or NS_INODE_V2; its length in *len. */
+static unsigned version_of(struct engine *e, uint64_t ino, size_t *len)
+{
+	uint8_t k[8], v[NS_INODE_HDR_ANY + SYMLINK_MAX + 1];
+	size_t vlen;
+	struct ns_inode h;
+	ino_key(k, ino);
+	TU_ASSERT_EQ(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen), 0, "inode %llu",
+		     (unsigned long long)ino);
+	TU_ASSERT(vlen <= sizeof(v) && ns_inode_decode(v, vlen, &h, NULL) > 0,
+		  "inode %llu: %zu bytes that do not decode", (unsigned long long)ino, vlen);
+	if (len)
+		*len = vlen;
+	return v[2];
+}
+
+/* Rewrite every inode record of the closed store as v1, its tail kept; returns their count. */
+static size_t rewrite_v1(const char *path)
+{
+	struct engine *e = engine_ok(path);
+	struct engine_batch *b = engine_batch_new();
+	struct engine_iter *it;
+	uint8_t k[8], v[NS_INODE_HDR_ANY + SYMLINK_MAX + 1], out[V1_HDR + SYMLINK_MAX + 1];
+	size_t klen, vlen, n = 0;
+	struct ns_inode h;
+	int r;
+
+	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
+	TU_ASSERT_EQ(engine_iter_new(e, T_INODE, NULL, 0, NULL, 0, &it), 0, "%s", "iter");
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
+		TU_ASSERT(klen == 8 && vlen <= sizeof(v), "inode key %zu, value %zu", klen, vlen);
+		int hl = ns_inode_decode(v, vlen, &h, NULL);
+		TU_ASSERT(hl > 0 && v[2] == NS_INODE_V2, "inode %llu: not a v2 record",
+			  (unsigned long long)ldbe64(k));
+		size_t ol = v1_encode(&h, out);
+		memcpy(out + ol, v + hl, vlen - (size_t)hl);
+		TU_ASSERT_EQ(engine_batch_put(b, T_INODE, k, 8, out, ol + vlen - (size_t)hl), 0,
+			     "%s", "put");
+		n++;
+	}
+	TU_ASSERT_EQ(r, -ENOENT, "%s", "iter end");
+	engine_iter_free(it);
+	TU_ASSERT_EQ(engine_commit(e, b, NULL), 0, "%s", "commit");
+	engine_batch_free(b);
+	TU_ASSERT_EQ(engine_checkpoint(e), 0, "%s", "checkpoint");
+	TU_ASSERT_EQ(engine_close(e), 0, "%s", "engine_close");
+	return n;
+}
+
+#define N_NODES 7
+static const char *const names[N_NODES] = { "small", "big", "dir", "link", "fifo", "dev",
+					     "hard" };
+
+static void stat_all(struct kvfs *fs, uint64_t dir, struct kvfs_stat st[N_NODES])
+{
+	struct kvfs_stat d;
+	TU_ASSERT_EQ(kvfs_lookup(fs, KVFS_ROOT_INO, "d", &d), 0, "%s", "lookup d");
+	TU_ASSERT_EQ(d.ino, dir, "%s", "d");
+	for (int i = 0; i < N_NODES; i++)
+		TU_ASSERT_EQ(kvfs_lookup(fs, dir, names[i], &st[i]), 0, "lookup %s", names[i]);
+}
+
+static void same_stat(const struct kvfs_stat *a, const struct kvfs_stat *b, const char *what)
+{
+	TU_ASSERT(a->ino == b->ino && a->mode == b->mode && a->nlink == b->nlink &&
+		  a->uid == b->uid && a->gid == b->gid && a->rdev == b->rdev &&
+		  a->size == b->size && a->blocks == b->blocks && a->atime_ns == b->atime_ns &&
+		  a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+		  a->generation == b->generation, "%s: attributes differ after the v1 rewrite",
+		  what);
+}
+
+START_TEST(test_v1_store)
+{
+	struct tu_env env;
+	struct kvfs_stat st[N_NODES], again[N_NODES], d;
+	static uint8_t big[3 * BLOCK + 100];
+	static char out[16384];
+	uint8_t small[100];
+	char rd[sizeof(big)];
+
+	tu_env_posix(&env);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 13 + 1);
+	memset(small, 's', sizeof(small));
+	struct kvfs *fs = open_ok(env.path, KVFS_CREATE);
+	TU_ASSERT_EQ(kvfs_mkdir(fs, KVFS_ROOT_INO, "d", 0750, 1000, 100, &d), 0, "%s", "mkdir");
+	TU_ASSERT_EQ(kvfs_put(fs, "d/small", small, sizeof(small)), 0, "%s", "put small");
+	TU_ASSERT_EQ(kvfs_put(fs, "d/big", big, sizeof(big)), 0, "%s", "put big");
+	TU_ASSERT_EQ(kvfs_mkdir(fs, d.ino, "dir", 0700, 7, 8, &st[2]), 0, "%s", "mkdir dir");
+	TU_ASSERT_EQ(kvfs_symlink(fs, d.ino, "link", "../somewhere/else", 0, 0, &st[3]), 0, "%s",
+		     "symlink");
+	TU_ASSERT_EQ(kvfs_mknod(fs, d.ino, "fifo", S_IFIFO | 0600, 0, 5, 6, &st[4]), 0, "%s",
+		     "fifo");
+	TU_ASSERT_EQ(kvfs_mknod(fs, d.ino, "dev", S_IFCHR | 0600, makedev(4, 64), 0, 0, &st[5]),
+		     0, "%s", "mknod");
+	TU_ASSERT_EQ(kvfs_lookup(fs, d.ino, "small", &st[0]), 0, "%s", "lookup small");
+	TU_ASSERT_EQ(kvfs_link(fs, st[0].ino, d.ino, "hard", &st[6]), 0, "%s", "link");
+	struct kvfs_stat sa = { .atime_ns = -5, .mtime_ns = INT64_MAX - 1 };
+	TU_ASSERT_EQ(kvfs_setattr(fs, st[5].ino, &sa, KVFS_SET_ATIME | KVFS_SET_MTIME, &st[5]), 0,
+		     "%s", "setattr");
+	stat_all(fs, d.ino, st);
+	TU_ASSERT_EQ(kvfs_close(fs), 0, "%s", "close");
+
+	size_t n = rewrite_v1(env.path);
+	TU_ASSERT(n == N_NODES + 1, "%zu inode records rewritten", n); /* + root + d - hard */
+	struct engine *e = engine_ok(env.path);
+	TU_ASSERT_EQ(version_of(e, KVFS_ROOT_INO, NULL), 0, "%s", "the root is v1");
+	TU_ASSERT_EQ(version_of(e, st[1].ino, NULL), 0, "%s", "big is v1");
+	TU_ASSERT_EQ(engine_close(e), 0, "%s", "engine_close");
+	TU_ASSERT_EQ(run_check(env.path, "-n", out, sizeof(out)), 0, "kvfs-check -n on v1:\n%s",
+		     out);
+
+	/* read through kvfs.h: the same attributes, data, target */
+	fs = open_ok(env.path, 0);
+	stat_all(fs, d.ino, again);
+	for (int i = 0; i < N_NODES; i++)
+		same_stat(&again[i], &st[i], names[i]);
+	TU_ASSERT_EQ(kvfs_read(fs, st[0].ino, rd, sizeof(rd), 0), (ssize_t)sizeof(small), "%s",
+		     "read small");
+	TU_ASSERT(memcmp(rd, small, sizeof(small)) == 0, "%s", "small's bytes");
+	TU_ASSERT_EQ(kvfs_read(fs, st[1].ino, rd, sizeof(rd), 0), (ssize_t)sizeof(big), "%s",
+		     "read big");
+	TU_ASSERT(memcmp(rd, big, sizeof(big)) == 0, "%s", "big's bytes");
+	ssize_t tl = kvfs_readlink(fs, st[3].ino, rd, sizeof(rd));
+	TU_ASSERT(tl == 17 && memcmp(rd, "../somewhere/else", 17) == 0, "readlink = %zd", tl);
+	struct kvfs_stat fst;
+	struct kvfs_stats ks;
+	TU_ASSERT_EQ(kvfs_stats(fs, &ks), 0, "%s", "kvfs_stats"); /* a walk of the inode tree */
+	TU_ASSERT(ks.files == 5 && ks.dirs == 3 && ks.bytes == sizeof(small) + sizeof(big),
+		  "kvfs_stats: %llu files, %llu dirs, %llu bytes", (unsigned long long)ks.files,
+		  (unsigned long long)ks.dirs, (unsigned long long)ks.bytes);
+
+	/* a change: that inode (and the directory changed with it) becomes v2 */
+	TU_ASSERT_EQ(kvfs_write(fs, st[0].ino, "XY", 2, 10), 2, "%s", "write small");
+	TU_ASSERT_EQ(kvfs_close(fs), 0, "%s", "close");
+	e = engine_ok(env.path);
+	size_t len;
+	TU_ASSERT_EQ(version_of(e, st[0].ino, &len), NS_INODE_V2, "%s", "small is now v2");
+	TU_ASSERT(len < V1_HDR + sizeof(small) - 60, "small's v2 record is %zu bytes", len);
+	TU_ASSERT_EQ(version_of(e, st[1].ino, NULL), 0, "%s", "big is still v1");
+	TU_ASSERT_EQ(version_of(e, st[3].ino, NULL), 0, "%s", "link is still v1");
+	TU_ASSERT_EQ(engine_close(e), 0, "%s", "engine_close");
+	TU_ASSERT_EQ(run_check(env.path, "-n", out, sizeof(out)), 0, "kvfs-check -n, v1 + v2:\n%s",
+		     out);
+	fs = open_ok(env.path, 0);
+	TU_ASSERT_EQ(kvfs_read(fs, st[0].ino, rd, sizeof(rd), 0), (ssize_t)sizeof(small), "%s",
+		     "read small");
+	TU_ASSERT(memcmp(rd, "ssssssssssXYsss", 15) == 0, "%s", "small's new bytes");
+	TU_ASSERT_EQ(kvfs_close(fs), 0, "%s", "close");
+
+	/* kvfs-check -y fixes a v1 record's nlink and writes it as v2, inline bytes kept */
+	e = engine_ok(env.path);
+	struct engine_batch *b = engine_batch_new();
+	uint8_t k[8], rec[V1_HDR + SYMLINK_MAX + 1];
+	size_t vlen;
+	ino_key(k, st[3].ino);
+	TU_ASSERT_EQ(engine_get(e, T_INODE, k, 8, rec, sizeof(rec), &vlen), 0, "%s", "get link");
+	TU_ASSERT(vlen == V1_HDR + 17 && rec[2] == 0, "link's record: %zu bytes", vlen);
+	st32(rec + V1_NLINK, 3);
+	TU_ASSERT_EQ(engine_batch_put(b, T_INODE, k, 8, rec, vlen), 0, "%s", "put");
+	TU_ASSERT_EQ(engine_commit(e, b, NULL), 0, "%s", "commit");
+	engine_batch_free(b);
+	TU_ASSERT_EQ(engine_close(e), 0, "%s", "engine_close");
+	TU_ASSERT_EQ(run_check(env.path, "-n", out, sizeof(out)), 4, "kvfs-check -n:\n%s", out);
+	TU_ASSERT(strstr(out, "NS_NLINK") != NULL, "no NS_NLINK:\n%s", out);
+	TU_ASSERT_EQ(run_check(env.path, "-y", out, sizeof(out)), 1, "kvfs-check -y:\n%s", out);
+	TU_ASSERT_EQ(run_check(env.path, "-n", out, sizeof(out)), 0, "after -y:\n%s", out);
+	e = engine_ok(env.path);
+	TU_ASSERT_EQ(version_of(e, st[3].ino, &len), NS_INODE_V2, "%s", "link is now v2");
+	TU_ASSERT_EQ(engine_close(e), 0, "%s", "engine_close");
+	fs = open_ok(env.path, 0);
+	TU_ASSERT_EQ(kvfs_getattr(fs, st[3].ino, &fst), 0, "%s", "getattr link");
+	TU_ASSERT(fst.nlink == 1 && fst.size == 17, "link: nlink %u size %llu", fst.nlink,
+		  (unsigned long long)fst.size);
+	tl = kvfs_readlink(fs, st[3].ino, rd, sizeof(rd));
+	TU_ASSERT(tl == 17 && memcmp(rd, "../somewhere/else", 17) == 0, "readlink = %zd", tl);
+	TU_ASSERT_EQ(kvfs_close(fs), 0, "%s", "close");
+	tu_env_fini(&env);
+}
+END_TEST
+
+static Suite *ns_format_suite(void)
+{
+	Suite *s = suite_create("ns_format");
+	TCase *tc;
+
+	tc = tcase_create("core");
+	tcase_set_timeout(tc, 300); /* ~1 s plain, ~10 s under ASan */
+	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_v1_decode);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("corrupt");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_garbage);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("store");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_v1_store);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(ns_format_suite());
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
