@@ -70,7 +70,8 @@ int meta_decode(const uint8_t *page, unsigned slot, struct meta *m, const char *
 		*why = "meta page checksum mismatch";
 		return -EUCLEAN;
 	}
-	if (ld32(page + META_VERSION) != STORE_FORMAT_VERSION) {
+	uint32_t version = ld32(page + META_VERSION);
+	if (version < STORE_FORMAT_VERSION_MIN || version > STORE_FORMAT_VERSION) {
 		*why = "unknown format version";
 		return -EPROTONOSUPPORT;
 	}

@@ -1069,7 +1069,8 @@ START_TEST(test_corrupt_version)
 		unsigned off;
 		uint32_t value;
 	} cases[] = {
-		{ "format version 2", META_VERSION, STORE_FORMAT_VERSION + 1 },
+		{ "a newer format version", META_VERSION, STORE_FORMAT_VERSION + 1 },
+		{ "format version 0", META_VERSION, 0 },
 		{ "format version 0xffffffff", META_VERSION, 0xffffffffu },
 		{ "page size 8192", META_PAGE_SIZE, 8192 },
 		{ "page size 512", META_PAGE_SIZE, 512 },
@@ -1090,6 +1091,18 @@ START_TEST(test_corrupt_version)
 					  tu_log_text(log, sizeof(log)));
 			}
 		}
+	}
+	/* Version 1 (every inode record of the old, fixed layout) is still read. */
+	memcpy(img, fx.img, fx.len);
+	for (unsigned slot = 0; slot < 2; slot++) {
+		st32(img + slot * PS + META_VERSION, STORE_FORMAT_VERSION_MIN);
+		meta_reseal(img + slot * PS, slot);
+	}
+	for (int posix = 0; posix < 2; posix++) {
+		snprintf(what, sizeof(what), "format version 1 (%s)", posix ? "POSIX" : "io_fault");
+		int rc = open_image(posix, img, fx.len, 0, what);
+		TU_ASSERT(rc == 0, "%s: store_open = %s; log: %s", what, tf_errname(rc),
+			  tu_log_text(log, sizeof(log)));
 	}
 	free(img);
 	fixture_fini(&fx);
