@@ -90,8 +90,8 @@ for ((c = 1; c <= KILLS; c++)); do
 	for _ in $(seq 1 500); do
 		started=0
 		for ((j = 1; j <= NPROC; j++)); do
-			[ "$(grep -c '^D' "$T/j/c$c.p$j" 2>/dev/null || true)" -ge 5 ] &&
-				started=$((started + 1))
+			n=$(grep -c '^D' "$T/j/c$c.p$j" 2>/dev/null || true)
+			[ "${n:-0}" -ge 5 ] && started=$((started + 1))
 		done
 		[ "$started" -lt "$NPROC" ] || break
 		sleep 0.02

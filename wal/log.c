@@ -949,6 +949,28 @@ static lsn_t place(uint64_t ring, lsn_t end, uint64_t padded, bool *pad)
 	return end + rem;
 }
 
+/*
+ * Write a record of `len` bytes at file offset `off` so that a process killed during the write
+ * leaves the whole record or none of its first page.  Linux stops a write to a file between
+ * two pages when the writer gets a fatal signal (SIGKILL, the OOM killer): a record written in
+ * one call across a page boundary could then keep its header and lose the rest, a torn tail
+ * that a kill of the daemon should never leave (a power cut may: recovery and kvfs-check
+ * handle those).  So a record that crosses a 4 KiB boundary is written from that boundary to
+ * its end first, then its head up to the boundary, in one page: until that second write the
+ * place still holds what it held (zeros, or a record of an earlier lap, whose LSN is not this
+ * one), and the log ends cleanly before it.  A record within one page is one write.  Both
+ * writes come before any sync that covers the record, so durability is as with one write.
+ */
+static int write_record(struct wal *w, const uint8_t *rec, size_t len, uint64_t off)
+{
+	size_t head = 4096 - (size_t)(off % 4096);
+
+	if (len <= head)
+		return write_full(w, rec, len, off);
+	int rc = write_full(w, rec + head, len - head, off + head);
+	return rc < 0 ? rc : write_full(w, rec, head, off);
+}
+
 /* Is a record of `len` bytes of payload refused by a ring of `ring` bytes (-EFBIG)? */
 static bool too_big(uint64_t len, uint64_t ring)
 {
@@ -1008,7 +1030,7 @@ int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len,
 	}
 	rec_header(rec, (uint32_t)(WAL_REC_HDR + len), type, lsn, rec + WAL_REC_HDR, (size_t)len,
 		   w->salt);
-	rc = write_full(w, rec, (size_t)padded, file_off(w, lsn));
+	rc = write_record(w, rec, (size_t)padded, file_off(w, lsn));
 	if (rc < 0) {
 		fail_locked(w, rc, "writing a record");
 		goto out;
