@@ -84,12 +84,14 @@ void node_remove(struct node *nd, unsigned idx)
 
 unsigned node_search(const struct node *nd, const void *key, size_t klen, bool *exact)
 {
+	struct key_probe kp;
+	key_probe_init(&kp, key, klen);
 	*exact = false;
 	if (node_is_leaf(nd)) {
 		unsigned lo = 0, hi = nd->n;
 		while (lo < hi) {
 			unsigned mid = (lo + hi) / 2;
-			int r = key_cmp(nd->e[mid].key, nd->e[mid].klen, key, klen);
+			int r = key_probe_cmp(nd->e[mid].key, nd->e[mid].klen, &kp);
 			if (r < 0) {
 				lo = mid + 1;
 			} else {
@@ -102,7 +104,7 @@ unsigned node_search(const struct node *nd, const void *key, size_t klen, bool *
 	unsigned lo = 1, hi = nd->n;
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
-		int r = key_cmp(nd->e[mid].key, nd->e[mid].klen, key, klen);
+		int r = key_probe_cmp(nd->e[mid].key, nd->e[mid].klen, &kp);
 		if (r <= 0) {
 			*exact |= r == 0;
 			lo = mid + 1;

@@ -10,11 +10,25 @@
  * the whole overlay after a checkpoint), no locking (the engine's lock covers every call), no
  * bounds on memory (the engine reads overlay_bytes and applies backpressure), no I/O.
  *
- * Layout.  One allocation per node: the fixed fields, `height` forward pointers, then the key
- * bytes.  The value is a second allocation of exactly vlen bytes (none for an empty value or a
- * tombstone), so replacing a value frees the old one and keeps the node.  A sentinel head node
- * of OV_MAX_LEVEL pointers precedes every entry.  Level 0 also links backwards (`prev`), which
- * makes prev O(1); last and seek_le search from the head for the rightmost node <= a bound.
+ * Layout.  A node is the fixed fields, `height` forward pointers, then the key bytes, carved
+ * from the overlay's arena: chunks of OV_CHUNK bytes taken from malloc and handed out by
+ * bumping a pointer, all freed with the overlay (nodes are never freed one by one: see "does
+ * not do").  A malloc and a free per node cost ~300 instructions of the ~2,000 of a put, and
+ * the frees were most of overlay_free.  The value is a separate malloc of exactly vlen bytes
+ * (none for an empty value or a tombstone), so replacing a value frees the old one and keeps
+ * the node.  A sentinel head node of OV_MAX_LEVEL pointers precedes every entry.  Level 0 also
+ * links backwards (`prev`), which makes prev O(1); last and seek_le search from the head for
+ * the rightmost node <= a bound.
+ *
+ * Finger.  The overlay remembers where its last insertion went (`finger`: on each level, the
+ * rightmost node before the position just after the inserted node).  An insertion of a key
+ * greater than the last one climbs from the finger only as many levels as there are nodes
+ * between the two keys, instead of descending from the head: O(log d) for a distance d
+ * instead of O(log n).  The engine applies a batch in its order: a kvfs_batch's dirents come
+ * in key order (namespace.c sorts the batch), and its new inodes all land after the
+ * overlay's older ones.  In kvfs-bench fillrandom (20,000 puts, 1,000 per batch) the search
+ * of an insertion fell from ~1,070 instructions to ~300 (callgrind; issue 3).  An insertion
+ * below the last key searches from the head as before.
  *
  * Exact lookups go through a hash index beside the list: an open-addressing table (linear
  * probing, at most half full, a power of two of slots) of (hash, node) pairs, where hash is
@@ -40,15 +54,24 @@
  *          NULL (never the head).  Enforced in overlay_put.
  *   INV-3  A tombstone has val == NULL and vlen == 0; an empty value has val == NULL too and
  *          is reported with a non-NULL pointer to a static empty buffer.
- *   INV-4  ov->bytes == sum over entries of ov_cost(node) + ov_cost(value allocation), plus
- *          ov_cost(hash table), where ov_cost is the allocator's footprint for a request (see
- *          ov_alloc_cost); ov->count is the number of entries.  Both change only together with
- *          the allocations, in overlay_put.
+ *   INV-4  ov->bytes == sum over arena chunks of ov_cost(chunk), less the unused tail of the
+ *          newest chunk, + sum over entries of ov_cost(value allocation) + ov_cost(hash
+ *          table), where ov_cost is the allocator's footprint for a request (see
+ *          ov_alloc_cost): what the entries hold of the heap, up to the newest chunk's tail
+ *          (less than OV_CHUNK), which is not theirs yet.  ov->count is the number of entries.
+ *          Both change only together with the allocations, in overlay_put.
  *   INV-6  Every entry has exactly one slot in the hash table, found from its hash by linear
  *          probing without crossing an empty slot; 2 * count <= cap.  Enforced in ov_index_add
  *          and ov_index_grow (the table only grows; nothing is removed).
  *   INV-5  Reads (get, iterators, walk, the accessors) never write the overlay, so a frozen
  *          overlay may be read by any number of threads at once.
+ *   INV-7  finger[i] (i < OV_MAX_LEVEL) is a node of level i, or the head: after an insertion
+ *          of node n of height h, n itself for i < h and, for i >= h, the rightmost node of
+ *          level i before n (the head above the levels in use); `last` is n (NULL before the
+ *          first insertion).  So finger[i]->next[i] is the first level-i node after n, and a
+ *          level with a node between n and a greater key has one on every level below: the
+ *          finger search (ov_find_after_finger) moves on levels 0..L-1 only.  Set only in
+ *          overlay_put, at each insertion (replacing a value changes no link).
  * tests/check_overlay.c attacks INV-1/2 by comparing every iteration forward and backward with
  * a reference model, INV-3 in "edge", INV-4 by the accounting tests.
  */
@@ -56,6 +79,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +88,10 @@
 
 #define OV_MAX_LEVEL 20 /* 4^20 entries before the top level stops sufficing */
 #define OV_SEED 0x6b76667320766c79ull /* any non-zero value: xorshift64* must not start at 0 */
+/* Arena chunk request: a 32 KiB glibc chunk (below the mmap threshold), room for ~500 nodes of
+ * a 33-byte key; the largest node (OV_MAX_LEVEL pointers and a STORE_MAX_KEY key, 1,224 bytes)
+ * wastes at most 4 % of a chunk. */
+#define OV_CHUNK (32768u - 16u)
 
 struct ov_node {
 	struct ov_node *prev; /* level 0 predecessor; NULL for the first entry (INV-2) */
@@ -81,8 +109,22 @@ struct ov_slot {
 	struct ov_node *n;  /* NULL: empty */
 };
 
+/* An arena chunk: the nodes are carved from data[] (INV-4). */
+struct ov_chunk {
+	struct ov_chunk *next; /* the older chunks */
+	size_t used;           /* bytes of data[] handed out */
+	max_align_t data[];
+};
+#define OV_CHUNK_DATA (OV_CHUNK - offsetof(struct ov_chunk, data))
+_Static_assert(sizeof(struct ov_node) + OV_MAX_LEVEL * sizeof(struct ov_node *) + STORE_MAX_KEY +
+		       _Alignof(struct ov_node) <= OV_CHUNK_DATA,
+	       "the largest node fits an arena chunk");
+
 struct overlay {
 	struct ov_node *head; /* sentinel: OV_MAX_LEVEL pointers, no key, never returned */
+	struct ov_chunk *arena; /* newest chunk first; NULL until the first entry */
+	struct ov_node *finger[OV_MAX_LEVEL]; /* INV-7 */
+	struct ov_node *last;                 /* INV-7: the last node inserted */
 	struct ov_slot *slots; /* INV-6; NULL until the first entry */
 	size_t cap;            /* slots: 0 or a power of two */
 	unsigned level;       /* levels in use: 1..OV_MAX_LEVEL */
@@ -184,6 +226,64 @@ static struct ov_node *ov_find(const struct overlay *ov, unsigned tree, const vo
 	return x;
 }
 
+/*
+ * ov_find(..., false, false, update) for a key greater than ov->last's, from the finger
+ * (INV-7): the levels whose finger already precedes the key take it as it is; the lower ones
+ * step forward from the highest finger that has to move.  update[i] for i < ov->level;
+ * returns how many levels moved (update[i] == finger[i] from there up).
+ */
+static unsigned ov_find_after_finger(const struct overlay *ov, unsigned tree, const void *key,
+				 size_t klen, struct ov_node **update)
+{
+	unsigned lv = 0;
+	while (lv < ov->level) {
+		const struct ov_node *n = ov->finger[lv]->next[lv];
+		if (!n || ov_cmp(n, tree, key, klen, false) >= 0)
+			break;
+		lv++;
+	}
+	for (unsigned i = lv; i < ov->level; i++)
+		update[i] = ov->finger[i];
+	if (lv == 0)
+		return 0;
+	struct ov_node *x = ov->finger[lv - 1], *stop = NULL;
+	for (unsigned i = lv; i-- > 0;) {
+		for (struct ov_node *n = x->next[i]; n && n != stop; n = x->next[i]) {
+			if (ov_cmp(n, tree, key, klen, false) >= 0) {
+				stop = n;
+				break;
+			}
+			x = n;
+		}
+		update[i] = x;
+	}
+	return lv;
+}
+
+/* size bytes (<= OV_CHUNK_DATA) of the arena for a node, or NULL on out of memory (nothing
+ * changed then).  INV-4: a new chunk adds its overhead, each node its (aligned) size, and the
+ * chunk a new one replaces its unused tail. */
+static struct ov_node *ov_arena_alloc(struct overlay *ov, size_t size)
+{
+	size = (size + _Alignof(struct ov_node) - 1) & ~(size_t)(_Alignof(struct ov_node) - 1);
+	struct ov_chunk *c = ov->arena;
+	if (!c || OV_CHUNK_DATA - c->used < size) {
+		c = malloc(OV_CHUNK);
+		if (!c)
+			return NULL;
+		if (ov->arena) /* its tail is spent now: counted */
+			ov->bytes += OV_CHUNK_DATA - ov->arena->used;
+		c->next = ov->arena;
+		c->used = 0;
+		ov->arena = c;
+		ov->bytes += ov_alloc_cost(OV_CHUNK) - OV_CHUNK_DATA;
+	}
+	struct ov_node *n = (struct ov_node *)((uint8_t *)c->data + c->used);
+	c->used += size;
+	ov->bytes += size;
+	return n;
+}
+
 static inline uint64_t ov_hash(unsigned tree, const void *key, size_t klen)
 {
 	return checksum64(key, klen, tree);
@@ -247,6 +347,8 @@ struct overlay *overlay_new(void)
 	}
 	ov->head->height = OV_MAX_LEVEL;
 	ov->level = 1;
+	for (unsigned i = 0; i < OV_MAX_LEVEL; i++)
+		ov->finger[i] = ov->head; /* INV-7 */
 	ov->rng = OV_SEED;
 	return ov;
 }
@@ -255,12 +357,11 @@ void overlay_free(struct overlay *ov)
 {
 	if (!ov)
 		return;
-	struct ov_node *n = ov->head->next[0];
-	while (n) {
-		struct ov_node *next = n->next[0];
+	for (struct ov_node *n = ov->head->next[0]; n; n = n->next[0])
 		free(n->val);
-		free(n);
-		n = next;
+	for (struct ov_chunk *c = ov->arena, *next; c; c = next) {
+		next = c->next;
+		free(c);
 	}
 	free(ov->slots);
 	free(ov->head);
@@ -304,25 +405,29 @@ int overlay_put(struct overlay *ov, unsigned tree, const void *key, size_t klen,
 		free(nv);
 		return -ENOMEM;
 	}
-	ov_find(ov, tree, key, klen, false, false, update);
+	unsigned moved = ov->level; /* levels whose update[] may differ from the finger */
+	if (ov->last && ov_cmp(ov->last, tree, key, klen, false) < 0)
+		moved = ov_find_after_finger(ov, tree, key, klen, update);
+	else
+		ov_find(ov, tree, key, klen, false, false, update);
 
 	/* The generator advances only when the node is made (the overlay is unchanged on error). */
 	uint64_t rng = ov->rng;
 	unsigned h = ov_random_height(&rng);
 	size_t nsize = ov_node_size(h, klen);
-	struct ov_node *n = malloc(nsize);
+	struct ov_node *n = ov_arena_alloc(ov, nsize); /* INV-4: counted there */
 	if (!n) {
 		free(nv);
 		return -ENOMEM;
 	}
 	ov->rng = rng;
-	n->val = nv;
 	n->vlen = (uint32_t)vlen;
 	n->klen = (uint16_t)klen;
 	n->height = (uint8_t)h;
 	n->tombstone = tombstone;
 	n->tree = tree;
 	memcpy((uint8_t *)&n->next[h], key, klen);
+	n->val = nv;
 
 	/* Levels above the current top have only the head before them. */
 	for (unsigned i = ov->level; i < h; i++)
@@ -339,8 +444,12 @@ int overlay_put(struct overlay *ov, unsigned tree, const void *key, size_t klen,
 	if (n->next[0])
 		n->next[0]->prev = n;
 	ov_index_place(ov->slots, ov->cap, hash, n); /* INV-6 */
+	/* INV-7 (above max(h, moved), update[i] is finger[i] already) */
+	for (unsigned i = 0; i < (h > moved ? h : moved); i++)
+		ov->finger[i] = i < h ? n : update[i];
+	ov->last = n;
 
-	ov->bytes += ov_alloc_cost(nsize) + ov_alloc_cost(vlen);
+	ov->bytes += ov_alloc_cost(vlen);
 	ov->count++;
 	return 0;
 }

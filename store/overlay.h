@@ -8,7 +8,8 @@
  * the tree's value).  The overlay remembers the highest LSN applied to it.
  *
  * Implementation: a skip list (ordered, O(log n) insert and seek, forward and backward
- * iteration); entries own copies of their keys and values.
+ * iteration; an insertion just after the previous one is O(log distance)); entries own copies
+ * of their keys and values.
  *
  * Thread safety: none inside; the engine holds its own lock (readers shared, writers
  * exclusive) around every call.  A frozen overlay (no more writers) may be read without a lock
@@ -50,8 +51,9 @@ int overlay_get(const struct overlay *ov, unsigned tree, const void *key, size_t
 		struct store_val *val);
 
 /* Bytes of memory the entries take (keys, values, node overhead, the allocator's per-chunk
- * overhead and rounding as glibc malloc does it): what the engine bounds.  0 when empty;
- * excludes the fixed overlay header and iterators. */
+ * overhead and rounding as glibc malloc does it; nodes are carved from 32 KiB chunks, counted
+ * as they are handed out): what the engine bounds.  0 when empty; excludes the fixed overlay
+ * header and iterators. */
 size_t overlay_bytes(const struct overlay *ov);
 /* Entries (values and tombstones). */
 size_t overlay_count(const struct overlay *ov);

@@ -1,6 +1,7 @@
 /*
  * store/page.c — search within a page, and the structural check (see page.h).
  *
+ * page_search() compares through a key_probe (page.h): the search key's first words loaded once.
  * page_check() is what lets every accessor in page.h trust a page: after it, every slot points
  * inside the page, every cell (header, key, inline value or overflow ref) lies within
  * [upper, 4096), leaf keys are 1..STORE_MAX_KEY bytes, branch cell 0 has an empty key, and
@@ -11,13 +12,15 @@
 unsigned page_search(const uint8_t *p, const void *key, size_t klen, bool *exact)
 {
 	unsigned n = page_nkeys(p);
+	struct key_probe kp;
+	key_probe_init(&kp, key, klen);
 	*exact = false;
 	if (page_type(p) == PAGE_LEAF) {
 		unsigned lo = 0, hi = n;
 		while (lo < hi) {
 			unsigned mid = (lo + hi) / 2;
 			const uint8_t *c = page_cell(p, mid);
-			int r = key_cmp(leaf_key(c), leaf_klen(c), key, klen);
+			int r = key_probe_cmp(leaf_key(c), leaf_klen(c), &kp);
 			if (r < 0) {
 				lo = mid + 1;
 			} else {
@@ -33,7 +36,7 @@ unsigned page_search(const uint8_t *p, const void *key, size_t klen, bool *exact
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
 		const uint8_t *c = page_cell(p, mid);
-		int r = key_cmp(branch_key(c), branch_klen(c), key, klen);
+		int r = key_probe_cmp(branch_key(c), branch_klen(c), &kp);
 		if (r <= 0) {
 			if (r == 0)
 				*exact = true;

@@ -35,14 +35,87 @@ static inline txnid_t branch_child_txnid(const uint8_t *c) { return ld64(c + BC_
 static inline unsigned branch_klen(const uint8_t *c) { return ld16(c + BC_KLEN); }
 static inline const uint8_t *branch_key(const uint8_t *c) { return c + BC_KEY; }
 
-/* Key order: unsigned bytes, a proper prefix first. */
+/*
+ * Key order: unsigned bytes, a proper prefix first.  Returns <0, 0 or >0 (only the sign means
+ * anything).  Every search (page_search, node_search, the overlay) runs through it, and the
+ * engine's keys are short (8 bytes for an inode, 8 + a name for a dirent), where a call to
+ * memcmp costs more than the comparison: so 8 bytes at a time, loaded as big-endian words (the
+ * first differing word decides, as its first differing byte would), the tail bytewise, and
+ * memcmp only for long keys.
+ */
 static inline int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
 {
-	size_t n = alen < blen ? alen : blen;
-	int c = n ? memcmp(a, b, n) : 0;
-	if (c)
-		return c;
+	const uint8_t *x = a, *y = b;
+	size_t n = alen < blen ? alen : blen, i = 0;
+	if (n > 64) {
+		int c = memcmp(x, y, n);
+		if (c)
+			return c;
+		return alen < blen ? -1 : alen > blen;
+	}
+	for (; i + 8 <= n; i += 8) {
+		uint64_t u, v;
+		memcpy(&u, x + i, 8);
+		memcpy(&v, y + i, 8);
+		if (u != v) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			u = __builtin_bswap64(u);
+			v = __builtin_bswap64(v);
+#endif
+			return u < v ? -1 : 1;
+		}
+	}
+	for (; i < n; i++)
+		if (x[i] != y[i])
+			return x[i] < y[i] ? -1 : 1;
 	return alen < blen ? -1 : alen > blen;
+}
+
+/*
+ * A search key prepared for the many comparisons of one binary search (page_search,
+ * node_search): its first two 8-byte words, big-endian, loaded once.  A probe compares a
+ * cell's words with them and calls key_cmp only for the rest of a key that ties on them.  The
+ * engine's keys (8-byte inode numbers; a dirent's parent + name) mostly differ within those
+ * 16 bytes.
+ */
+struct key_probe {
+	const uint8_t *key;
+	size_t len;
+	uint64_t w0, w1; /* the words of bytes 0..7 and 8..15, when len reaches them */
+};
+
+static inline uint64_t key_word(const uint8_t *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	w = __builtin_bswap64(w);
+#endif
+	return w;
+}
+
+static inline void key_probe_init(struct key_probe *kp, const void *key, size_t len)
+{
+	kp->key = key;
+	kp->len = len;
+	kp->w0 = len >= 8 ? key_word(kp->key) : 0;
+	kp->w1 = len >= 16 ? key_word(kp->key + 8) : 0;
+}
+
+/* key_cmp(k, klen, kp->key, kp->len). */
+static inline int key_probe_cmp(const uint8_t *k, size_t klen, const struct key_probe *kp)
+{
+	if (klen < 8 || kp->len < 8)
+		return key_cmp(k, klen, kp->key, kp->len);
+	uint64_t w = key_word(k);
+	if (w != kp->w0)
+		return w < kp->w0 ? -1 : 1;
+	if (klen < 16 || kp->len < 16)
+		return key_cmp(k + 8, klen - 8, kp->key + 8, kp->len - 8);
+	w = key_word(k + 8);
+	if (w != kp->w1)
+		return w < kp->w1 ? -1 : 1;
+	return key_cmp(k + 16, klen - 16, kp->key + 16, kp->len - 16);
 }
 
 /* A separator bound of a subtree: keys k with lo <= k < hi (an unset bound is open). */

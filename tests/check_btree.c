@@ -9,7 +9,9 @@
  *          free tail drained and given back after churn (lowest pages reused first), the LSN.
  *   edge   limits: key and tree-name lengths, value sizes across the inline/overflow boundary
  *          up to 1 MiB, keys that prefix others, wrong-mode calls, files that are not stores,
- *          truncated stores, a second open, deep trees emptied again, ordered inserts.
+ *          truncated stores, a second open, deep trees emptied again, ordered inserts;
+ *          key_cmp's and key_probe_cmp's word-at-a-time order against the reference on
+ *          random key pairs.
  *   model  random operations against the reference model of tests/testutil.h, every return
  *          value and every scan compared, store_verify after every commit, reopen in the
  *          middle; 200 seeds x 5,000 operations (KVFS_SEED=N replays one seed).
@@ -44,6 +46,7 @@
 
 #include "store/format.h"
 #include "store/io_fault.h"
+#include "store/page.h"
 #include "store/store.h"
 #include "tests/testutil.h"
 
@@ -1312,6 +1315,58 @@ START_TEST(test_tree_names)
 }
 END_TEST
 
+/* key_cmp (store/page.h: compares 8 bytes at a time, memcmp past 64) and key_probe_cmp (the
+ * first two words of the search key loaded once) order as the reference:
+ * random key pairs that share a prefix of every length, differ in one byte (low or high: the
+ * word compare must weigh bytes big-endian) or in length, across the 8-byte word and 64-byte
+ * bounds. */
+START_TEST(test_key_cmp_order)
+{
+	struct tu_rng r;
+	uint8_t a[160], b[160];
+	uint64_t seed = tu_seed("KVFS_SEED", 4242);
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	for (int i = 0; i < 200000; i++) {
+		size_t alen = tu_rng_below(&r, sizeof(a)), blen;
+		tu_rng_bytes(&r, a, alen);
+		memcpy(b, a, alen);
+		switch (tu_rng_below(&r, 3)) {
+		case 0: /* one byte differs */
+			blen = alen;
+			if (alen)
+				b[tu_rng_below(&r, alen)] = (uint8_t)tu_rng_next(&r);
+			break;
+		case 1: /* a prefix, or longer */
+			blen = tu_rng_below(&r, sizeof(b));
+			if (blen > alen)
+				tu_rng_bytes(&r, b + alen, blen - alen);
+			break;
+		default: /* both: differ past a shared prefix */
+			blen = tu_rng_below(&r, sizeof(b));
+			if (blen > alen)
+				tu_rng_bytes(&r, b + alen, blen - alen);
+			if (blen)
+				b[tu_rng_below(&r, blen)] ^= (uint8_t)(1u << tu_rng_below(&r, 8));
+			break;
+		}
+		struct key_probe kp;
+		key_probe_init(&kp, b, blen);
+		int want = tu_key_cmp(a, alen, b, blen), got = key_cmp(a, alen, b, blen);
+		int back = key_cmp(b, blen, a, alen), probe = key_probe_cmp(a, alen, &kp);
+		TU_ASSERT((want > 0) == (got > 0) && (want < 0) == (got < 0) &&
+				  (want > 0) == (back < 0) && (want < 0) == (back > 0) &&
+				  (want > 0) == (probe > 0) && (want < 0) == (probe < 0),
+			  "pair %d: lengths %zu, %zu: key_cmp %d, reverse %d, key_probe_cmp %d, "
+			  "reference %d", i, alen, blen, got, back, probe, want);
+	}
+	TU_ASSERT(key_cmp("a", 1, NULL, 0) > 0 && key_cmp(NULL, 0, NULL, 0) == 0, "%s",
+		  "empty keys");
+	tu_seed_end();
+}
+END_TEST
+
 START_TEST(test_prefix_keys_and_errors)
 {
 	struct tu_env e;
@@ -2520,6 +2575,7 @@ static Suite *btree_suite(void)
 	tcase_add_test(tc, test_value_sizes);
 	tcase_add_test(tc, test_tree_names);
 	tcase_add_test(tc, test_prefix_keys_and_errors);
+	tcase_add_test(tc, test_key_cmp_order);
 	tcase_add_test(tc, test_bad_files);
 	tcase_add_test(tc, test_deep_tree);
 	tcase_add_test(tc, test_ordered_inserts);

@@ -14,7 +14,8 @@
  *           tests/testutil.h (one model per tree, values tagged 'V', tombstones 'T'); every
  *           return compared, every tree scanned forward and backward every 500 operations and
  *           at the end, plus the walk; 200 seeds x 5,000 operations (KVFS_SEED=N replays one
- *           seed, KVFS_MODEL_OPS=n changes the count).
+ *           seed, KVFS_MODEL_OPS=n changes the count); runs of ascending puts between keys
+ *           already present (the finger of INV-7), every seek and seek_le checked after each.
  *   memory  100,000 entries (with replacements and tombstones) and an iterator, freed: run
  *           under ASan/LeakSanitizer nothing may leak; in plain builds overlay_bytes is also
  *           compared with what glibc's malloc reports (it must be honest within 10%).
@@ -1053,6 +1054,104 @@ static void model_run(uint64_t seed, unsigned ops)
 }
 
 /* Loop test: iteration i runs seed 1000 + i; KVFS_SEED=N runs only N (in iteration 0). */
+/* A key of test_finger_runs: u as 4 big-endian bytes. */
+static void fr_key(uint8_t k[4], uint32_t u)
+{
+	k[0] = (uint8_t)(u >> 24);
+	k[1] = (uint8_t)(u >> 16);
+	k[2] = (uint8_t)(u >> 8);
+	k[3] = (uint8_t)u;
+}
+
+/*
+ * The finger (INV-7 of store/overlay.c): runs of puts in ascending key order, as the engine
+ * applies a kvfs_batch, into an overlay that already holds keys between them (an insertion
+ * whose neighbours are all on other levels, and one right after the last with none between,
+ * both occur).  After every run, every seek and seek_le over the whole key range (they
+ * descend through every level, so a link spliced at the wrong place on any level shows) and
+ * the walk are compared with a bitmap of the keys present.  Keys of tree 1 go in too, between
+ * runs of tree 0, so the finger also crosses trees.
+ */
+START_TEST(test_finger_runs)
+{
+	enum { U = 3000, ROUNDS = 30, RUN = 120 };
+	struct overlay *ov = ov_new_ok();
+	struct overlay_iter *it = iter_ok(ov, 0);
+	static bool present[U];
+	struct tu_rng r;
+	uint64_t seed = tu_seed("KVFS_SEED", 7);
+	uint8_t k[4];
+	uint32_t run[RUN];
+
+	memset(present, 0, sizeof(present));
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < RUN; i++) /* sorted, with runs of neighbours */
+			run[i] = i && tu_rng_chance(&r, 1, 3) ? run[i - 1] + 1 :
+								     (uint32_t)tu_rng_below(&r, U);
+		for (int i = 1; i < RUN; i++)
+			for (int j = i; j > 0 && run[j] < run[j - 1]; j--) {
+				uint32_t t = run[j];
+				run[j] = run[j - 1];
+				run[j - 1] = t;
+			}
+		for (int i = 0; i < RUN; i++) {
+			if (run[i] >= U)
+				continue;
+			fr_key(k, run[i]);
+			OK(overlay_put(ov, 0, k, 4, k, 4, false));
+			present[run[i]] = true;
+		}
+		fr_key(k, (uint32_t)tu_rng_below(&r, U));
+		OK(overlay_put(ov, 1, k, 4, NULL, 0, true));
+		size_t n = 0;
+		for (uint32_t u = 0; u < U; u++)
+			n += present[u];
+		TU_ASSERT(overlay_count(ov) >= n, "round %d: %zu entries, %zu keys", round,
+			  overlay_count(ov), n);
+		int next = -1, prev = -1; /* the first key >= u, the last <= u */
+		for (int u = U - 1; u >= 0; u--) {
+			if (present[u])
+				next = u;
+			fr_key(k, (uint32_t)u);
+			struct store_val kv;
+			int rc = overlay_iter_seek(it, k, 4);
+			TU_ASSERT(next < 0 ? rc == -ENOENT : rc == 0, "round %d: seek %d: rc %d", round,
+				  u, rc);
+			if (rc == 0) {
+				overlay_iter_get(it, &kv, NULL, NULL);
+				fr_key(k, (uint32_t)next);
+				TU_ASSERT(kv.len == 4 && memcmp(kv.data, k, 4) == 0,
+					  "round %d: seek %d did not land on %d", round, u, next);
+			}
+		}
+		for (int u = 0; u < U; u++) {
+			if (present[u])
+				prev = u;
+			fr_key(k, (uint32_t)u);
+			struct store_val kv;
+			int rc = overlay_iter_seek_le(it, k, 4);
+			TU_ASSERT(prev < 0 ? rc == -ENOENT : rc == 0, "round %d: seek_le %d: rc %d",
+				  round, u, rc);
+			if (rc == 0) {
+				overlay_iter_get(it, &kv, NULL, NULL);
+				fr_key(k, (uint32_t)prev);
+				TU_ASSERT(kv.len == 4 && memcmp(kv.data, k, 4) == 0,
+					  "round %d: seek_le %d did not land on %d", round, u, prev);
+			}
+		}
+		size_t walked = 0;
+		for (int rc = overlay_iter_first(it); rc == 0; rc = overlay_iter_next(it))
+			walked++;
+		EXPECT(walked, n);
+	}
+	tu_seed_end();
+	overlay_iter_free(it);
+	overlay_free(ov);
+}
+END_TEST
+
 START_TEST(test_model)
 {
 	uint64_t seed;
@@ -1161,6 +1260,7 @@ static Suite *overlay_suite(void)
 	tc = tcase_create("model");
 	tcase_set_timeout(tc, 60); /* per seed */
 	tcase_add_loop_test(tc, test_model, 0, MODEL_SEEDS);
+	tcase_add_test(tc, test_finger_runs);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("memory");
