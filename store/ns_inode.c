@@ -135,10 +135,12 @@ static int decode_v2(const uint8_t *rec, size_t len, struct ns_inode *out, const
 	}
 	uint64_t f[NS_INODE_NFIELDS] = { 0 };
 	size_t pos = NS_INODE_V2_FIXED;
-	for (unsigned i = 0; i < NS_INODE_NFIELDS; i++) {
-		if (!(present & (1u << i)))
-			continue;
-		if (i == NS_IN_MTIME) {
+	/* Only the present fields, in order (a get decodes one header: this is on its path). */
+	for (unsigned bits = present; bits; bits &= bits - 1) {
+		unsigned i = (unsigned)__builtin_ctz(bits);
+		if (i != NS_IN_MTIME && pos < len && rec[pos] < 0x80) {
+			f[i] = rec[pos++]; /* a one-byte varint: canonical, fits every field */
+		} else if (i == NS_IN_MTIME) {
 			if (len - pos < 8) {
 				*why = "a field runs past the end of the record";
 				return -EUCLEAN;
