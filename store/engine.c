@@ -1173,6 +1173,21 @@ static int ring_fit(struct engine *e)
 	return 0;
 }
 
+/* With records replayed (the ring cannot change now): an automatic ring below the smallest
+ * automatic ring (a log at rest whose growth failed at an earlier open) sets ring_short, as a
+ * failed growth in ring_fit does. */
+static void ring_short_note(struct engine *e)
+{
+	struct store_stat ss;
+	struct wal_stat ws;
+
+	if (e->opt.log_ring_bytes || store_stat(e->st, &ss) < 0)
+		return;
+	uint64_t t = ring_target(&e->opt, ss.file_bytes);
+	wal_stat(e->wal, &ws);
+	atomic_store(&e->ring_short, ws.ring_bytes < ring_target(&e->opt, 0) ? t : 0);
+}
+
 /*
  * At a clean close, the log empty: shrink an automatic ring to its size at rest (top of
  * section), else renew the salt as wal_reset does.  0 or wal_resize's / wal_reset's error.
@@ -1285,9 +1300,14 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 			goto fail;
 		atomic_store(&e->last_lsn, end);
 		/* Nothing to replay: the log is empty, the time to size its ring to the store
-		 * (a store that grew or shrank since, or a log of an older default size). */
+		 * (a store that grew or shrank since, a log at rest, or a log of an older default
+		 * size).  Records replayed: the ring stays; if it is still short of its target
+		 * (a log at rest that could not grow at an earlier open), say so as ring_fit
+		 * does, so that a record too big for it is -ENOSPC. */
 		if (!e->rdonly && wal_used(e->wal) == 0 && (r = ring_fit(e)) < 0)
 			goto fail;
+		if (!e->rdonly && wal_used(e->wal) != 0)
+			ring_short_note(e);
 	}
 	if (!e->rdonly && !opt->no_checkpoint_thread) {
 		if (pthread_create(&e->thread, NULL, ck_thread, e) != 0) {

@@ -3005,6 +3005,25 @@ START_TEST(test_ring_nospc)
 	EXPECT(engine_commit(e, b, NULL), -EFBIG); /* 40 MiB: over half of any ring */
 	engine_batch_clear(b);
 	get_str(e, 0, "a", "v");
+	TU_ASSERT_EQ((uint64_t)io_fault_file_size(env.m, wal_path(env.path)),
+		     WAL_HDR_SIZE + WAL_MIN_RING, "%s", "log file size after the failed growth");
+	/* A power cut with records in the log: the next open replays them, so the ring cannot
+	 * grow there either; it is still short, and says so. */
+	commit1(e, 0, "c", NULL);
+	OK(engine_sync(e, 0));
+	io_fault_set_cut_mode(env.m, IO_CUT_DROP_ALL);
+	io_fault_power_cut(env.m);
+	TU_ASSERT(engine_close(e) < 0, "%s", "engine_close on a dead machine");
+	tu_env_reboot(&env, 42);
+	o.io = tu_env_io(&env);
+	e = eopen_ok(&env, &o);
+	struct engine_stat rs = estat(e);
+	TU_ASSERT(rs.log_bytes > 0 && rs.log_ring_bytes == WAL_MIN_RING, "replayed %" PRIu64
+		  " bytes, ring %" PRIu64, rs.log_bytes, rs.log_ring_bytes);
+	get_str(e, 0, "c", "v");
+	bput(b, 0, "mid", 3, v, mid);
+	EXPECT(engine_commit(e, b, NULL), -ENOSPC);
+	engine_batch_clear(b);
 	eclose_ok(e);
 
 	io_fault_set_space_limit(env.m, 0);

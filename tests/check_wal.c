@@ -2234,6 +2234,49 @@ START_TEST(inspect_tail)
 }
 END_TEST
 
+/* A process killed while appending a record that crosses a 4 KiB boundary (log.c
+ * write_record: the part past the boundary is written first, the head last) leaves a clean end,
+ * never a torn tail, wherever the record starts — also where its header itself crosses the
+ * boundary.  The kill is the head's write failing; the place holds an old header with a size
+ * (as a record of an earlier lap would), which with this record's LSN would look torn. */
+START_TEST(log_kill_split)
+{
+	static const unsigned starts[] = { 32, 1000, 4064, 4072, 4080, 4088 };
+	static uint8_t buf[9000];
+	struct icoll ic = { 0 };
+	struct wal_inspect_result res;
+
+	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		struct io_fault *m = machine(70 + i);
+		struct wal *w = wopen_ok(io_fault_env(m), LOGF, true);
+		struct recs app = { 0 };
+		lsn_t end = 0;
+		uint8_t old[8];
+
+		append_ok(w, &app, &end, 1, buf, starts[i] - WAL_REC_HDR); /* ends at starts[i] */
+		TU_ASSERT_EQ(end, (lsn_t)starts[i], "%s", "first record's end");
+		st32(old, 128); /* size */
+		st32(old + 4, 1); /* type */
+		TU_ASSERT_EQ(io_fault_poke(m, LOGF, HDR + end % RING, old, sizeof(old)), 0, "%s",
+			     "poke an old header");
+		io_fault_fail_at(m, 2, IO_FAULT_EIO); /* the second write: the record's head */
+		lsn_t e2 = 0;
+		int rc = append_split(w, 1, buf, 6000, &e2);
+		TU_ASSERT_EQ(rc, -EIO, "start %u: the append whose head was not written", starts[i]);
+		TU_ASSERT(io_fault_fired(m), "start %u: two writes", starts[i]);
+		wal_close(w);
+		inspect_ok(m, 0, &ic, &res);
+		TU_ASSERT(res.end == end && res.tail == WAL_TAIL_END, "start %u: end %" PRIu64
+			  " (want %" PRIu64 "), tail %d (%s)", starts[i], res.end, end, res.tail,
+			  res.tail_why ? res.tail_why : "");
+		TU_ASSERT_EQ(ic.got.n, 1, "start %u: the first record only", starts[i]);
+		io_fault_free(m);
+		recs_free(&app);
+	}
+	recs_free(&ic.got);
+}
+END_TEST
+
 /* Headers: the errors of wal_open (nothing written), a header of zeros over an interrupted
  * creation or over records, a missing file, a file shorter than its ring. */
 START_TEST(inspect_header)
@@ -2761,6 +2804,7 @@ static Suite *wal_suite(void)
 
 	tcase_add_test(inspect, inspect_sound);
 	tcase_add_test(inspect, inspect_tail);
+	tcase_add_test(inspect, log_kill_split);
 	tcase_add_test(inspect, inspect_header);
 
 	suite_add_tcase(s, core);

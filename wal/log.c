@@ -122,6 +122,8 @@ struct wal {
 	lsn_t durable;    /* protected by mu */
 	lsn_t released;   /* protected by mu */
 	bool ready;       /* protected by mu: appends allowed (created now, or recovered) */
+	bool created;     /* set by wal_open: it created the log, whose ring is all zeros (no
+			     stale record for wal_recover to erase) */
 	bool appended;    /* protected by mu: an append happened (wal_recover is too late) */
 	bool flushing;    /* protected by mu: a thread gathers or flushes the group */
 	unsigned waiting; /* protected by mu: threads in wal_wait_durable not yet satisfied */
@@ -467,6 +469,7 @@ int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 		if (rc < 0)
 			goto fail;
 		w->ready = true; /* a new log: appends start at LSN 0 (or wal_recover's from) */
+		w->created = true;
 	} else {
 		rc = header_decode(h, &ring, &salt, &why);
 		if (rc < 0) {
@@ -788,7 +791,9 @@ int wal_recover(struct wal *w, lsn_t from,
 		return rc;
 
 	rc = recover_scan(w, &r, from, fn, ctx, &e, NULL);
-	if (rc == 0 && !w->rdonly) {
+	/* A log wal_open has just created is zeros: nothing stale to find (a new store's open
+	 * would otherwise read its whole ring). */
+	if (rc == 0 && !w->rdonly && !w->created) {
 		rc = stale_scan(w, &r, e, from + w->ring, true, NULL, NULL, &wrote);
 		if (rc < 0) {
 			pthread_mutex_lock(&w->mu);
@@ -955,16 +960,21 @@ static lsn_t place(uint64_t ring, lsn_t end, uint64_t padded, bool *pad)
  * two pages when the writer gets a fatal signal (SIGKILL, the OOM killer): a record written in
  * one call across a page boundary could then keep its header and lose the rest, a torn tail
  * that a kill of the daemon should never leave (a power cut may: recovery and kvfs-check
- * handle those).  So a record that crosses a 4 KiB boundary is written from that boundary to
- * its end first, then its head up to the boundary, in one page: until that second write the
- * place still holds what it held (zeros, or a record of an earlier lap, whose LSN is not this
- * one), and the log ends cleanly before it.  A record within one page is one write.  Both
- * writes come before any sync that covers the record, so durability is as with one write.
+ * handle those).  So a record that crosses a 4 KiB boundary is written from the first boundary
+ * past its header to its end first, then its head, header included: until that second write
+ * the place's LSN field still holds what it held (zeros, or an earlier lap's LSN, not this
+ * one), and the log ends cleanly before it.  The head is one page, or when the header itself
+ * crosses a boundary (a record starting less than WAL_REC_HDR bytes before it) the header's
+ * first bytes and the next page: written in page order, a kill after its first page leaves the
+ * old LSN field.  A record that fits the head is one write.  Both writes come before any sync
+ * that covers the record, so durability is as with one write.
  */
 static int write_record(struct wal *w, const uint8_t *rec, size_t len, uint64_t off)
 {
 	size_t head = 4096 - (size_t)(off % 4096);
 
+	if (head < WAL_REC_HDR)
+		head += 4096; /* the whole header in the last write */
 	if (len <= head)
 		return write_full(w, rec, len, off);
 	int rc = write_full(w, rec + head, len - head, off + head);
@@ -1265,6 +1275,13 @@ static int reset_ring(struct wal *w, uint64_t ring)
 			wlog(w, "cannot allocate a ring of %llu bytes: %s; the ring stays %llu "
 			     "bytes", (unsigned long long)ring, strerror(-rc),
 			     (unsigned long long)old);
+			/* Give back what the failed allocation took (the file may have grown,
+			 * and on a full disk that room is what checkpoints need); the header
+			 * names the old ring, so the bytes past it mean nothing (INV-7). */
+			int tr = io_truncate(w->f, WAL_HDR_SIZE + old);
+			if (tr < 0)
+				wlog(w, "cannot trim the file to its ring (%llu bytes): %s; the next "
+				     "open trims it", (unsigned long long)old, strerror(-tr));
 			goto out;
 		}
 		rc = io_sync(w->f);
