@@ -993,11 +993,7 @@ static Suite *checker_suite(void)
 int main(void)
 {
 	bases_build();
-	SRunner *sr = srunner_create(checker_suite());
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = tu_run_suite(checker_suite());
 	tu_rmtree(g_dir);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

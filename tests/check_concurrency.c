@@ -1004,15 +1004,5 @@ static Suite *concurrency_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	sr = srunner_create(concurrency_suite());
-	/* Fork mode, unless CK_FORK=no is set (to run a test under a debugger). */
-	if (!getenv("CK_FORK"))
-		srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(concurrency_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

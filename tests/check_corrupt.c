@@ -1233,16 +1233,6 @@ static Suite *corrupt_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	g_seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
-	sr = srunner_create(corrupt_suite());
-	/* Fork mode, unless CK_FORK=no is set (to run a test under a debugger). */
-	if (!getenv("CK_FORK"))
-		srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(corrupt_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -194,12 +194,5 @@ static Suite *fuzz_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(fuzz_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(fuzz_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

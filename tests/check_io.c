@@ -34,6 +34,7 @@
 
 #include "store/io.h"
 #include "store/io_fault.h"
+#include "tests/testutil.h"
 
 #define KIB 1024u
 #define MAP_RESERVE ((size_t)1 << 30)
@@ -1131,12 +1132,5 @@ static Suite *io_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(io_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(io_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -732,7 +732,6 @@ int main(void)
 	Suite *s = suite_create("nospc_crash");
 	TCase *tc = tcase_create("nospc");
 	TCase *tio = tcase_create("iofault");
-	SRunner *sr;
 	uint64_t syncs = 0, cuts = 0, a, b;
 	double t0 = now_s();
 	int failed;
@@ -744,15 +743,12 @@ int main(void)
 	tcase_add_test(tio, test_cut_copy);
 	tcase_add_test(tio, test_sync_hook);
 	suite_add_tcase(s, tio);
-	sr = srunner_create(s);
 	/* Every cut allocates and frees images of about a MiB: keep them in the heap, not in
 	 * fresh mappings returned at each free (half the system time of a cut, measured). */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	g_counts = tmpfile();
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
+	failed = tu_run_suite(s);
 	if (g_counts) {
 		rewind(g_counts);
 		while (fscanf(g_counts, "%" SCNu64 " %" SCNu64, &a, &b) == 2) {
@@ -763,6 +759,5 @@ int main(void)
 	}
 	printf("nospc_crash: %" PRIu64 " power cuts made and verified on a full disk at %" PRIu64
 	       " sync points; %d failed; %.1f s\n", cuts, syncs, failed, now_s() - t0);
-	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -2043,7 +2043,6 @@ static Suite *ns_crash_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ns_crash_suite());
 	uint64_t syncs = 0, snap = 0, replay = 0, seeds = 0, pending = 0, a, b, c, pend;
 	double t, secs = 0, t0 = now_s();
 	int failed;
@@ -2053,9 +2052,7 @@ int main(void)
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	g_counts = tmpfile(); /* each seed (a forked child) appends a line, flushed */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
+	failed = tu_run_suite(ns_crash_suite());
 	if (g_counts) {
 		rewind(g_counts);
 		while (fscanf(g_counts, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %lf %" SCNu64, &a, &b,
@@ -2074,6 +2071,5 @@ int main(void)
 	       PRIu64 " replayed) at %" PRIu64 " sync points of %" PRIu64 " seeds; %d failed; "
 	       "%.1f s; %" PRIu64 " of the cuts left a purge or truncation between its steps\n",
 	       snap + replay, snap, replay, syncs, seeds, failed, now_s() - t0, pending);
-	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1272,12 +1272,5 @@ static Suite *overlay_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(overlay_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(overlay_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -547,11 +547,5 @@ static Suite *repair_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(repair_suite());
-	if (!getenv("CK_FORK"))
-		srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(repair_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

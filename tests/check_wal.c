@@ -2818,12 +2818,5 @@ static Suite *wal_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(wal_suite());
-	int failed;
-
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run_suite(wal_suite()) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -129,6 +129,17 @@ void tu_seed_end(void)
 	tu_seed_active = 0;
 }
 
+int tu_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	if (!getenv("CK_FORK"))
+		srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed;
+}
+
 static void __attribute__((noreturn)) tu_fail_str(const char *file, int line, const char *what)
 {
 	char seedbuf[128] = "";

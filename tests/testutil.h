@@ -59,6 +59,13 @@ bool tu_seed_given(const char *env_name, uint64_t *out);
 void tu_seed_begin(const char *env_name, uint64_t seed);
 /* The run ended without failure: stop reporting its seed. */
 void tu_seed_end(void);
+
+/* A test program's main(): run suite s (taking it; it is freed with the runner) with every
+ * test in a forked child unless the environment sets CK_FORK (CK_FORK=no runs them in this
+ * process, for a debugger), with Check's normal output.  Returns the number of tests that
+ * failed. */
+struct Suite;
+int tu_run_suite(struct Suite *s);
 /* Print "seed=N (replay with ENV=N)" for the current run to stderr now (no-op without one).
  * Async-signal-safe. */
 void tu_seed_print(void);
