@@ -34,6 +34,8 @@
  *                truncate is only logged, any other failure fails the log; it reopens.
  *   groupcommit  16 threads append and wal_wait_durable 200 times each on a POSIX file:
  *                everything is recovered, and fdatasync runs far fewer times than commits.
+ *                A waiter arriving while a failed flush is being reported gets -EIO, and no
+ *                second sync makes the lost records count as durable (fault_sync_no_retry).
  *   inspect      wal_inspect (kvfs-check's read-only walk): on a sound log it reports the
  *                records, end and header fields wal_recover sees (from 0, from the middle,
  *                across a lap), never writes a byte, stops with its callback's error; a torn
@@ -1896,6 +1898,71 @@ START_TEST(fault_recover)
 }
 END_TEST
 
+/*
+ * A failed fdatasync is never followed by another that reports the records durable (INV-4).
+ * Thread A leads a flush whose sync fails; while A reports the failure (the log callback,
+ * which sleeps here to widen the window), thread B waits for the same record.  B must get
+ * -EIO without a second sync: on Linux a sync after a failed one returns 0 for pages that were
+ * lost, so a retry would publish a durable LSN that is not.  (A flush once cleared its leader
+ * flag before it set the log failed: B then led a second sync, which io_fault let succeed, and
+ * durable advanced.)
+ */
+static _Atomic int g_fail_reported;
+
+static void sleepy_log_cb(void *ctx, const char *line)
+{
+	tu_log_cb(ctx, line);
+	if (strstr(line, "fdatasync failed")) {
+		atomic_store(&g_fail_reported, 1);
+		usleep(200 * 1000);
+	}
+}
+
+struct retry_arg {
+	struct wal *w;
+	lsn_t lsn;
+	int rc;
+};
+
+static void *retry_thread(void *p)
+{
+	struct retry_arg *a = p;
+
+	while (!atomic_load(&g_fail_reported))
+		usleep(100);
+	a->rc = wal_wait_durable(a->w, a->lsn);
+	return NULL;
+}
+
+START_TEST(fault_sync_no_retry)
+{
+	struct io_fault *m = machine(DEFAULT_SEED + 11);
+	struct wal_options o = { .io = io_fault_env(m), .create = true, .ring_bytes = RING,
+				 .log = sleepy_log_cb };
+	struct retry_arg b = { .rc = 1 };
+	struct wal_stat st;
+	pthread_t t;
+
+	atomic_store(&g_fail_reported, 0);
+	TU_ASSERT_EQ(wal_open(LOGF, &o, &b.w), 0, "%s", "open");
+	TU_ASSERT_EQ(wal_append(b.w, 1, (struct iovec[]){ { "hello", 5 } }, 1, &b.lsn), 0, "%s",
+		     "append");
+	uint64_t s0 = io_fault_syncs(m);
+	io_fault_fail_at(m, 1, IO_FAULT_EIO); /* the next counted call: the leader's sync */
+	TU_ASSERT_EQ(pthread_create(&t, NULL, retry_thread, &b), 0, "%s", "thread");
+	int rca = wal_wait_durable(b.w, b.lsn);
+	pthread_join(t, NULL);
+	wal_stat(b.w, &st);
+	TU_ASSERT_EQ(rca, -EIO, "%s", "the leader");
+	TU_ASSERT_EQ(b.rc, -EIO, "%s", "the waiter during the failure's report");
+	TU_ASSERT_EQ(io_fault_syncs(m) - s0, 1, "%s", "syncs after the failed one");
+	TU_ASSERT(st.durable < b.lsn, "durable %" PRIu64 " advanced to the record (%" PRIu64
+		  ") after a failed fdatasync", st.durable, b.lsn);
+	wal_close(b.w);
+	io_fault_free(m);
+}
+END_TEST
+
 /* ---- group commit ---------------------------------------------------------------------------- */
 
 #define GC_THREADS 16
@@ -2801,6 +2868,7 @@ static Suite *wal_suite(void)
 	tcase_add_test(fault, fault_resize);
 
 	tcase_add_test(gc, groupcommit_threads);
+	tcase_add_test(gc, fault_sync_no_retry);
 
 	tcase_add_test(inspect, inspect_sound);
 	tcase_add_test(inspect, inspect_tail);

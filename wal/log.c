@@ -37,7 +37,7 @@
  *          not fit waits on w->room until wal_release.  (wal_append)
  *   INV-3  durable <= end, and durable only advances to a `target` that was `end` before a
  *          sync that then returned 0: every byte below it was written before that sync began.
- *          (wal_wait_durable, wal_reset)
+ *          (lead_flush, reset_ring, wal_recover)
  *   INV-4  Sticky failure: once a pwrite or sync failed, w->failed is set for good and every
  *          later append, wait and reset returns -EIO: a flush is never retried and then
  *          reported as success.  (fail_locked)
@@ -259,10 +259,12 @@ static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
 	return WAL_HDR_SIZE + lsn % w->ring;
 }
 
-/* Wake the threads sleeping in wal_wait_durable: durable moved or the log failed.  Caller
- * holds mu, so a waiter that read flush_seq under mu before it slept either sees the new value
- * (futex_wait returns at once) or is counted in sleepers and woken (both sequentially
- * consistent: the store of one and the load of the other cannot both miss). */
+/* Wake the threads sleeping in wal_wait_durable: durable moved, a flush ended or the log
+ * failed.  Caller holds mu (which orders the wake after the change of durable or failed).
+ * No wake-up is lost: a waiter reads flush_seq before it looks at failed, durable and
+ * flushing, then counts itself in sleepers before FUTEX_WAIT re-reads flush_seq in the kernel;
+ * this bumps flush_seq, then reads sleepers.  All sequentially consistent: either the waiter's
+ * FUTEX_WAIT sees the new value and returns at once, or this sees the sleeper and wakes it. */
 static void futex_wake(_Atomic uint32_t *word, int n)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
@@ -1142,15 +1144,18 @@ static int lead_flush(struct wal *w)
 
 	pthread_mutex_lock(&w->mu);
 	w->n_syncs++;
-	atomic_store(&w->flushing, false); /* before flush_ended: a woken waiter may lead next */
 	if (rc < 0) {
+		/* `failed` is set before `flushing` is cleared: a thread that wins the next
+		 * compare-and-swap sees it and syncs no more (INV-4: after a failed fdatasync
+		 * Linux reports the lost pages' error once and marks them clean, so a second
+		 * sync would return 0 for records that are gone). */
 		fail_locked(w, rc, "fdatasync"); /* wakes the group: it fails too */
 		rc = -EIO;
-	} else {
-		if (target > w->durable)
-			w->durable = target; /* INV-3 */
-		flush_ended(w);
+	} else if (!w->failed && target > w->durable) {
+		w->durable = target; /* INV-3 */
 	}
+	atomic_store(&w->flushing, false); /* before flush_ended: a woken waiter may lead next */
+	flush_ended(w);
 	pthread_mutex_unlock(&w->mu);
 	return rc;
 }
@@ -1158,10 +1163,10 @@ static int lead_flush(struct wal *w)
 /*
  * The wait of a group commit, without mu: return at once when the LSN is durable already;
  * else lead the next flush when none runs, or sleep until the running one ends and look
- * again.  A flush that ends bumps flush_seq after it published durable and cleared flushing,
- * and a waiter reads flush_seq before it looks at them: so it either sees the flush's result
- * or sleeps on a value that has already moved (futex_wait returns at once), never through the
- * end of a flush.  Measured with kvfs-bench syncwrite: see the closing note of issue 3.
+ * again.  A flush that ends bumps flush_seq after it published durable (or failed) and
+ * cleared flushing, and a waiter reads flush_seq before it looks at them: so it either sees
+ * the flush's result or sleeps on a value that has already moved (futex_wait returns at once),
+ * never through the end of a flush (flush_ended).  Measured with kvfs-bench syncwrite: see the closing note of issue 3.
  */
 int wal_wait_durable(struct wal *w, lsn_t lsn)
 {
@@ -1184,6 +1189,10 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 		}
 		bool idle = false;
 		if (atomic_compare_exchange_strong(&w->flushing, &idle, true)) {
+			if (atomic_load(&w->failed)) { /* failed while it looked: no sync (INV-4) */
+				atomic_store(&w->flushing, false);
+				continue;
+			}
 			lead_flush(w); /* its failure is seen at the top of the loop */
 			continue;
 		}

@@ -178,7 +178,7 @@ struct wal_stat {
 	uint64_t n_appends;
 	uint64_t bytes_appended; /* LSN bytes the appends took: records padded, pads, gaps */
 	uint64_t n_syncs;     /* fdatasync calls (open, recover and reset included) */
-	uint64_t n_waits;     /* wal_wait_durable calls that had to wait for a flush */
+	uint64_t n_waits;     /* wal_wait_durable calls that did not find their LSN durable */
 	uint64_t n_full_waits; /* appends that waited for room */
 };
 void wal_stat(struct wal *w, struct wal_stat *out);
