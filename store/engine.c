@@ -82,6 +82,23 @@
  * the `len` bytes of encoded ops, and BATCH_TAIL bytes of room for the record's padding. */
 #define BATCH_HEAD (WAL_REC_HDR + 4u)
 #define BATCH_TAIL 8u
+_Static_assert(BATCH_HEAD >= OVERLAY_BUF_LINK, "an adopted record's link fits its header room");
+
+/*
+ * Big batches: no copy into the overlay, no memory given back.  A batch whose buffer holds at
+ * least ADOPT_MIN bytes of record is not copied value by value into the active overlay after it is
+ * logged: the overlay adopts the buffer (overlay_adopt; the record's header room, no longer
+ * needed once the record is written, takes the overlay's link) and its entries point into it
+ * (overlay_put_ref), and the batch gets a new buffer when it grows again.  When a checkpoint
+ * drops the frozen overlay, its adopted buffers become spares of the active one
+ * (overlay_free_into, at most spare_max(e) bytes), and engine_batch_reserve hands them to the
+ * next big batch: the memory is reused warm instead of freed (glibc trims the heap and
+ * unmaps big blocks, and the kernel faults in and zeroes every page of the next batch: with
+ * 64 KiB values, page faults and clearing were most of a put).  Measured: see issue 3.
+ * Small batches (single puts, the FUSE path) are copied as before: adopting a few hundred
+ * bytes would keep a whole buffer alive per commit for the sake of one value.
+ */
+#define ADOPT_MIN (64u << 10)
 
 struct engine_batch {
 	uint8_t *buf;        /* NULL, or BATCH_HEAD + len + BATCH_TAIL <= cap bytes */
@@ -283,10 +300,56 @@ static int overlay_op(void *ctx, unsigned tree, bool del, const void *key, size_
 	return overlay_put(ctx, tree, key, klen, val, vlen, del);
 }
 
-/* Apply an encoded batch (nops ops in buf[0..len)) to an overlay: 0, -EUCLEAN, -ENOMEM. */
-static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, size_t len)
+static int overlay_ref_op(void *ctx, unsigned tree, bool del, const void *key, size_t klen,
+			  const void *val, size_t vlen)
 {
-	return ops_decode(nops, buf, len, overlay_op, ov);
+	return overlay_put_ref(ctx, tree, key, klen, val, vlen, del);
+}
+
+/* Apply an encoded batch (nops ops in buf[0..len)) to an overlay: 0, -EUCLEAN, -ENOMEM.  With
+ * `ref`, the values are not copied: buf lies in a buffer the overlay adopted. */
+static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, size_t len,
+		       bool ref)
+{
+	return ops_decode(nops, buf, len, ref ? overlay_ref_op : overlay_op, ov);
+}
+
+/* The most bytes of spare buffers the active overlay keeps (see "Big batches"): about what the
+ * writers fill between two checkpoints, so that in a steady stream of big batches each one
+ * takes a buffer a checkpoint gave back. */
+static size_t spare_max(const struct engine *e)
+{
+	return 2 * (size_t)e->opt.ckpt_overlay_bytes;
+}
+
+int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes)
+{
+	size_t need = BATCH_HEAD + b->len + bytes + BATCH_TAIL;
+	if (need < bytes)
+		return -ENOMEM;
+	if (need <= b->cap)
+		return 0;
+	if (b->len == 0 && need >= ADOPT_MIN && !e->rdonly) {
+		size_t size;
+		pthread_rwlock_wrlock(&e->ov_lock);
+		uint8_t *p = overlay_take_spare(e->active, &size);
+		pthread_rwlock_unlock(&e->ov_lock);
+		if (p && size > b->cap) {
+			free(b->buf);
+			b->buf = p;
+			b->cap = size;
+		} else {
+			free(p);
+		}
+		if (need <= b->cap)
+			return 0;
+	}
+	uint8_t *p = realloc(b->buf, need); /* exactly: the caller knows its size */
+	if (!p)
+		return -ENOMEM;
+	b->buf = p;
+	b->cap = need;
+	return 0;
 }
 
 /* ---- checkpoints ---- */
@@ -454,8 +517,9 @@ static int ck_run(struct engine *e)
 			return r;
 		}
 		overlay_set_lsn(e->frozen, overlay_lsn(e->active));
-		overlay_free(e->active);
+		overlay_free_into(e->active, fresh, spare_max(e)); /* its values are copied */
 	} else {
+		overlay_move_spares(fresh, e->active, spare_max(e));
 		e->frozen = e->active;
 	}
 	e->active = fresh;
@@ -501,7 +565,8 @@ static int ck_run(struct engine *e)
 		pthread_rwlock_wrlock(&e->ov_lock);
 		int sr = snap_refresh(e);
 		if (sr == 0) { /* else the frozen overlay stays: reads stay right, memory waits */
-			overlay_free(e->frozen);
+			/* No reader is in it (ov_lock exclusive): its buffers are spares now. */
+			overlay_free_into(e->frozen, e->active, spare_max(e));
 			e->frozen = NULL;
 		}
 		pthread_rwlock_unlock(&e->ov_lock);
@@ -642,11 +707,30 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		}
 		return eng_fail(e, r == -ENOSPC ? r : -EIO);
 	}
+	/* A big batch's buffer goes to the overlay (see "Big batches"): the batch is left empty.
+	 * One that grew by doubling is cut to its record first, so that the overlay does not
+	 * count (and a spare does not keep) up to twice what it holds. */
+	bool adopt = BATCH_HEAD + b->len >= ADOPT_MIN;
+	size_t used = BATCH_HEAD + b->len + BATCH_TAIL;
+	if (adopt && b->cap - used > used / 4) {
+		uint8_t *p = realloc(b->buf, used);
+		if (p) {
+			b->buf = p;
+			b->cap = used;
+		}
+	}
 	pthread_rwlock_wrlock(&e->ov_lock);
-	r = batch_apply(e->active, b->nops, b->buf + BATCH_HEAD, b->len);
+	if (adopt)
+		overlay_adopt(e->active, b->buf, b->cap);
+	r = batch_apply(e->active, b->nops, b->buf + BATCH_HEAD, b->len, adopt);
 	if (r == 0)
 		overlay_set_lsn(e->active, end);
 	pthread_rwlock_unlock(&e->ov_lock);
+	if (adopt) {
+		b->buf = NULL;
+		b->cap = 0;
+		engine_batch_clear(b);
+	}
 	if (r < 0) { /* logged but not applied: reads would not show it; stop here */
 		pthread_mutex_unlock(&e->commit_lock);
 		return eng_fail(e, r);

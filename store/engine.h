@@ -87,6 +87,15 @@ int engine_batch_put(struct engine_batch *b, unsigned tree, const void *key, siz
 int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, size_t klen);
 /* Empty the batch for reuse. */
 void engine_batch_clear(struct engine_batch *b);
+/*
+ * Make room in b for `bytes` more bytes of encoded ops (per op: 8 + klen + vlen) without a
+ * reallocation while they are added.  On an empty batch that will be big (64 KiB or more of
+ * record), the buffer is one a checkpoint gave back (engine.c "Big batches") when there is
+ * one, so its pages are not faulted in again.  Takes ov_lock exclusively for a moment; no
+ * other lock may be held but the caller's own.  0, or -ENOMEM (b unchanged but maybe for its
+ * buffer, which may have been replaced by a larger one: its contents are kept).
+ */
+int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes);
 
 /*
  * Log and apply the batch (an empty batch is a no-op).  Deleting a missing key is not an
@@ -97,6 +106,10 @@ void engine_batch_clear(struct engine_batch *b);
  *   a delete and at most 4 KiB of values is logged (so that files can be removed), nothing
  *   else is changed; the engine is not failed and takes writes again once a checkpoint
  *   succeeds.
+ * After a successful commit of a batch of 64 KiB or more of record, the batch is empty (its
+ * buffer went to the overlay: engine.c "Big batches"); a smaller one is left as it was, and so
+ * is any batch on an error before it was logged (after that the engine is failed).  Either
+ * way, clear it before adding the next batch's ops.
  */
 int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn);
 

@@ -137,7 +137,11 @@ int kvfs_exists(struct kvfs *fs, const char *key);
 
 struct kvfs_batch;
 struct kvfs_batch *kvfs_batch_new(void); /* NULL on out of memory */
+/* Free the batch and all its memory.  NULL is ignored. */
 void kvfs_batch_free(struct kvfs_batch *b);
+/* Empty the batch for reuse.  It keeps up to 32 MiB of the memory its operations' keys and
+ * values took, for the next ones (a stream of big batches does not fault in fresh pages for
+ * each); kvfs_batch_free gives it back. */
 void kvfs_batch_clear(struct kvfs_batch *b);
 /* Add a put of `len` bytes (copied) or a delete to `b`: 0, -EINVAL or -ENAMETOOLONG (a bad
  * key), -EFBIG (Size above), -ENOMEM; on an error the batch is as before the call. */

@@ -2375,10 +2375,13 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 	uint8_t block[BLOCK];
 	for (size_t off = 0; off < len; off += BLOCK) {
 		size_t n = len - off < BLOCK ? len - off : BLOCK;
-		memcpy(block, p + off, n);
-		if (n < BLOCK)
+		const uint8_t *src = p + off; /* a whole block goes from the value into the batch */
+		if (n < BLOCK) {
+			memcpy(block, p + off, n);
 			memset(block + n, 0, BLOCK - n);
-		if ((r = data_put(fs, b, in.ino, off / BLOCK, block)) < 0)
+			src = block;
+		}
+		if ((r = data_put(fs, b, in.ino, off / BLOCK, src)) < 0)
 			return r;
 		in.blocks++;
 		if (off + n < len && (off + n) % PUT_ATOMIC_MAX == 0) {
@@ -2518,9 +2521,12 @@ _Static_assert((uint64_t)PURGE_STEP_BLOCKS * (REC_OP + 16) + 4096 <= (1u << 20),
 	       "the block deletes of a batch fit its reserve");
 
 /* The bytes of a batch's operations (keys, values) and directory prefixes are carved from
- * chunks freed whole by kvfs_batch_clear: a malloc and a free per operation cost ~340
- * instructions, 5 % of a batched put. */
+ * chunks emptied whole by kvfs_batch_clear: a malloc and a free per operation cost ~340
+ * instructions, 5 % of a batched put.  kvfs_batch_clear keeps up to BATCH_KEEP bytes of them
+ * (b->spare) for the next operations: freed, a batch of big values went back to the kernel
+ * (glibc trims the heap) and the next one faulted in and zeroed every page again. */
 #define BATCH_CHUNK (65536u - 16u)
+#define BATCH_KEEP (32u << 20)
 struct batch_chunk {
 	struct batch_chunk *next;
 	size_t used, size; /* bytes of data[] handed out, and in all */
@@ -2534,6 +2540,7 @@ struct kvfs_batch {
 	struct batch_dir *dirs; /* open addressing; cap_dirs a power of 2 */
 	size_t n_dirs, cap_dirs;
 	struct batch_chunk *chunks; /* the newest first */
+	struct batch_chunk *spare;  /* empty chunks kept by kvfs_batch_clear (BATCH_KEEP) */
 };
 
 /* n bytes for the batch, valid until kvfs_batch_clear; NULL on out of memory (the batch is
@@ -2543,10 +2550,18 @@ static char *batch_alloc(struct kvfs_batch *b, size_t n)
 	struct batch_chunk *c = b->chunks;
 	if (!c || c->size - c->used < n) {
 		size_t size = n > BATCH_CHUNK - sizeof(*c) ? n : BATCH_CHUNK - sizeof(*c);
-		if (!(c = malloc(sizeof(*c) + size)))
+		struct batch_chunk **sp = &b->spare;
+		while (*sp && (*sp)->size < n)
+			sp = &(*sp)->next;
+		if (*sp) { /* a kept one (empty) */
+			c = *sp;
+			*sp = c->next;
+		} else if ((c = malloc(sizeof(*c) + size))) {
+			c->size = size;
+		} else {
 			return NULL;
+		}
 		c->used = 0;
-		c->size = size;
 		c->next = b->chunks;
 		b->chunks = c;
 	}
@@ -2562,9 +2577,18 @@ struct kvfs_batch *kvfs_batch_new(void)
 
 void kvfs_batch_clear(struct kvfs_batch *b)
 {
+	size_t kept = 0;
+	for (struct batch_chunk *c = b->spare; c; c = c->next)
+		kept += c->size;
 	for (struct batch_chunk *c = b->chunks, *next; c; c = next) {
 		next = c->next;
-		free(c); /* the keys, values and prefixes */
+		if (c->size <= BATCH_KEEP - kept) { /* its bytes are the keys, values, prefixes */
+			kept += c->size;
+			c->next = b->spare;
+			b->spare = c;
+		} else {
+			free(c);
+		}
 	}
 	b->chunks = NULL;
 	b->n = 0;
@@ -2580,6 +2604,10 @@ void kvfs_batch_free(struct kvfs_batch *b)
 	if (!b)
 		return;
 	kvfs_batch_clear(b);
+	for (struct batch_chunk *c = b->spare, *next; c; c = next) {
+		next = c->next;
+		free(c);
+	}
 	free(b->ops);
 	free(b->dirs);
 	free(b);
@@ -2741,6 +2769,11 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 	uint64_t *dirs = calloc(b->n, sizeof(*dirs));
 	struct engine_batch *eb = engine_batch_new();
 	int r = kp && dirs && eb ? 0 : -ENOMEM;
+	/* The record's size is known (b->rec, an upper bound): one buffer, which for a big batch
+	 * is one the engine kept from an earlier one (engine.c "Big batches"), not a doubling
+	 * realloc of fresh pages.  Only a hint: a failure here is not one of the commit. */
+	if (r == 0 && b->rec <= KVFS_BATCH_RECORD_MAX)
+		(void)engine_batch_reserve(fs->e, eb, b->rec);
 	/*
 	 * Parents first, each its own change (as kvfs_put: directories are prefixes).  A put's
 	 * parent is walked first (through the dcache), and created (make_parents) only when

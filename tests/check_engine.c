@@ -16,7 +16,8 @@
  *                 statistics); close/reopen; reopen when only the log holds the data (power cut
  *                 after engine_sync, or reboot of a live machine with the engine never closed);
  *                 sync_every_write; read-only open; a failed log write or sync failing the
- *                 engine.
+ *                 engine; big batches (adopted by the overlay, their buffers recycled through
+ *                 checkpoints) read back right, with a reader running through the recycling.
  *   ring          the log's ring sized to the store: a new store gets the smallest automatic
  *                 ring (36 MiB), one grown to 400 MiB a bigger one at its next open, and
  *                 after every open that follows a clean close the ring is within a quarter of
@@ -1310,6 +1311,147 @@ START_TEST(test_failed_engine)
 END_TEST
 
 /* A batch larger than half the log is -EFBIG, and does not fail the engine. */
+/*
+ * Big batches (engine.c "Big batches"): a batch of 64 KiB or more of record is adopted by the
+ * overlay (its values are not copied) and left empty by the commit; when a checkpoint drops
+ * the frozen overlay its buffers become spares, which engine_batch_reserve hands to the next
+ * big batch, whose ops then overwrite them.  Every value must read back right at every step:
+ * from the overlay pointing into an adopted buffer, from the tree after a checkpoint while
+ * that buffer is being rewritten by later batches, after replacements (of adopted values by
+ * adopted and by copied ones, and the other way round), and after a reopen.  A reader thread
+ * reads tree 0 all the while, through the checkpoints that recycle buffers: a buffer handed
+ * out while an overlay still points into it shows as a wrong value (or, under ASan, as a
+ * use after free when it is freed instead).
+ */
+#define BB_ROUNDS 14
+#define BB_KEYS 6
+struct bb_reader {
+	struct engine *e;
+	_Atomic int published; /* rounds whose tree 0 keys are committed */
+	_Atomic bool stop;
+	_Atomic long bad, reads;
+};
+
+static size_t bb_len(int round, int i)
+{
+	return 14000 + (size_t)round * 1031 + (size_t)i * 97; /* sizes vary: spares differ */
+}
+
+static void *bb_read(void *arg)
+{
+	struct bb_reader *rd = arg;
+	static uint8_t buf[64 << 10];
+	while (!atomic_load(&rd->stop)) {
+		int n = atomic_load(&rd->published);
+		for (int r = 0; r < n; r++)
+			for (int i = 0; i < BB_KEYS; i++) {
+				uint32_t k = (uint32_t)(r * 100 + i);
+				size_t got = 0;
+				int rc = engine_get(rd->e, 0, &k, sizeof(k), buf, sizeof(buf), &got);
+				atomic_fetch_add(&rd->reads, 1);
+				if (rc != 0 || got != bb_len(r, i) || !tf_value_check(buf, got, k))
+					atomic_fetch_add(&rd->bad, 1);
+			}
+	}
+	return NULL;
+}
+
+START_TEST(test_big_batches)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine *e;
+	struct engine_batch *b = engine_batch_new();
+	static uint8_t v[64 << 10];
+	uint64_t tag1[BB_KEYS]; /* tree 1: the tag of each key's current value (0: copied "s") */
+	size_t len1[BB_KEYS];
+	struct bb_reader rd = { 0 };
+	pthread_t th;
+
+	tu_env_fault(&env, 31);
+	opts_init(&o, &env, STORE_CREATE);
+	o.ckpt_overlay_bytes = 128u << 10; /* spares: at most 256 KiB, about three batches */
+	o.no_checkpoint_thread = true;
+	e = eopen_ok(&env, &o);
+	rd.e = e;
+	TU_ASSERT(pthread_create(&th, NULL, bb_read, &rd) == 0, "%s", "pthread_create");
+	for (int r = 0; r < BB_ROUNDS; r++) {
+		engine_batch_clear(b);
+		size_t rec = 0;
+		for (int i = 0; i < BB_KEYS; i++)
+			rec += 2 * (8 + 4 + bb_len(r, i));
+		OK(engine_batch_reserve(e, b, rec));
+		for (int i = 0; i < BB_KEYS; i++) {
+			uint32_t k = (uint32_t)(r * 100 + i);
+			tf_value_fill(v, bb_len(r, i), k);
+			bput(b, 0, &k, sizeof(k), v, bb_len(r, i));
+			/* tree 1: the same BB_KEYS keys every round, adopted values replacing adopted
+			 * and copied ones */
+			uint32_t k1 = (uint32_t)i;
+			tag1[i] = 1000u * (uint64_t)(r + 1) + (uint64_t)i;
+			len1[i] = bb_len(r, i) / 2;
+			tf_value_fill(v, len1[i], tag1[i]);
+			bput(b, 1, &k1, sizeof(k1), v, len1[i]);
+		}
+		uint64_t n0 = estat(e).n_commits;
+		commit_ok(e, b);
+		/* Adopted: the batch is empty, a second commit logs nothing. */
+		commit_ok(e, b);
+		TU_ASSERT_EQ(estat(e).n_commits, n0 + 1, "round %d: a big batch left ops behind", r);
+		atomic_store(&rd.published, r + 1);
+		if (r % 3 == 1) { /* a small batch (copied) replaces two adopted values */
+			engine_batch_clear(b);
+			for (int i = 0; i < 2; i++) {
+				uint32_t k1 = (uint32_t)i;
+				bput(b, 1, &k1, sizeof(k1), "s", 1);
+				tag1[i] = 0;
+				len1[i] = 1;
+			}
+			commit_ok(e, b);
+		}
+		if (r % 2 == 0 || r % 5 == 4)
+			OK(engine_checkpoint(e));
+		for (int rr = 0; rr <= r; rr++)
+			for (int i = 0; i < BB_KEYS; i++) {
+				uint32_t k = (uint32_t)(rr * 100 + i);
+				tf_value_fill(v, bb_len(rr, i), k);
+				get_expect(e, 0, &k, sizeof(k), v, bb_len(rr, i), SIZE_MAX);
+			}
+		for (int i = 0; i < BB_KEYS; i++) {
+			uint32_t k1 = (uint32_t)i;
+			if (tag1[i])
+				tf_value_fill(v, len1[i], tag1[i]);
+			else
+				v[0] = 's';
+			get_expect(e, 1, &k1, sizeof(k1), v, len1[i], SIZE_MAX);
+		}
+	}
+	atomic_store(&rd.stop, true);
+	pthread_join(th, NULL);
+	TU_ASSERT_EQ(atomic_load(&rd.bad), 0, "reader: %ld wrong of %ld reads",
+		     atomic_load(&rd.bad), atomic_load(&rd.reads));
+	eclose_ok(e);
+	e = eopen_ok(&env, &o);
+	for (int r = 0; r < BB_ROUNDS; r++)
+		for (int i = 0; i < BB_KEYS; i++) {
+			uint32_t k = (uint32_t)(r * 100 + i);
+			tf_value_fill(v, bb_len(r, i), k);
+			get_expect(e, 0, &k, sizeof(k), v, bb_len(r, i), SIZE_MAX);
+		}
+	for (int i = 0; i < BB_KEYS; i++) {
+		uint32_t k1 = (uint32_t)i;
+		if (tag1[i])
+			tf_value_fill(v, len1[i], tag1[i]);
+		else
+			v[0] = 's';
+		get_expect(e, 1, &k1, sizeof(k1), v, len1[i], SIZE_MAX);
+	}
+	eclose_ok(e);
+	engine_batch_free(b);
+	tu_env_fini(&env);
+}
+END_TEST
+
 START_TEST(test_efbig)
 {
 	struct tu_env env;
@@ -3068,6 +3210,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_rdonly);
 	tcase_add_test(tc, test_failed_engine);
 	tcase_add_test(tc, test_efbig);
+	tcase_add_test(tc, test_big_batches);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ring");
