@@ -1190,7 +1190,10 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 		bool idle = false;
 		if (atomic_compare_exchange_strong(&w->flushing, &idle, true)) {
 			if (atomic_load(&w->failed)) { /* failed while it looked: no sync (INV-4) */
+				pthread_mutex_lock(&w->mu);
 				atomic_store(&w->flushing, false);
+				flush_ended(w); /* for reset_ring, which may wait for the flag */
+				pthread_mutex_unlock(&w->mu);
 				continue;
 			}
 			lead_flush(w); /* its failure is seen at the top of the loop */
@@ -1271,10 +1274,25 @@ static int reset_ring(struct wal *w, uint64_t ring)
 	h = malloc(WAL_HDR_SIZE);
 	if (!h)
 		return -ENOMEM;
-	/* Under mu throughout: no append may write with the new salt (or at a place of the new
+	/* Under mu throughout (from the leader flag on): no append may write with the new salt (or at a place of the new
 	 * ring) before the header holding it is durable (INV-6).  Resets are rare; appends
 	 * wait. */
 	pthread_mutex_lock(&w->mu);
+	/* And no flush runs beside its syncs: of two concurrent fdatasyncs of one file, the
+	 * kernel may report a writeback error to one only, and this one must not return 0 for a
+	 * header that never reached the disk.  It takes the leader flag as a flush does, waiting
+	 * (without mu) for a running flush to end: lead_flush clears the flag and bumps
+	 * flush_seq together under mu, so flush_seq read under mu after a failed
+	 * compare-and-swap has not moved yet. */
+	for (bool idle = false; !atomic_compare_exchange_strong(&w->flushing, &idle, true);
+	     idle = false) {
+		uint32_t seq = atomic_load(&w->flush_seq);
+		pthread_mutex_unlock(&w->mu);
+		atomic_fetch_add(&w->sleepers, 1);
+		futex_wait(&w->flush_seq, seq);
+		atomic_fetch_sub(&w->sleepers, 1);
+		pthread_mutex_lock(&w->mu);
+	}
 	if (w->failed) {
 		rc = -EIO;
 		goto out;
@@ -1331,7 +1349,6 @@ static int reset_ring(struct wal *w, uint64_t ring)
 	w->ring = ring;
 	w->salt = salt;
 	w->durable = w->end; /* the sync covered every record written before it */
-	flush_ended(w);
 	if (ring < old) {
 		/* INV-7: after the header.  Not synced: a crash may keep either length, and a
 		 * file longer than its ring is trimmed at open. */
@@ -1341,6 +1358,8 @@ static int reset_ring(struct wal *w, uint64_t ring)
 			     "open trims it", (unsigned long long)ring, strerror(-tr));
 	}
 out:
+	atomic_store(&w->flushing, false);
+	flush_ended(w);
 	pthread_mutex_unlock(&w->mu);
 	free(h);
 	return rc;
