@@ -117,8 +117,10 @@ if stage tsan; then
 	targets="check_concurrency check_wal check_engine kvfs_daemon kvfs-check" \
 		build build-tsan -DCMAKE_BUILD_TYPE=Debug -DKVFS_TSAN=ON
 	ctest --test-dir build-tsan --output-on-failure -R concurrency
-	# the concurrent cases of the log and the engine: group commit, checkpoints vs writers
-	for t in "check_wal groupcommit" "check_engine groupcommit" "check_engine backpressure"; do
+	# the concurrent cases of the log and the engine: group commit, checkpoints vs writers,
+	# big batches adopted by the overlay while a reader runs (core)
+	for t in "check_wal groupcommit" "check_engine groupcommit" "check_engine backpressure" \
+		"check_engine core"; do
 		set -- $t
 		echo "-- $1 ($2) under ThreadSanitizer"
 		(cd build-tsan && CK_RUN_CASE=$2 ./"$1")
