@@ -3140,7 +3140,7 @@ START_TEST(test_ring_nospc)
 	EXPECT(engine_commit(e, b, NULL), -ENOSPC);
 	engine_batch_clear(b);
 	for (int i = 0; i < 40; i++) {
-		char k[8];
+		char k[16];
 		snprintf(k, sizeof(k), "b%02d", i);
 		bput(b, 0, k, strlen(k), v, ENGINE_MAX_VALUE);
 	}
