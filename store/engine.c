@@ -9,6 +9,8 @@
  *   ov_lock      (rwlock) the active/frozen pointers and the active overlay's contents;
  *                readers hold it shared across a whole lookup, so a checkpoint cannot drop the
  *                frozen overlay between a reader's look at it and its look at the tree (INV-E2);
+ *                engine_read holds it across several lookups, which so see one committed
+ *                state (a commit changes the overlay under it exclusively);
  *   ck_lock      the checkpoint thread's wake-ups and the backpressure waits.
  *
  * Checkpoint (ck_run): freeze (active becomes frozen, a new active starts; ov_lock exclusive),
@@ -783,13 +785,12 @@ static int tree_get(struct engine *e, unsigned tree, const void *key, size_t kle
 	return r;
 }
 
-int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
-	       size_t cap, size_t *vlen)
+/* engine_get's lookup, ov_lock held shared (INV-E2): the active overlay, the frozen one (when
+ * a checkpoint is running), the snapshot. */
+static int get_locked(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
+		      size_t cap, size_t *vlen)
 {
-	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY)
-		return -EINVAL;
 	struct store_val v;
-	pthread_rwlock_rdlock(&e->ov_lock); /* INV-E2 */
 	int r = overlay_get(e->active, tree, key, klen, &v);
 	if (r == -ENOENT && e->frozen)
 		r = overlay_get(e->frozen, tree, key, klen, &v);
@@ -799,8 +800,41 @@ int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, vo
 		r = -ENOENT;
 	else
 		r = tree_get(e, tree, key, klen, buf, cap, vlen);
+	return r;
+}
+
+int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
+	       size_t cap, size_t *vlen)
+{
+	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&e->ov_lock); /* INV-E2 */
+	int r = get_locked(e, tree, key, klen, buf, cap, vlen);
 	pthread_rwlock_unlock(&e->ov_lock);
 	return r;
+}
+
+/* A read of one committed state (engine_read): commits wait for its end, as they wait for
+ * any reader (ov_lock held shared). */
+struct engine_read {
+	struct engine *e;
+};
+
+int engine_read(struct engine *e, int (*fn)(struct engine_read *rd, void *ctx), void *ctx)
+{
+	struct engine_read rd = { e };
+	pthread_rwlock_rdlock(&e->ov_lock); /* INV-E2, and no commit until fn returns */
+	int r = fn(&rd, ctx);
+	pthread_rwlock_unlock(&e->ov_lock);
+	return r;
+}
+
+int engine_read_get(struct engine_read *rd, unsigned tree, const void *key, size_t klen,
+		    void *buf, size_t cap, size_t *vlen)
+{
+	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY)
+		return -EINVAL;
+	return get_locked(rd->e, tree, key, klen, buf, cap, vlen);
 }
 
 /* ---- iteration ---- */

@@ -124,6 +124,22 @@ int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, vo
 	       size_t cap, size_t *vlen);
 
 /*
+ * Several point reads of one committed state.  engine_read calls fn(rd, ctx) once and returns
+ * what fn returns; inside fn, engine_read_get(rd, ...) reads as engine_get does (same
+ * arguments, returns and copying), and every such read sees the same committed state: no
+ * commit is applied between them (so a value read first, say a name's inode number, and one
+ * read after it with what the first said, the inode, belong together).  Commits (engine_commit)
+ * and a checkpoint's swap of overlays wait while fn runs, so fn must be short and must not
+ * call engine_commit, engine_checkpoint, engine_close, engine_read or engine_get (a nested
+ * read lock may deadlock behind a waiting writer); rd is valid only inside fn, on its thread.
+ * engine_read_get: 0, -ENOENT, -EINVAL, -EUCLEAN, -ENOMEM.  Any thread; any number at once.
+ */
+struct engine_read;
+int engine_read(struct engine *e, int (*fn)(struct engine_read *rd, void *ctx), void *ctx);
+int engine_read_get(struct engine_read *rd, unsigned tree, const void *key, size_t klen,
+		    void *buf, size_t cap, size_t *vlen);
+
+/*
  * Ordered iteration of one tree over keys in [lo, hi) (NULL/0: open), merging the overlays and
  * the B+tree.  Each step sees the latest committed state after the previous key (not one
  * snapshot for the whole walk): keys added behind the iterator are not seen, keys added ahead

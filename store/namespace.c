@@ -288,7 +288,17 @@ static int pending_note(struct kvfs *fs, const struct inode *in)
  * only, never fs->pending (uncommitted, and rehashed under them). */
 static _Thread_local const struct kvfs *tl_batch;
 
-static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
+/* A point read: inside an engine_read (rd: of one committed state with the reads around it),
+ * or on its own (rd NULL). */
+static int ns_get(struct kvfs *fs, struct engine_read *rd, unsigned tree, const void *key,
+		  size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+	if (rd)
+		return engine_read_get(rd, tree, key, klen, buf, cap, vlen);
+	return engine_get(fs->e, tree, key, klen, buf, cap, vlen);
+}
+
+static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, struct inode *in)
 {
 	struct inode *p = tl_batch == fs ? pending_find(fs, ino) : NULL;
 	if (p) {
@@ -301,7 +311,7 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 	uint8_t k[8], buf[NS_INODE_HDR_ANY + sizeof(in->data)];
 	size_t len;
 	ino_key(k, ino);
-	int r = engine_get(fs->e, T_INODE, k, 8, buf, sizeof(buf), &len);
+	int r = ns_get(fs, rd, T_INODE, k, 8, buf, sizeof(buf), &len);
 	if (r < 0)
 		return r;
 	struct ns_inode h;
@@ -327,6 +337,11 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 		return -EUCLEAN;
 	memcpy(in->data, buf + hl, n);
 	return 0;
+}
+
+static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
+{
+	return inode_read(fs, NULL, ino, in);
 }
 
 static int inode_write(struct engine_batch *b, const struct inode *in)
@@ -1098,13 +1113,12 @@ int kvfs_fsync(struct kvfs *fs, uint64_t ino)
 
 /* ---- lookups ---- */
 
-static int dirent_get(struct kvfs *fs, uint64_t parent, const char *name, size_t len,
-		      uint64_t *ino, unsigned *type)
+static int dirent_read(struct kvfs *fs, struct engine_read *rd, uint64_t parent,
+		       const char *name, size_t len, uint64_t *ino, unsigned *type)
 {
 	uint8_t k[8 + KVFS_NAME_MAX], v[9];
 	size_t vlen;
-	int r = engine_get(fs->e, T_DIRENT, k, dirent_key(k, parent, name, len), v, sizeof(v),
-			   &vlen);
+	int r = ns_get(fs, rd, T_DIRENT, k, dirent_key(k, parent, name, len), v, sizeof(v), &vlen);
 	if (r < 0)
 		return r;
 	if (vlen != 9)
@@ -1112,6 +1126,12 @@ static int dirent_get(struct kvfs *fs, uint64_t parent, const char *name, size_t
 	*ino = ld64(v);
 	*type = v[8];
 	return 0;
+}
+
+static int dirent_get(struct kvfs *fs, uint64_t parent, const char *name, size_t len,
+		      uint64_t *ino, unsigned *type)
+{
+	return dirent_read(fs, NULL, parent, name, len, ino, type);
 }
 
 static int dir_inode(struct kvfs *fs, uint64_t ino, struct inode *in)
@@ -1123,15 +1143,42 @@ static int dir_inode(struct kvfs *fs, uint64_t ino, struct inode *in)
 }
 
 /*
- * The inode that (parent, name) names.  Reads take no lock, so the dirent and the inode are
- * two reads of the latest state: a removal committed between them (it deletes both in one
- * batch) leaves a dirent read that points at a gone inode.  So when the inode is missing the
- * dirent is read again: gone, the name is -ENOENT; moved to another inode, the lookup runs
- * again; still the same, the store breaks NS-1 (-EUCLEAN).  -ENOENT, -EUCLEAN, -errno.
+ * The inode that (parent, name) names.  Reads take no namespace lock; the dirent and the inode
+ * are read in one engine_read, so they come from one committed state (a rename or removal
+ * commits whole, before or after both reads): a dirent whose inode is missing there breaks
+ * NS-1 (-EUCLEAN).  (Before, they were two reads of the latest state, and a removal between
+ * them was told from corruption by reading the dirent again; the inode could also be newer
+ * than the dirent.)  While this thread builds a kvfs_batch, the inode may be one the batch
+ * purged or changed (fs->pending), which the committed dirents do not show yet: then the two
+ * reads are made apart and a missing inode is resolved by reading the dirent again, as
+ * before.  -ENOENT, -EUCLEAN, -errno.
  */
+struct name_read {
+	struct kvfs *fs;
+	uint64_t parent;
+	const char *name;
+	size_t len;
+	struct inode *in;
+};
+
+static int name_inode_read(struct engine_read *rd, void *ctx)
+{
+	struct name_read *nr = ctx;
+	uint64_t ino;
+	unsigned type;
+	int r = dirent_read(nr->fs, rd, nr->parent, nr->name, nr->len, &ino, &type);
+	if (r == 0 && (r = inode_read(nr->fs, rd, ino, nr->in)) == -ENOENT)
+		r = -EUCLEAN; /* NS-1 broken */
+	return r;
+}
+
 static int name_inode(struct kvfs *fs, uint64_t parent, const char *name, size_t len,
 		      struct inode *in)
 {
+	if (tl_batch != fs) {
+		struct name_read nr = { fs, parent, name, len, in };
+		return engine_read(fs->e, name_inode_read, &nr);
+	}
 	uint64_t ino, again;
 	unsigned type;
 	int r = dirent_get(fs, parent, name, len, &ino, &type);

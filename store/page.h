@@ -72,16 +72,19 @@ static inline int key_cmp(const void *a, size_t alen, const void *b, size_t blen
 }
 
 /*
- * A search key prepared for the many comparisons of one binary search (page_search,
- * node_search): its first two 8-byte words, big-endian, loaded once.  A probe compares a
- * cell's words with them and calls key_cmp only for the rest of a key that ties on them.  The
- * engine's keys (8-byte inode numbers; a dirent's parent + name) mostly differ within those
- * 16 bytes.
+ * A search key prepared for the many comparisons of one search (page_search,
+ * page_search_hint, node_search): its first two 8-byte words, big-endian and zero-padded past
+ * the key's end, loaded once.  A probe compares a cell's words, padded the same way, with
+ * them: padded words that differ order the keys as the bytes do (where one key has ended,
+ * its zero padding is below the other's byte, or equal to a zero byte, which does not
+ * differ); words that tie leave the rest, and the lengths, to decide.  The engine's keys
+ * (8-byte inode numbers and a branch's shorter separators for them; a dirent's parent +
+ * name) mostly differ within those 16 bytes.
  */
 struct key_probe {
 	const uint8_t *key;
 	size_t len;
-	uint64_t w0, w1; /* the words of bytes 0..7 and 8..15, when len reaches them */
+	uint64_t w0, w1; /* key_num(key, len, 0) and key_num(key, len, 8) */
 };
 
 static inline uint64_t key_word(const uint8_t *p)
@@ -94,27 +97,50 @@ static inline uint64_t key_word(const uint8_t *p)
 	return w;
 }
 
+/* Bytes off..off+7 of k (len bytes), big-endian, zero-padded past len: never reads k[len]. */
+static inline uint64_t key_num(const uint8_t *k, size_t len, size_t off)
+{
+	if (off + 8 <= len)
+		return key_word(k + off);
+	if (off >= len)
+		return 0;
+	size_t m = len - off; /* 1..7 bytes: overlapping loads, no loop */
+	k += off;
+	if (m >= 4) {
+		uint32_t h, t;
+		memcpy(&h, k, 4);
+		memcpy(&t, k + m - 4, 4);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		h = __builtin_bswap32(h);
+		t = __builtin_bswap32(t);
+#endif
+		return (uint64_t)h << 32 | (uint64_t)t << (64 - 8 * m);
+	}
+	return (uint64_t)k[0] << 56 | (uint64_t)k[m / 2] << (56 - 8 * (m / 2)) |
+	       (uint64_t)k[m - 1] << (64 - 8 * m);
+}
+
 static inline void key_probe_init(struct key_probe *kp, const void *key, size_t len)
 {
 	kp->key = key;
 	kp->len = len;
-	kp->w0 = len >= 8 ? key_word(kp->key) : 0;
-	kp->w1 = len >= 16 ? key_word(kp->key + 8) : 0;
+	kp->w0 = key_num(kp->key, len, 0);
+	kp->w1 = key_num(kp->key, len, 8);
 }
 
-/* key_cmp(k, klen, kp->key, kp->len). */
+/* key_cmp(k, klen, kp->key, kp->len) (the sign). */
 static inline int key_probe_cmp(const uint8_t *k, size_t klen, const struct key_probe *kp)
 {
-	if (klen < 8 || kp->len < 8)
-		return key_cmp(k, klen, kp->key, kp->len);
-	uint64_t w = key_word(k);
+	uint64_t w = key_num(k, klen, 0);
 	if (w != kp->w0)
 		return w < kp->w0 ? -1 : 1;
-	if (klen < 16 || kp->len < 16)
-		return key_cmp(k + 8, klen - 8, kp->key + 8, kp->len - 8);
-	w = key_word(k + 8);
+	if (klen <= 8 || kp->len <= 8) /* the shorter is a prefix of the longer */
+		return klen < kp->len ? -1 : klen > kp->len;
+	w = key_num(k, klen, 8);
 	if (w != kp->w1)
 		return w < kp->w1 ? -1 : 1;
+	if (klen <= 16 || kp->len <= 16)
+		return klen < kp->len ? -1 : klen > kp->len;
 	return key_cmp(k + 16, klen - 16, kp->key + 16, kp->len - 16);
 }
 
@@ -144,6 +170,21 @@ static inline uint64_t ovf_pages(uint64_t vlen) { return (vlen + STORE_PAGE_SIZE
  * key is minus infinity).
  */
 unsigned page_search(const uint8_t *p, const void *key, size_t klen, bool *exact);
+
+/*
+ * page_search's answer (the same index and *exact, for any bounds), found with fewer cache
+ * lines touched when the page's keys are spread evenly over its key range, as an inode
+ * tree's dense 8-byte inode numbers are: the first probe is the slot that interpolation
+ * guesses, the second its neighbour, and a binary search over what is left follows.
+ * lo and hi are the bounds of the page's subtree that the descent met in the parent
+ * (lo <= every key of the page < hi); an unset one is replaced by the page's own first or
+ * last key.  They only steer the guess: wrong bounds (a corrupt parent) cost probes, never
+ * a wrong answer.  The guess reads the keys as numbers: the 8 bytes after the whole
+ * 8-byte words that the bounds share, big-endian, zero-padded (key_num).  btree_get uses it for keys of at most 8 bytes
+ * (page.c: measured).  Pure; any thread.
+ */
+unsigned page_search_hint(const uint8_t *p, const void *key, size_t klen,
+			  const struct key_bound *lo, const struct key_bound *hi, bool *exact);
 
 /* Check offsets, lengths and key order of a branch or leaf page whose checksum held.
  * NULL when sound, else what is wrong. */

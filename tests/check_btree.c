@@ -11,7 +11,8 @@
  *          up to 1 MiB, keys that prefix others, wrong-mode calls, files that are not stores,
  *          truncated stores, a second open, deep trees emptied again, ordered inserts;
  *          key_cmp's and key_probe_cmp's word-at-a-time order against the reference on
- *          random key pairs.
+ *          random key pairs; page_search_hint (interpolated first probes) against
+ *          page_search and a linear reference on dense, gappy, sparse and random key sets.
  *   model  random operations against the reference model of tests/testutil.h, every return
  *          value and every scan compared, store_verify after every commit, reopen in the
  *          middle; 200 seeds x 5,000 operations (KVFS_SEED=N replays one seed).
@@ -1316,9 +1317,10 @@ START_TEST(test_tree_names)
 END_TEST
 
 /* key_cmp (store/page.h: compares 8 bytes at a time, memcmp past 64) and key_probe_cmp (the
- * first two words of the search key loaded once) order as the reference:
+ * first two words of the search key loaded once, zero-padded) order as the reference:
  * random key pairs that share a prefix of every length, differ in one byte (low or high: the
- * word compare must weigh bytes big-endian) or in length, across the 8-byte word and 64-byte
+ * word compare must weigh bytes big-endian) or in length, or are one another plus zero bytes
+ * (the padded words tie: the lengths must decide), across the 8-byte word and 64-byte
  * bounds. */
 START_TEST(test_key_cmp_order)
 {
@@ -1332,7 +1334,7 @@ START_TEST(test_key_cmp_order)
 		size_t alen = tu_rng_below(&r, sizeof(a)), blen;
 		tu_rng_bytes(&r, a, alen);
 		memcpy(b, a, alen);
-		switch (tu_rng_below(&r, 3)) {
+		switch (tu_rng_below(&r, 4)) {
 		case 0: /* one byte differs */
 			blen = alen;
 			if (alen)
@@ -1342,6 +1344,21 @@ START_TEST(test_key_cmp_order)
 			blen = tu_rng_below(&r, sizeof(b));
 			if (blen > alen)
 				tu_rng_bytes(&r, b + alen, blen - alen);
+			break;
+		case 2: /* one is the other plus zero bytes: their zero-padded words tie */
+			blen = alen + tu_rng_below(&r, 18);
+			if (blen > sizeof(b))
+				blen = sizeof(b);
+			memset(b + alen, 0, blen - alen);
+			if (tu_rng_below(&r, 2)) { /* the longer one as the probe, or not */
+				uint8_t t[160];
+				size_t tl = alen;
+				memcpy(t, a, alen);
+				memcpy(a, b, blen);
+				memcpy(b, t, tl);
+				alen = blen;
+				blen = tl;
+			}
 			break;
 		default: /* both: differ past a shared prefix */
 			blen = tu_rng_below(&r, sizeof(b));
@@ -1363,6 +1380,180 @@ START_TEST(test_key_cmp_order)
 	}
 	TU_ASSERT(key_cmp("a", 1, NULL, 0) > 0 && key_cmp(NULL, 0, NULL, 0) == 0, "%s",
 		  "empty keys");
+	tu_seed_end();
+}
+END_TEST
+
+/* A leaf (branch: level 1) page in buf holding keys[0..n) (klen[i] bytes each; a branch's
+ * key 0 is left empty, as on disk), laid out as node.c writes pages; checked by page_check. */
+static void build_page(uint8_t *buf, bool leaf, uint8_t keys[][24], const size_t *klen,
+		       unsigned n)
+{
+	memset(buf, 0, STORE_PAGE_SIZE);
+	buf[PH_TYPE] = leaf ? PAGE_LEAF : PAGE_BRANCH;
+	buf[PH_LEVEL] = leaf ? 0 : 1;
+	st16(buf + PH_NKEYS, (uint16_t)n);
+	unsigned upper = STORE_PAGE_SIZE;
+	for (unsigned i = 0; i < n; i++) {
+		size_t kl = leaf || i ? klen[i] : 0;
+		size_t sz = (leaf ? LC_HDR : BC_HDR) + kl;
+		upper -= (unsigned)sz;
+		uint8_t *c = buf + upper;
+		if (leaf) {
+			st16(c + LC_KLEN, (uint16_t)kl);
+			c[LC_VTYPE] = VTYPE_INLINE;
+			memcpy(c + LC_KEY, keys[i], kl);
+		} else {
+			st64(c + BC_CHILD_PGNO, 100 + i);
+			st64(c + BC_CHILD_TXNID, 1);
+			st16(c + BC_KLEN, (uint16_t)kl);
+			memcpy(c + BC_KEY, keys[i], kl);
+		}
+		st16(buf + PH_SIZE + 2 * i, (uint16_t)upper);
+	}
+	st16(buf + PH_UPPER, (uint16_t)upper);
+	const char *why = page_check(buf);
+	ck_assert_msg(why == NULL, "test page: %s", why);
+}
+
+static int key_sort_cmp(const void *x, const void *y)
+{
+	const uint8_t *a = x, *b = y; /* 24 bytes of key, then its length in byte 24 */
+	return tu_key_cmp(a, a[24], b, b[24]);
+}
+
+/* page_search_hint (the interpolated first probes of btree_get) returns page_search's answer
+ * and *exact, and both the linear reference's, for every probe key: key sets dense (inode
+ * numbers), dense with gaps, sparse, inode + block pairs, random bytes of 1..24 bytes (with
+ * prefixes of one another); bounds right, unset, or wrong (a corrupt parent's: they may cost
+ * probes, never the answer); leaves and branches of 1..200 keys.  A guess that is taken for
+ * the answer without the probes that confirm it fails here. */
+START_TEST(test_page_search_hint)
+{
+	struct tu_rng r;
+	static uint8_t page[STORE_PAGE_SIZE];
+	static uint8_t ks[256][25], keys[256][24];
+	size_t klen[256];
+	uint64_t seed = tu_seed("KVFS_SEED", 7171);
+
+	tu_seed_begin("KVFS_SEED", seed);
+	tu_rng_init(&r, seed);
+	for (int round = 0; round < 3000; round++) {
+		bool leaf = tu_rng_below(&r, 2);
+		int kind = (int)tu_rng_below(&r, 5);
+		unsigned per = (leaf ? LC_HDR : BC_HDR) + (kind <= 2 ? 8 : kind == 3 ? 16 : 24) + 2;
+		unsigned most = (STORE_PAGE_SIZE - PH_SIZE) / per; /* what fits the page */
+		unsigned want_n = 1 + (unsigned)tu_rng_below(&r, most < 200 ? most : 200), n = 0;
+		uint64_t base = tu_rng_below(&r, 4) ? tu_rng_below(&r, 1u << 20) : tu_rng_next(&r) >> 1;
+		uint64_t step = kind == 2 ? 1 + tu_rng_below(&r, 1000) : 1;
+		for (unsigned i = 0; i < want_n; i++) {
+			uint8_t *k = ks[n];
+			memset(k, 0, 25);
+			if (kind <= 2) { /* 8-byte big-endian numbers: dense, gappy, strided */
+				uint64_t v = base + i * step + (kind == 1 ? tu_rng_below(&r, 3) * i : 0);
+				for (int b = 0; b < 8; b++)
+					k[b] = (uint8_t)(v >> (56 - 8 * b));
+				k[24] = 8;
+			} else if (kind == 3) { /* inode + block: a few inodes, dense blocks */
+				uint64_t ino = base + i / 40, blk = i % 40;
+				for (int b = 0; b < 8; b++) {
+					k[b] = (uint8_t)(ino >> (56 - 8 * b));
+					k[8 + b] = (uint8_t)(blk >> (56 - 8 * b));
+				}
+				k[24] = 16;
+			} else { /* random bytes, often sharing prefixes, zero bytes likely */
+				size_t kl = 1 + tu_rng_below(&r, 24);
+				if (n && tu_rng_below(&r, 2))
+					memcpy(k, ks[tu_rng_below(&r, n)], 24);
+				for (size_t b = tu_rng_below(&r, kl); b < kl; b++)
+					k[b] = tu_rng_below(&r, 3) ? (uint8_t)tu_rng_next(&r) : 0;
+				k[24] = (uint8_t)kl;
+			}
+			n++;
+		}
+		qsort(ks, n, 25, key_sort_cmp);
+		unsigned m = 0; /* strictly increasing */
+		for (unsigned i = 0; i < n; i++)
+			if (m == 0 || key_sort_cmp(ks[m - 1], ks[i]) < 0)
+				memmove(ks[m++], ks[i], 25);
+		n = m;
+		if (!leaf && n < 2)
+			continue;
+		for (unsigned i = 0; i < n; i++) {
+			memcpy(keys[i], ks[i], 24);
+			klen[i] = ks[i][24];
+		}
+		build_page(page, leaf, keys, klen, n);
+		/* bounds: as a parent gives them (the key range around the page), unset, or not */
+		uint8_t lob[24] = { 0 }, hib[24];
+		struct key_bound lo = { NULL, 0, false }, hi = { NULL, 0, false };
+		switch (tu_rng_below(&r, 4)) {
+		case 0:
+			lo = (struct key_bound){ keys[leaf ? 0 : 1], klen[leaf ? 0 : 1], true };
+			memcpy(hib, keys[n - 1], 24);
+			hib[klen[n - 1] < 24 ? klen[n - 1] : 23] |= 0x80;
+			hi = (struct key_bound){ hib, klen[n - 1] < 24 ? klen[n - 1] + 1 : 24, true };
+			break;
+		case 1:
+			break;
+		case 2:
+			tu_rng_bytes(&r, lob, 24);
+			tu_rng_bytes(&r, hib, 24);
+			lo = (struct key_bound){ lob, 1 + tu_rng_below(&r, 24), true };
+			hi = (struct key_bound){ hib, 1 + tu_rng_below(&r, 24), true };
+			break;
+		default:
+			lo = (struct key_bound){ keys[n - 1], klen[n - 1], true };
+			hi = (struct key_bound){ keys[0], klen[0], tu_rng_below(&r, 2) };
+			break;
+		}
+		for (unsigned q = 0; q < 3 * n + 20; q++) {
+			uint8_t key[24];
+			size_t kl;
+			unsigned pick = (unsigned)tu_rng_below(&r, n);
+			memcpy(key, keys[pick], 24);
+			kl = klen[pick];
+			switch (tu_rng_below(&r, 4)) {
+			case 0: /* the key itself */
+				break;
+			case 1: /* one more or less in its last byte */
+				key[kl - 1] += tu_rng_below(&r, 2) ? 1 : 0xff;
+				break;
+			case 2: /* longer or shorter */
+				if (kl < 24 && tu_rng_below(&r, 2))
+					key[kl++] = (uint8_t)tu_rng_below(&r, 2);
+				else if (kl > 1)
+					kl--;
+				break;
+			default:
+				kl = 1 + tu_rng_below(&r, 24);
+				tu_rng_bytes(&r, key, kl);
+				break;
+			}
+			/* the reference: first key >= (leaf), last key <= (branch, from 1) */
+			unsigned want = 0;
+			bool want_exact = false;
+			if (leaf) {
+				while (want < n && tu_key_cmp(keys[want], klen[want], key, kl) < 0)
+					want++;
+				want_exact = want < n && tu_key_cmp(keys[want], klen[want], key, kl) == 0;
+			} else {
+				for (unsigned i = 1; i < n; i++)
+					if (tu_key_cmp(keys[i], klen[i], key, kl) <= 0)
+						want = i;
+				want_exact = want > 0 && tu_key_cmp(keys[want], klen[want], key, kl) == 0;
+			}
+			bool e1, e2;
+			unsigned got = page_search_hint(page, key, kl, &lo, &hi, &e1);
+			unsigned plain = page_search(page, key, kl, &e2);
+			TU_ASSERT(got == want && plain == want && e1 == want_exact &&
+					  e2 == want_exact,
+				  "round %d (%s, kind %d, %u keys), key of %zu bytes: hint %u (exact "
+				  "%d), binary search %u, reference %u (exact %d)", round,
+				  leaf ? "leaf" : "branch", kind, n, kl, got, e1, plain, want,
+				  want_exact);
+		}
+	}
 	tu_seed_end();
 }
 END_TEST
@@ -2576,6 +2767,7 @@ static Suite *btree_suite(void)
 	tcase_add_test(tc, test_tree_names);
 	tcase_add_test(tc, test_prefix_keys_and_errors);
 	tcase_add_test(tc, test_key_cmp_order);
+	tcase_add_test(tc, test_page_search_hint);
 	tcase_add_test(tc, test_bad_files);
 	tcase_add_test(tc, test_deep_tree);
 	tcase_add_test(tc, test_ordered_inserts);
