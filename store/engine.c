@@ -1343,7 +1343,17 @@ int engine_open(const char *path, const struct engine_options *opt, struct engin
 	e->rdonly = opt->flags & STORE_RDONLY;
 	pthread_mutex_init(&e->ck_run_lock, NULL);
 	pthread_mutex_init(&e->commit_lock, NULL);
-	pthread_rwlock_init(&e->ov_lock, NULL);
+	/* Writers first: a commit waiting for ov_lock stops new readers, so that readers that
+	 * keep the lock shared without a gap (several threads reading in a loop) cannot hold a
+	 * commit off: with glibc's default (readers first), 3 threads reading one key on 2 cores
+	 * stretched 20,000 puts from 0.5 s to 11-21 s.  No reader takes ov_lock twice (a nested
+	 * read would deadlock behind a waiting writer): engine_read's callbacks read through
+	 * engine_read_get, which does not lock. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&e->ov_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&e->ck_lock, NULL);
 	pthread_cond_init(&e->ck_wake, NULL);
 	pthread_cond_init(&e->ck_done, NULL);
