@@ -490,7 +490,7 @@ static void *long_reader_main(void *p)
 		sh->long_pinned = ss.pages_pinned;
 	}
 	struct store_val v;
-	struct ctl c2;
+	struct ctl c2 = { 0 };
 	int rc = store_get(t, CTL_KEY, strlen(CTL_KEY), &v);
 	if (rc || ctl_decode(&v, &c2) || c2.gen != c.gen) {
 		failf(sh, "%s: %s reread = %s, gen %" PRIu64 " vs %" PRIu64, who, CTL_KEY,
