@@ -917,22 +917,31 @@ static void keys_expect(struct keys_shared *ks, const char *key, ssize_t want, u
 			   want);
 }
 
+/* The keys and replace cases: a store at DIR/NAME holding `key` = `val` (2 bytes), and 3
+ * threads running `reader` on it. */
+static void keys_start(struct keys_shared *ks, char *dir, size_t dirlen, const char *name,
+		       const char *key, const char *val, void *(*reader)(void *), pthread_t rt[3])
+{
+	char path[PATH_MAX + 16];
+	memset(ks, 0, sizeof(*ks));
+	pthread_mutex_init(&ks->fail_mu, NULL);
+	TU_ASSERT_EQ(tu_tmpdir(dir, dirlen), 0, "%s", "tmpdir");
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	struct kvfs_options o = { .flags = KVFS_CREATE };
+	TU_ASSERT_EQ(kvfs_open(path, &o, &ks->fs), 0, "%s", "kvfs_open");
+	TU_ASSERT_EQ(kvfs_put(ks->fs, key, val, 2), 0, "put %s", key);
+	for (int i = 0; i < 3; i++)
+		TU_ASSERT_EQ(pthread_create(&rt[i], NULL, reader, ks), 0, "%s", "thread");
+}
+
 START_TEST(test_concurrency_keys)
 {
 	struct keys_shared ks;
-	char dir[PATH_MAX], path[PATH_MAX + 16];
+	char dir[PATH_MAX];
 	pthread_t rt[3];
 	unsigned steps = (unsigned)tu_seed("KVFS_CONC_KEY_STEPS", 1500);
 
-	memset(&ks, 0, sizeof(ks));
-	pthread_mutex_init(&ks.fail_mu, NULL);
-	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
-	snprintf(path, sizeof(path), "%s/keys.kvfs", dir);
-	struct kvfs_options o = { .flags = KVFS_CREATE };
-	TU_ASSERT_EQ(kvfs_open(path, &o, &ks.fs), 0, "%s", "kvfs_open");
-	TU_ASSERT_EQ(kvfs_put(ks.fs, "a/b/k", "kk", 2), 0, "%s", "put a/b/k");
-	for (int i = 0; i < 3; i++)
-		TU_ASSERT_EQ(pthread_create(&rt[i], NULL, keys_reader, &ks), 0, "%s", "thread");
+	keys_start(&ks, dir, sizeof(dir), "keys.kvfs", "a/b/k", "kk", keys_reader, rt);
 	bool at_a = true;
 	for (unsigned s = 0; s < steps && !atomic_load(&ks.stop); s++) {
 		const char *from = at_a ? "a" : "c", *to = at_a ? "c" : "a";
@@ -1021,19 +1030,11 @@ static void *replace_reader(void *p)
 START_TEST(test_concurrency_replace)
 {
 	struct keys_shared ks;
-	char dir[PATH_MAX], path[PATH_MAX + 16];
+	char dir[PATH_MAX];
 	pthread_t rt[3];
 	unsigned steps = (unsigned)tu_seed("KVFS_CONC_REPLACE_STEPS", 3000);
 
-	memset(&ks, 0, sizeof(ks));
-	pthread_mutex_init(&ks.fail_mu, NULL);
-	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
-	snprintf(path, sizeof(path), "%s/replace.kvfs", dir);
-	struct kvfs_options o = { .flags = KVFS_CREATE };
-	TU_ASSERT_EQ(kvfs_open(path, &o, &ks.fs), 0, "%s", "kvfs_open");
-	TU_ASSERT_EQ(kvfs_put(ks.fs, "k", "vv", 2), 0, "%s", "put k");
-	for (int i = 0; i < 3; i++)
-		TU_ASSERT_EQ(pthread_create(&rt[i], NULL, replace_reader, &ks), 0, "%s", "thread");
+	keys_start(&ks, dir, sizeof(dir), "replace.kvfs", "k", "vv", replace_reader, rt);
 	for (unsigned s = 0; s < steps && !atomic_load(&ks.stop); s++) {
 		struct kvfs_stat st;
 		int r = kvfs_put(ks.fs, "tmp", "vv", 2);

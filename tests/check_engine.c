@@ -1356,6 +1356,26 @@ static void *bb_read(void *arg)
 	return NULL;
 }
 
+/* Every key of test_big_batches holds what rounds [0, rounds) and the tree-1 tags left. */
+static void bb_expect(struct engine *e, int rounds, const uint64_t *tag1, const size_t *len1,
+		      uint8_t *v)
+{
+	for (int rr = 0; rr < rounds; rr++)
+		for (int i = 0; i < BB_KEYS; i++) {
+			uint32_t k = (uint32_t)(rr * 100 + i);
+			tf_value_fill(v, bb_len(rr, i), k);
+			get_expect(e, 0, &k, sizeof(k), v, bb_len(rr, i), SIZE_MAX);
+		}
+	for (int i = 0; i < BB_KEYS; i++) {
+		uint32_t k1 = (uint32_t)i;
+		if (tag1[i])
+			tf_value_fill(v, len1[i], tag1[i]);
+		else
+			v[0] = 's';
+		get_expect(e, 1, &k1, sizeof(k1), v, len1[i], SIZE_MAX);
+	}
+}
+
 START_TEST(test_big_batches)
 {
 	struct tu_env env;
@@ -1411,20 +1431,7 @@ START_TEST(test_big_batches)
 		}
 		if (r % 2 == 0 || r % 5 == 4)
 			OK(engine_checkpoint(e));
-		for (int rr = 0; rr <= r; rr++)
-			for (int i = 0; i < BB_KEYS; i++) {
-				uint32_t k = (uint32_t)(rr * 100 + i);
-				tf_value_fill(v, bb_len(rr, i), k);
-				get_expect(e, 0, &k, sizeof(k), v, bb_len(rr, i), SIZE_MAX);
-			}
-		for (int i = 0; i < BB_KEYS; i++) {
-			uint32_t k1 = (uint32_t)i;
-			if (tag1[i])
-				tf_value_fill(v, len1[i], tag1[i]);
-			else
-				v[0] = 's';
-			get_expect(e, 1, &k1, sizeof(k1), v, len1[i], SIZE_MAX);
-		}
+		bb_expect(e, r + 1, tag1, len1, v);
 	}
 	atomic_store(&rd.stop, true);
 	pthread_join(th, NULL);
@@ -1432,20 +1439,7 @@ START_TEST(test_big_batches)
 		     atomic_load(&rd.bad), atomic_load(&rd.reads));
 	eclose_ok(e);
 	e = eopen_ok(&env, &o);
-	for (int r = 0; r < BB_ROUNDS; r++)
-		for (int i = 0; i < BB_KEYS; i++) {
-			uint32_t k = (uint32_t)(r * 100 + i);
-			tf_value_fill(v, bb_len(r, i), k);
-			get_expect(e, 0, &k, sizeof(k), v, bb_len(r, i), SIZE_MAX);
-		}
-	for (int i = 0; i < BB_KEYS; i++) {
-		uint32_t k1 = (uint32_t)i;
-		if (tag1[i])
-			tf_value_fill(v, len1[i], tag1[i]);
-		else
-			v[0] = 's';
-		get_expect(e, 1, &k1, sizeof(k1), v, len1[i], SIZE_MAX);
-	}
+	bb_expect(e, BB_ROUNDS, tag1, len1, v);
 	eclose_ok(e);
 	engine_batch_free(b);
 	tu_env_fini(&env);
