@@ -17,9 +17,10 @@
  * the frees were most of overlay_free.  The value is a separate malloc of exactly vlen bytes
  * (none for an empty value or a tombstone), so replacing a value frees the old one and keeps
  * the node.  A value may instead point into a buffer the overlay adopted (INV-8): the engine
- * gives it a big batch's log record, whose values then need no copy.  A sentinel head node of OV_MAX_LEVEL pointers precedes every entry.  Level 0 also
- * links backwards (`prev`), which makes prev O(1); last and seek_le search from the head for
- * the rightmost node <= a bound.
+ * gives it a big batch's log record, whose values then need no copy.  A sentinel head node
+ * of OV_MAX_LEVEL pointers precedes every entry.  Level 0 also links backwards (`prev`),
+ * which makes prev O(1); last and seek_le search from the head for the rightmost node <= a
+ * bound.
  *
  * Finger.  The overlay remembers where its last insertion went (`finger`: on each level, the
  * rightmost node before the position just after the inserted node).  An insertion of a key

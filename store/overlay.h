@@ -99,8 +99,8 @@ int overlay_get(const struct overlay *ov, unsigned tree, const void *key, size_t
 
 /* Bytes of memory the entries take (keys, values, node overhead, the allocator's per-chunk
  * overhead and rounding as glibc malloc does it; nodes are carved from 32 KiB chunks, counted
- * as they are handed out; an adopted buffer whole, from its adoption): what the engine bounds.  0 when empty; excludes the fixed overlay
- * header and iterators. */
+ * as they are handed out; an adopted buffer whole, from its adoption): what the engine
+ * bounds.  0 when empty; excludes the fixed overlay header and iterators. */
 size_t overlay_bytes(const struct overlay *ov);
 /* Entries (values and tombstones). */
 size_t overlay_count(const struct overlay *ov);

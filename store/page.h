@@ -162,7 +162,10 @@ static inline bool key_in_bounds(const uint8_t *k, size_t klen, const struct key
 }
 
 /* Pages a value of vlen bytes takes in an overflow run. */
-static inline uint64_t ovf_pages(uint64_t vlen) { return (vlen + STORE_PAGE_SIZE - 1) / STORE_PAGE_SIZE; }
+static inline uint64_t ovf_pages(uint64_t vlen)
+{
+	return (vlen + STORE_PAGE_SIZE - 1) / STORE_PAGE_SIZE;
+}
 
 /*
  * Leaf: index of the first cell whose key is >= key (nkeys when none); *exact when equal.
@@ -180,8 +183,8 @@ unsigned page_search(const uint8_t *p, const void *key, size_t klen, bool *exact
  * (lo <= every key of the page < hi); an unset one is replaced by the page's own first or
  * last key.  They only steer the guess: wrong bounds (a corrupt parent) cost probes, never
  * a wrong answer.  The guess reads the keys as numbers: the 8 bytes after the whole
- * 8-byte words that the bounds share, big-endian, zero-padded (key_num).  btree_get uses it for keys of at most 8 bytes
- * (page.c: measured).  Pure; any thread.
+ * 8-byte words that the bounds share, big-endian, zero-padded (key_num).  btree_get uses it
+ * for keys of at most 8 bytes (page.c: measured).  Pure; any thread.
  */
 unsigned page_search_hint(const uint8_t *p, const void *key, size_t klen,
 			  const struct key_bound *lo, const struct key_bound *hi, bool *exact);

@@ -1166,7 +1166,8 @@ static int lead_flush(struct wal *w)
  * again.  A flush that ends bumps flush_seq after it published durable (or failed) and
  * cleared flushing, and a waiter reads flush_seq before it looks at them: so it either sees
  * the flush's result or sleeps on a value that has already moved (futex_wait returns at once),
- * never through the end of a flush (flush_ended).  Measured with kvfs-bench syncwrite: see the closing note of issue 3.
+ * never through the end of a flush (flush_ended).  Measured with kvfs-bench syncwrite: see the
+ * closing note of issue 3.
  */
 int wal_wait_durable(struct wal *w, lsn_t lsn)
 {
@@ -1208,12 +1209,7 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 
 int wal_sync(struct wal *w)
 {
-	lsn_t e;
-
-	pthread_mutex_lock(&w->mu);
-	e = w->end;
-	pthread_mutex_unlock(&w->mu);
-	return wal_wait_durable(w, e);
+	return wal_wait_durable(w, atomic_load(&w->end));
 }
 
 /* ---- release, reset, statistics ---------------------------------------------------------- */
@@ -1274,9 +1270,9 @@ static int reset_ring(struct wal *w, uint64_t ring)
 	h = malloc(WAL_HDR_SIZE);
 	if (!h)
 		return -ENOMEM;
-	/* Under mu throughout (from the leader flag on): no append may write with the new salt (or at a place of the new
-	 * ring) before the header holding it is durable (INV-6).  Resets are rare; appends
-	 * wait. */
+	/* Under mu throughout (from the leader flag on): no append may write with the new salt
+	 * (or at a place of the new ring) before the header holding it is durable (INV-6).
+	 * Resets are rare; appends wait. */
 	pthread_mutex_lock(&w->mu);
 	/* And no flush runs beside its syncs: of two concurrent fdatasyncs of one file, the
 	 * kernel may report a writeback error to one only, and this one must not return 0 for a
