@@ -461,7 +461,8 @@ START_TEST(test_adopt)
 	OK(overlay_put_ref(ov, 1, "two", 3, buf2 + 64, 1000, false));
 	OK(overlay_put_ref(ov, 0, "ref", 3, buf2 + 2000, 10, false));
 	EXPECT(overlay_get(ov, 0, "ref", 3, &v), 1);
-	TU_ASSERT(v.data == buf2 + 2000 && v.len == 10 && ((const uint8_t *)v.data)[0] == 'b', "%s", "re-reference");
+	TU_ASSERT(v.data == buf2 + 2000 && v.len == 10 && ((const uint8_t *)v.data)[0] == 'b',
+		  "%s", "re-reference");
 	/* The walk sees the referenced bytes too. */
 	EXPECT(overlay_count(ov), 3);
 
