@@ -33,7 +33,9 @@
  *                resize: a failed allocation keeps the old ring and the log usable, a failed
  *                truncate is only logged, any other failure fails the log; it reopens.
  *   groupcommit  16 threads append and wal_wait_durable 200 times each on a POSIX file:
- *                everything is recovered, and fdatasync runs far fewer times than commits.
+ *                each wait returns with its record durable (no waiter is left asleep: a
+ *                lost wake-up hangs the case into its timeout), everything is recovered,
+ *                and fdatasync runs far fewer times than commits.
  *                A waiter arriving while a failed flush is being reported gets -EIO, and no
  *                second sync makes the lost records count as durable (fault_sync_no_retry).
  *   inspect      wal_inspect (kvfs-check's read-only walk): on a sound log it reports the
@@ -1993,6 +1995,12 @@ static void *gc_thread(void *p)
 		a->rc = wal_append(a->w, 1 + (unsigned)a->id, &iov, 1, &end);
 		if (a->rc == 0)
 			a->rc = wal_wait_durable(a->w, end);
+		if (a->rc == 0) { /* returned: its record is durable */
+			struct wal_stat st;
+			wal_stat(a->w, &st);
+			if (st.durable < end)
+				a->rc = -EPROTO;
+		}
 		a->lsn[i] = end - sizeof(buf) - WAL_REC_HDR;
 	}
 	return NULL;

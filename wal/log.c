@@ -22,8 +22,8 @@
  * comments below).  Appends hold it across their pwrite, so appends are serialized and `end`
  * only moves past bytes that are written.  Group commit takes no lock to wait: the leader of
  * a flush is the thread that sets `flushing` (compare-and-swap), syncs without mu (appends go
- * on meanwhile), then publishes `durable` under mu and bumps the futex word flush_seq, on
- * which the other waiters sleep (wal_wait_durable).  The flush uses one io_file from two
+ * on meanwhile), then publishes `durable` under mu and wakes the waiters it made durable,
+ * each sleeping on its own futex word in the wait queue (wq_mu; wal_wait_durable).  The flush uses one io_file from two
  * threads at once (pwrite in an appender, sync in the flusher), which both io_posix (plain
  * system calls on one descriptor) and io_fault (a machine mutex) allow although store/io.h
  * only promises it for readers.
@@ -135,13 +135,18 @@ struct wal {
 			       by wal_wait_durable */
 
 	/* Group commit (wal_wait_durable).  No waiter takes mu: the leader of a flush is the
-	 * thread that sets `flushing`; the others sleep on flush_seq, a futex word that every end
-	 * of a flush bumps under mu (flush_ended: durable advanced or the log failed), and,
-	 * woken, return at once when their LSN is durable.  With a condition variable under mu
-	 * every woken waiter reacquired mu in turn, and waiters arriving queued on it behind the
-	 * appends' pwrites: a convoy of futex calls and context switches per put that perf
-	 * showed as the largest cost of syncwrite with 16 threads. */
+	 * thread that sets `flushing`; the others queue a struct durable_wait (their LSN and a
+	 * futex word) on `waiters` and sleep.  The end of a flush (flush_ended) wakes exactly the
+	 * waiters whose LSN is now durable (all of them when the log failed), and one more, when
+	 * no flush runs, to lead the next.  With a condition variable under mu every woken waiter
+	 * reacquired mu in turn (a convoy behind the appends' pwrites); with one futex word for
+	 * all, every end of a flush woke every waiter, and those whose records came after the
+	 * flush's target (one per durable put with 16 syncwrite threads) slept again: two
+	 * context switches for nothing. */
 	_Atomic bool flushing;     /* a thread flushes: set (compare-and-swap) and cleared by it */
+	pthread_mutex_t wq_mu;     /* protects `waiters`; taken after mu when both are held */
+	struct durable_wait *waiters; /* protected by wq_mu: queued waiters, newest first */
+	/* reset_ring, waiting for a flush to end to take the leader flag, sleeps on flush_seq */
 	_Atomic uint32_t flush_seq; /* futex word: bumped at each end of a flush */
 	_Atomic uint32_t sleepers; /* threads in futex_wait on flush_seq, or about to be */
 	_Atomic uint64_t n_waits; /* wal_wait_durable calls that did not find their LSN durable */
@@ -259,12 +264,13 @@ static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
 	return WAL_HDR_SIZE + lsn % w->ring;
 }
 
-/* Wake the threads sleeping in wal_wait_durable: durable moved, a flush ended or the log
- * failed.  Caller holds mu (which orders the wake after the change of durable or failed).
- * No wake-up is lost: a waiter reads flush_seq before it looks at failed, durable and
- * flushing, then counts itself in sleepers before FUTEX_WAIT re-reads flush_seq in the kernel;
- * this bumps flush_seq, then reads sleepers.  All sequentially consistent: either the waiter's
- * FUTEX_WAIT sees the new value and returns at once, or this sees the sleeper and wakes it. */
+/* A thread in wal_wait_durable, queued on w->waiters (on its stack). */
+struct durable_wait {
+	lsn_t lsn;                 /* it returns when durable >= lsn, or the log failed */
+	_Atomic uint32_t woken;    /* futex word: set once it is taken off the queue */
+	struct durable_wait *next; /* protected by wq_mu while queued */
+};
+
 static void futex_wake(_Atomic uint32_t *word, int n)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
@@ -277,11 +283,58 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
+/*
+ * Wake the queued waiters that need not wait any more: those whose LSN is durable (all when
+ * the log failed), and, when no flush runs and some remain, one of those to lead the next
+ * flush.  Called after durable or failed changed and after flushing was cleared (flush_ended),
+ * with or without mu.  No waiter is left asleep: a waiter queues itself under wq_mu only after
+ * it saw there a flush running and its LSN not durable; whatever ends that flush clears
+ * flushing and then calls this, which takes wq_mu after the waiter released it and finds it.
+ * A woken waiter is off the queue and looks again (wal_wait_durable); the one woken to lead
+ * may find that another thread leads already, and queues itself again.
+ */
+static void wake_waiters(struct wal *w)
+{
+	struct durable_wait *wake = NULL;
+	pthread_mutex_lock(&w->wq_mu);
+	bool failed = atomic_load(&w->failed) != 0;
+	lsn_t durable = atomic_load(&w->durable);
+	for (struct durable_wait **pp = &w->waiters; *pp;) {
+		struct durable_wait *d = *pp;
+		if (failed || d->lsn <= durable) {
+			*pp = d->next;
+			d->next = wake;
+			wake = d;
+		} else {
+			pp = &d->next;
+		}
+	}
+	if (w->waiters && !atomic_load(&w->flushing)) { /* one leads the next flush */
+		struct durable_wait *d = w->waiters;
+		w->waiters = d->next;
+		d->next = wake;
+		wake = d;
+	}
+	pthread_mutex_unlock(&w->wq_mu);
+	while (wake) {
+		struct durable_wait *next = wake->next; /* the waiter may return once woken */
+		atomic_store(&wake->woken, 1);
+		futex_wake(&wake->woken, 1); /* on a word that may be gone: wakes nobody then */
+		wake = next;
+	}
+}
+
+/* A flush (or a reset) ended, or the log failed: wake the waiters it concerns and reset_ring
+ * if it waits for the leader flag.  No wake-up of reset_ring is lost: it reads flush_seq
+ * before it tries the flag, then counts itself in sleepers before FUTEX_WAIT re-reads
+ * flush_seq in the kernel; this bumps flush_seq, then reads sleepers (all sequentially
+ * consistent). */
 static void flush_ended(struct wal *w)
 {
 	atomic_fetch_add(&w->flush_seq, 1);
 	if (atomic_load(&w->sleepers))
 		futex_wake(&w->flush_seq, INT_MAX);
+	wake_waiters(w);
 }
 
 /* Make the log failed (INV-4) after `what` returned `rc`; returns rc.  Caller holds mu. */
@@ -544,6 +597,7 @@ int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 	}
 	free(h);
 	pthread_mutex_init(&w->mu, NULL);
+	pthread_mutex_init(&w->wq_mu, NULL);
 	pthread_cond_init(&w->room, NULL);
 	*out = w;
 	return 0;
@@ -559,6 +613,7 @@ void wal_close(struct wal *w)
 		return;
 	pthread_cond_destroy(&w->room);
 	pthread_mutex_destroy(&w->mu);
+	pthread_mutex_destroy(&w->wq_mu);
 	wal_free(w);
 }
 
@@ -1155,19 +1210,20 @@ static int lead_flush(struct wal *w)
 		w->durable = target; /* INV-3 */
 	}
 	atomic_store(&w->flushing, false); /* before flush_ended: a woken waiter may lead next */
-	flush_ended(w);
+	atomic_fetch_add(&w->flush_seq, 1);
+	if (atomic_load(&w->sleepers))
+		futex_wake(&w->flush_seq, INT_MAX);
 	pthread_mutex_unlock(&w->mu);
+	wake_waiters(w); /* without mu: appends need not wait for the wakes */
 	return rc;
 }
 
 /*
  * The wait of a group commit, without mu: return at once when the LSN is durable already;
- * else lead the next flush when none runs, or sleep until the running one ends and look
- * again.  A flush that ends bumps flush_seq after it published durable (or failed) and
- * cleared flushing, and a waiter reads flush_seq before it looks at them: so it either sees
- * the flush's result or sleeps on a value that has already moved (futex_wait returns at once),
- * never through the end of a flush (flush_ended).  Measured with kvfs-bench syncwrite: see the
- * closing note of issue 3.
+ * else lead the next flush when none runs, or queue on w->waiters and sleep until a flush's
+ * end takes it off the queue (its LSN durable, the log failed, or chosen to lead the next
+ * flush: wake_waiters), and look again.  Measured with kvfs-bench syncwrite: see the closing
+ * notes of issue 3.
  */
 int wal_wait_durable(struct wal *w, lsn_t lsn)
 {
@@ -1177,9 +1233,9 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 	if (lsn > end)
 		lsn = end; /* every record ends at or before it: wait for all of them */
 	atomic_fetch_add(&w->n_waits, 1);
+	struct durable_wait me = {.lsn = lsn};
 	int rc;
 	for (;;) {
-		uint32_t seq = atomic_load(&w->flush_seq);
 		if (atomic_load(&w->failed)) {
 			rc = -EIO;
 			break;
@@ -1200,9 +1256,17 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 			lead_flush(w); /* its failure is seen at the top of the loop */
 			continue;
 		}
-		atomic_fetch_add(&w->sleepers, 1);
-		futex_wait(&w->flush_seq, seq);
-		atomic_fetch_sub(&w->sleepers, 1);
+		pthread_mutex_lock(&w->wq_mu);
+		bool wait = atomic_load(&w->flushing) && !atomic_load(&w->failed) &&
+			    atomic_load(&w->durable) < lsn;
+		if (wait) {
+			atomic_store(&me.woken, 0);
+			me.next = w->waiters;
+			w->waiters = &me;
+		}
+		pthread_mutex_unlock(&w->wq_mu);
+		while (wait && !atomic_load(&me.woken))
+			futex_wait(&me.woken, 0);
 	}
 	return rc;
 }
