@@ -33,9 +33,9 @@
 #     stage's "check" harness does, coverage-guided, for a minute (thousands of inputs), so
 #     the 800 trials dropped here bought nothing the fuzzer does not; the plain stage still
 #     checks all 1000 exit statuses.
-#   * tsan builds only the programs it runs (check_concurrency, check_wal, check_engine,
-#     check_dcache, the daemon and kvfs-check for fs_concurrency), not every suite and tool
-#     again; the plain and sanitize stages build everything.
+#   * tsan builds only the programs it runs (check_concurrency, check_wal, check_wal_perturb,
+#     check_engine, check_dcache, the daemon and kvfs-check for fs_concurrency), not every
+#     suite and tool again; the plain and sanitize stages build everything.
 #   * sanitize: check_btree's crash case runs 6 of its 12 configurations (KVFS_CRASH_CONFIGS;
 #     every cut mode once with durable commits only and once with NOSYNC commits, ~2,000
 #     cuts instead of ~4,150).  The 6 dropped ones are the same workloads with other seeds;
@@ -114,9 +114,10 @@ if stage tsan; then
 	echo "== ThreadSanitizer (concurrency tests) =="
 	export TSAN_OPTIONS=halt_on_error=1
 	# only what this stage runs (the plain stage compiles everything)
-	targets="check_concurrency check_wal check_engine check_dcache kvfs_daemon kvfs-check" \
+	targets="check_concurrency check_wal check_wal_perturb check_engine check_dcache kvfs_daemon \
+		kvfs-check" \
 		build build-tsan -DCMAKE_BUILD_TYPE=Debug -DKVFS_TSAN=ON
-	ctest --test-dir build-tsan --output-on-failure -R concurrency
+	ctest --test-dir build-tsan --output-on-failure -R 'concurrency|wal_perturb'
 	# the concurrent cases of the log and the engine: group commit, checkpoints vs writers,
 	# big batches adopted by the overlay while a reader runs (core), the directory-entry
 	# cache's invalidations against lookups (race)

@@ -20,13 +20,13 @@
  *
  * Locking.  w->mu protects every mutable field except the group commit's (the "protected by"
  * comments below).  Appends hold it across their pwrite, so appends are serialized and `end`
- * only moves past bytes that are written.  Group commit takes no lock to wait: the leader of
- * a flush is the thread that sets `flushing` (compare-and-swap), syncs without mu (appends go
- * on meanwhile), then publishes `durable` under mu and wakes the waiters it made durable,
- * each sleeping on its own futex word in the wait queue (wq_mu; wal_wait_durable).  The flush uses one io_file from two
- * threads at once (pwrite in an appender, sync in the flusher), which both io_posix (plain
- * system calls on one descriptor) and io_fault (a machine mutex) allow although store/io.h
- * only promises it for readers.
+ * only moves past bytes that are written.  Group commit waiters never take mu: the leader
+ * of a flush is the thread that sets `flushing` (compare-and-swap), syncs without mu
+ * (appends go on meanwhile), then publishes `durable` under mu and wakes the waiters it made
+ * durable, each sleeping on its own futex word in the wait queue (its own lock, wq_mu;
+ * wal_wait_durable).  The flush uses one io_file from two threads at once (pwrite in an
+ * appender, sync in the flusher), which both io_posix (plain system calls on one descriptor)
+ * and io_fault (a machine mutex) allow although store/io.h only promises it for readers.
  *
  * Invariants:
  *   INV-1  Placement: a record of padded size P at LSN x lies wholly in one lap,
@@ -87,6 +87,17 @@
 
 #include "store/checksum.h"
 
+/* Test hook: tests/check_wal_perturb.c builds this file with KVFS_WAL_PERTURB, and then
+ * wal_perturb() (which it defines: a random yield or sleep) runs at the points where the
+ * group commit's threads race, widening the windows a lost wake-up needs.  The library's
+ * build compiles the hook away. */
+#ifdef KVFS_WAL_PERTURB
+void wal_perturb(void);
+#define WAL_PERTURB() wal_perturb()
+#else
+#define WAL_PERTURB() ((void)0)
+#endif
+
 /* Header field offsets (log.h, man/kvfs.5 "LOG"). */
 #define H_CHECKSUM 0
 #define H_MAGIC 8
@@ -136,7 +147,7 @@ struct wal {
 
 	/* Group commit (wal_wait_durable).  No waiter takes mu: the leader of a flush is the
 	 * thread that sets `flushing`; the others queue a struct durable_wait (their LSN and a
-	 * futex word) on `waiters` and sleep.  The end of a flush (flush_ended) wakes exactly the
+	 * futex word) on `waiters` and sleep.  The end of a flush (wake_waiters) wakes exactly the
 	 * waiters whose LSN is now durable (all of them when the log failed), and one more, when
 	 * no flush runs, to lead the next.  With a condition variable under mu every woken waiter
 	 * reacquired mu in turn (a convoy behind the appends' pwrites); with one futex word for
@@ -268,7 +279,9 @@ static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
 struct durable_wait {
 	lsn_t lsn;                 /* it returns when durable >= lsn, or the log failed */
 	_Atomic uint32_t woken;    /* futex word: set once it is taken off the queue */
-	struct durable_wait *next; /* protected by wq_mu while queued */
+	/* protected by wq_mu while queued; once wake_waiters took it off the queue, read by the
+	 * waker alone, without wq_mu (the waiter touches nothing until it sees `woken`) */
+	struct durable_wait *next;
 };
 
 static void futex_wake(_Atomic uint32_t *word, int n)
@@ -286,12 +299,15 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 /*
  * Wake the queued waiters that need not wait any more: those whose LSN is durable (all when
  * the log failed), and, when no flush runs and some remain, one of those to lead the next
- * flush.  Called after durable or failed changed and after flushing was cleared (flush_ended),
- * with or without mu.  No waiter is left asleep: a waiter queues itself under wq_mu only after
- * it saw there a flush running and its LSN not durable; whatever ends that flush clears
- * flushing and then calls this, which takes wq_mu after the waiter released it and finds it.
- * A woken waiter is off the queue and looks again (wal_wait_durable); the one woken to lead
- * may find that another thread leads already, and queues itself again.
+ * flush.  Called, with or without mu, by whoever cleared flushing (after it published
+ * durable or failed), and by fail_locked (a flush may still run then: every waiter is woken
+ * anyway).  No waiter is left asleep: a waiter queues itself under wq_mu only after it saw
+ * there a flush running and its LSN not durable; whatever ends that flush clears flushing
+ * and then calls this, which takes wq_mu after the waiter released it and finds it.  A woken
+ * waiter is off the queue and looks again (wal_wait_durable); the one woken to lead may find
+ * that another thread leads already (it queues itself again), or that its LSN became durable
+ * meanwhile (it returns: the thread that made it durable calls this after, and elects
+ * another).  tests/check_wal_perturb.c attacks these races.
  */
 static void wake_waiters(struct wal *w)
 {
@@ -299,6 +315,7 @@ static void wake_waiters(struct wal *w)
 	pthread_mutex_lock(&w->wq_mu);
 	bool failed = atomic_load(&w->failed) != 0;
 	lsn_t durable = atomic_load(&w->durable);
+	WAL_PERTURB();
 	for (struct durable_wait **pp = &w->waiters; *pp;) {
 		struct durable_wait *d = *pp;
 		if (failed || d->lsn <= durable) {
@@ -316,24 +333,33 @@ static void wake_waiters(struct wal *w)
 		wake = d;
 	}
 	pthread_mutex_unlock(&w->wq_mu);
+	WAL_PERTURB();
 	while (wake) {
 		struct durable_wait *next = wake->next; /* the waiter may return once woken */
 		atomic_store(&wake->woken, 1);
+		WAL_PERTURB();
 		futex_wake(&wake->woken, 1); /* on a word that may be gone: wakes nobody then */
 		wake = next;
 	}
 }
 
-/* A flush (or a reset) ended, or the log failed: wake the waiters it concerns and reset_ring
- * if it waits for the leader flag.  No wake-up of reset_ring is lost: it reads flush_seq
- * before it tries the flag, then counts itself in sleepers before FUTEX_WAIT re-reads
- * flush_seq in the kernel; this bumps flush_seq, then reads sleepers (all sequentially
- * consistent). */
-static void flush_ended(struct wal *w)
+/* Wake reset_ring if it waits for the leader flag (flush_seq).  No wake-up is lost: it reads
+ * flush_seq before it tries the flag, then counts itself in sleepers before FUTEX_WAIT
+ * re-reads flush_seq in the kernel; this bumps flush_seq, then reads sleepers (all
+ * sequentially consistent).  Caller holds mu. */
+static void wake_reset(struct wal *w)
 {
 	atomic_fetch_add(&w->flush_seq, 1);
 	if (atomic_load(&w->sleepers))
 		futex_wake(&w->flush_seq, INT_MAX);
+}
+
+/* A flush (or a reset) ended, or the log failed: wake reset_ring and the queued waiters it
+ * concerns.  Caller holds mu (lead_flush does the same in two steps, the second after it
+ * released mu). */
+static void flush_ended(struct wal *w)
+{
+	wake_reset(w);
 	wake_waiters(w);
 }
 
@@ -1196,6 +1222,7 @@ static int lead_flush(struct wal *w)
 {
 	lsn_t target = atomic_load(&w->end); /* every byte below it is written */
 	int rc = io_sync(w->f);
+	WAL_PERTURB();
 
 	pthread_mutex_lock(&w->mu);
 	w->n_syncs++;
@@ -1209,11 +1236,10 @@ static int lead_flush(struct wal *w)
 	} else if (!w->failed && target > w->durable) {
 		w->durable = target; /* INV-3 */
 	}
-	atomic_store(&w->flushing, false); /* before flush_ended: a woken waiter may lead next */
-	atomic_fetch_add(&w->flush_seq, 1);
-	if (atomic_load(&w->sleepers))
-		futex_wake(&w->flush_seq, INT_MAX);
+	atomic_store(&w->flushing, false); /* before the wakes: a woken waiter may lead next */
+	wake_reset(w);
 	pthread_mutex_unlock(&w->mu);
+	WAL_PERTURB();
 	wake_waiters(w); /* without mu: appends need not wait for the wakes */
 	return rc;
 }
@@ -1244,6 +1270,7 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 			rc = 0;
 			break;
 		}
+		WAL_PERTURB();
 		bool idle = false;
 		if (atomic_compare_exchange_strong(&w->flushing, &idle, true)) {
 			if (atomic_load(&w->failed)) { /* failed while it looked: no sync (INV-4) */
@@ -1256,6 +1283,7 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 			lead_flush(w); /* its failure is seen at the top of the loop */
 			continue;
 		}
+		WAL_PERTURB();
 		pthread_mutex_lock(&w->wq_mu);
 		bool wait = atomic_load(&w->flushing) && !atomic_load(&w->failed) &&
 			    atomic_load(&w->durable) < lsn;
@@ -1265,6 +1293,7 @@ int wal_wait_durable(struct wal *w, lsn_t lsn)
 			w->waiters = &me;
 		}
 		pthread_mutex_unlock(&w->wq_mu);
+		WAL_PERTURB();
 		while (wait && !atomic_load(&me.woken))
 			futex_wait(&me.woken, 0);
 	}
