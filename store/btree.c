@@ -6,8 +6,9 @@
  * Writes materialize the path to the leaf they change (node.c) and change the node; the
  * pages are written at commit.  A value goes inline in its leaf cell when the cell stays
  * within CELL_MAX, else to an overflow run written at once (so a big value is not held in
- * memory until commit), which takes ceil(vlen/4096) whole pages with no header: its
- * checksum, page and txnid live in the leaf cell (the parent's expectation).
+ * memory until commit; short runs that follow each other go in one write: txn_write_run),
+ * which takes ceil(vlen/4096) whole pages with no header: its checksum, page and txnid live
+ * in the leaf cell (the parent's expectation).
  *
  * The catalog is a tree of name -> TREE RECORD; tree handles keep the record in memory while
  * the transaction runs and write it back to the catalog at commit (txn.c).
@@ -51,8 +52,12 @@ static int ent_value(struct store_txn *txn, const struct ent *e, struct store_va
 		return 0;
 	}
 	const uint8_t *p;
-	int r = pager_get_overflow(txn->st, txn_map(txn), txn_page_count(txn), e->ovf_pgno,
-				   e->vlen, e->ovf_sum, &p);
+	int r;
+	if (!txn->rdonly && txn_run_staged(txn, e->ovf_pgno, ovf_pages(e->vlen)) &&
+	    (r = txn_flush_overflow(txn)) < 0)
+		return r; /* a run this transaction wrote and has not flushed yet */
+	r = pager_get_overflow(txn->st, txn_map(txn), txn_page_count(txn), e->ovf_pgno, e->vlen,
+			       e->ovf_sum, &p);
 	if (r < 0)
 		return r;
 	val->data = p;
@@ -194,12 +199,17 @@ int btree_touch(struct store_tree *t, const void *key, size_t klen)
 	return seek_write(t, key, klen, &leaf, &idx, &exact);
 }
 
+/* Free a value's overflow run.  A run an earlier transaction wrote counts in store_txn_pages:
+ * it waits two commits before it can be reused, as a copied node's old page does; one this
+ * transaction wrote goes back to its pool, reusable at once. */
 static int free_value(struct store_tree *t, const struct ent *e)
 {
 	if (e->vtype != VTYPE_OVERFLOW)
 		return 0;
 	uint64_t n = ovf_pages(e->vlen);
 	t->rec.pages -= n;
+	if (e->ovf_txnid != t->txn->txnid)
+		t->txn->n_ovf_freed += n;
 	return freelist_free(t->txn, e->ovf_pgno, n, e->ovf_txnid);
 }
 
@@ -213,18 +223,12 @@ static int write_overflow(struct store_tree *t, const void *val, size_t vlen, st
 	if (r < 0)
 		return r;
 	txn->n_pages += n;
-	size_t whole = vlen / STORE_PAGE_SIZE;
-	if (whole && (r = pager_write(txn->st, pgno, val, whole)) < 0)
+	/* not in store_txn_pages: a new run frees nothing that waits for reuse, and a checkpoint
+	 * of new big values committed in pieces of it paid a flush per MiB for no space saved
+	 * (the run it replaces counts, in free_value) */
+	txn->n_ovf_new += n;
+	if ((r = txn_write_run(txn, pgno, val, vlen)) < 0)
 		return r;
-	if (vlen % STORE_PAGE_SIZE) {
-		uint8_t *last = txn_alloc(txn, STORE_PAGE_SIZE);
-		if (!last)
-			return -ENOMEM;
-		memset(last, 0, STORE_PAGE_SIZE);
-		memcpy(last, (const uint8_t *)val + whole * STORE_PAGE_SIZE, vlen % STORE_PAGE_SIZE);
-		if ((r = pager_write(txn->st, pgno + whole, last, 1)) < 0)
-			return r;
-	}
 	e->vtype = VTYPE_OVERFLOW;
 	e->ovf_pgno = pgno;
 	e->ovf_txnid = txn->txnid;

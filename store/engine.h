@@ -56,7 +56,8 @@ struct engine_options {
 				     while the log is empty at open, and shrunk to WAL_MIN_RING
 				     (at rest) at clean close */
 	uint64_t ckpt_piece_pages; /* a checkpoint commits in pieces of about this many pages
-				      copied; 0: ENGINE_DEFAULT_PIECE_PAGES (see engine.c) */
+				      copied or freed (store_txn_pages); 0:
+				      ENGINE_DEFAULT_PIECE_PAGES (see engine.c) */
 	bool no_checkpoint_thread; /* tests: checkpoints only through engine_checkpoint() */
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
@@ -89,13 +90,23 @@ int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, siz
 void engine_batch_clear(struct engine_batch *b);
 /*
  * Make room in b for `bytes` more bytes of encoded ops (per op: 8 + klen + vlen) without a
- * reallocation while they are added.  On an empty batch that will be big (64 KiB or more of
- * record), the buffer is one a checkpoint gave back (engine.c "Big batches") when there is
- * one, so its pages are not faulted in again.  Takes ov_lock exclusively for a moment; no
- * other lock may be held but the caller's own.  0, or -ENOMEM (b unchanged but maybe for its
- * buffer, which may have been replaced by a larger one: its contents are kept).
+ * reallocation while they are added.  On a batch that holds at most 4 KiB of ops and will be
+ * big (64 KiB or more of record), the buffer is one a checkpoint gave back (engine.c "Big
+ * batches") when there is one, so its pages are not faulted in again; else one of 2 MiB or
+ * more is allocated on huge pages (engine_alloc_huge).  A batch that holds more grows at least
+ * twofold, so that reserving op by op stays linear.  Takes ov_lock exclusively for a moment;
+ * no other lock may be held but the caller's own.  0, or -ENOMEM (b unchanged but maybe for
+ * its buffer, which may have been replaced by a larger one: its contents are kept).
  */
 int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes);
+
+/* A heap buffer of `size` bytes aligned on ENGINE_HUGE_PAGE and advised to be backed by
+ * transparent huge pages (engine.c "Huge pages"), for big buffers written once through, so
+ * that they fault in 2 MiB at a time (only a hint: nothing more when THP is off).  Freed with
+ * free(); realloc keeps neither the alignment nor the advice.  NULL on out of memory.  Thread
+ * safe. */
+void *engine_alloc_huge(size_t size);
+#define ENGINE_HUGE_PAGE (2u << 20) /* bytes */
 
 /*
  * Log and apply the batch (an empty batch is a no-op).  Deleting a missing key is not an

@@ -2312,6 +2312,9 @@ int kvfs_exists(struct kvfs *fs, const char *key)
 /* Puts up to this size are one batch (atomic: a reader sees the old or the new contents);
  * larger ones are written in several and are not atomic. */
 #define PUT_ATOMIC_MAX (16u << 20)
+/* The record bytes of `len` bytes of data blocks (per block an op header, its 16-byte key,
+ * BLOCK bytes), and 1 KiB for the file's dirent, inode and directory. */
+#define PUT_RESERVE(len) (((len) + BLOCK - 1) / BLOCK * (8 + 16 + BLOCK) + 1024)
 
 /*
  * Add to `b` the creation or replacement of the regular file `name` (nlen bytes) in `dir` with
@@ -2419,6 +2422,12 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		in.blocks -= have < in.blocks ? have : in.blocks;
 	}
 	in.size = len;
+	/* room for the blocks at once (a hint): a single put's batch grew by doubling, its new
+	 * pages faulted in again, where a big batch now takes a buffer a checkpoint gave back
+	 * (engine_batch_reserve; a kvfs_batch reserved its whole record already) */
+	size_t piece = len < PUT_ATOMIC_MAX ? len : PUT_ATOMIC_MAX;
+	if (!fs->batching)
+		(void)engine_batch_reserve(fs->e, b, PUT_RESERVE(piece));
 	uint8_t block[BLOCK];
 	for (size_t off = 0; off < len; off += BLOCK) {
 		size_t n = len - off < BLOCK ? len - off : BLOCK;
@@ -2436,6 +2445,8 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 			if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 				return r;
 			engine_batch_clear(b);
+			piece = len - off - n < PUT_ATOMIC_MAX ? len - off - n : PUT_ATOMIC_MAX;
+			(void)engine_batch_reserve(fs->e, b, PUT_RESERVE(piece));
 		}
 	}
 	in.size = len;
@@ -2571,8 +2582,14 @@ _Static_assert((uint64_t)PURGE_STEP_BLOCKS * (REC_OP + 16) + 4096 <= (1u << 20),
  * chunks emptied whole by kvfs_batch_clear: a malloc and a free per operation cost ~340
  * instructions, 5 % of a batched put.  kvfs_batch_clear keeps up to BATCH_KEEP bytes of them
  * (b->spare) for the next operations: freed, a batch of big values went back to the kernel
- * (glibc trims the heap) and the next one faulted in and zeroed every page again. */
+ * (glibc trims the heap) and the next one faulted in and zeroed every page again.  A new
+ * chunk is at least as big as the chunks allocated since the last clear, up to
+ * BATCH_CHUNK_MAX, and a big one is backed by huge pages (engine_alloc_huge): the first
+ * batch of big values faulted its memory in 4 KiB at a time (with 64 KiB values, a chunk per
+ * value), half the faults of a kvfs-bench fillrandom run.  Kept chunks do not count, so that
+ * a batch a little bigger than the last one adds a small chunk, not a big one. */
 #define BATCH_CHUNK (65536u - 16u)
+#define BATCH_CHUNK_MAX (4u << 20)
 #define BATCH_KEEP (32u << 20)
 struct batch_chunk {
 	struct batch_chunk *next;
@@ -2588,6 +2605,7 @@ struct kvfs_batch {
 	size_t n_dirs, cap_dirs;
 	struct batch_chunk *chunks; /* the newest first */
 	struct batch_chunk *spare;  /* empty chunks kept by kvfs_batch_clear (BATCH_KEEP) */
+	size_t new_bytes;           /* of the chunks allocated since the last clear */
 };
 
 /* n bytes for the batch, valid until kvfs_batch_clear; NULL on out of memory (the batch is
@@ -2596,15 +2614,21 @@ static char *batch_alloc(struct kvfs_batch *b, size_t n)
 {
 	struct batch_chunk *c = b->chunks;
 	if (!c || c->size - c->used < n) {
-		size_t size = n > BATCH_CHUNK - sizeof(*c) ? n : BATCH_CHUNK - sizeof(*c);
+		size_t size = BATCH_CHUNK - sizeof(*c);
+		if (b->new_bytes > size)
+			size = b->new_bytes < BATCH_CHUNK_MAX ? b->new_bytes : BATCH_CHUNK_MAX;
+		if (n > size)
+			size = n;
 		struct batch_chunk **sp = &b->spare;
 		while (*sp && (*sp)->size < n)
 			sp = &(*sp)->next;
 		if (*sp) { /* a kept one (empty) */
 			c = *sp;
 			*sp = c->next;
-		} else if ((c = malloc(sizeof(*c) + size))) {
+		} else if ((c = size < ENGINE_HUGE_PAGE ? malloc(sizeof(*c) + size)
+							: engine_alloc_huge(sizeof(*c) + size))) {
 			c->size = size;
+			b->new_bytes += size;
 		} else {
 			return NULL;
 		}
@@ -2638,6 +2662,7 @@ void kvfs_batch_clear(struct kvfs_batch *b)
 		}
 	}
 	b->chunks = NULL;
+	b->new_bytes = 0;
 	b->n = 0;
 	b->bytes = 0;
 	b->rec = 0;

@@ -126,10 +126,12 @@ int store_txn_commit(struct store_txn *txn, unsigned flags);
 /* End a transaction without committing; frees it.  Never fails. */
 void store_txn_abort(struct store_txn *txn);
 
-/* For a write transaction: the pages it will have written so far: tree nodes copied into
- * memory (each written as at least one new page at commit, freeing the page it came from)
- * and overflow pages allocated.  A transaction's size, for callers that commit in pieces; 0
- * for a read transaction.  Thread safety: the transaction's owner only. */
+/* For a write transaction: the pages it has made that hold space until two commits later:
+ * tree nodes copied into memory (each written as at least one new page at commit, freeing
+ * the page it came from) and the pages of overflow runs it freed that an earlier transaction
+ * wrote (a new run is not counted: it frees nothing).  A transaction's size, for callers that
+ * commit in pieces to bound the file's growth; 0 for a read transaction.  Thread safety: the
+ * transaction's owner only. */
 uint64_t store_txn_pages(const struct store_txn *txn);
 
 /* The transaction id: for a read transaction the snapshot's, for a write transaction the id

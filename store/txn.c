@@ -170,6 +170,53 @@ int txn_write_page(struct store_txn *txn, pgno_t pgno, uint8_t *page)
 	return 0;
 }
 
+/* Runs up to this many pages are staged (txn_write_run); longer ones are written at once. */
+#define RUN_STAGE_MAX 16u
+
+int txn_flush_overflow(struct store_txn *txn)
+{
+	if (txn->ovf_n == 0)
+		return 0;
+	size_t n = txn->ovf_n;
+	txn->ovf_n = 0;
+	return pager_write(txn->st, txn->ovf_pgno, txn->st->staging, n);
+}
+
+int txn_write_run(struct store_txn *txn, pgno_t pgno, const void *val, size_t vlen)
+{
+	struct store *st = txn->st;
+	size_t n = (vlen + STORE_PAGE_SIZE - 1) / STORE_PAGE_SIZE, whole = vlen / STORE_PAGE_SIZE;
+	int r;
+	bool joins = pgno == txn->ovf_pgno + txn->ovf_n && n <= RUN_STAGE_MAX &&
+		     (txn->ovf_n + n) * STORE_PAGE_SIZE <= STAGING_BYTES;
+	if (txn->ovf_n && !joins && (r = txn_flush_overflow(txn)) < 0)
+		return r;
+	if (n > RUN_STAGE_MAX) { /* in place, as a whole; the tail through a zero-padded page */
+		if (whole && (r = pager_write(st, pgno, val, whole)) < 0)
+			return r;
+		if (vlen % STORE_PAGE_SIZE) {
+			uint8_t *last = txn_alloc(txn, STORE_PAGE_SIZE);
+			if (!last)
+				return -ENOMEM;
+			memset(last, 0, STORE_PAGE_SIZE);
+			memcpy(last, (const uint8_t *)val + whole * STORE_PAGE_SIZE,
+			       vlen % STORE_PAGE_SIZE);
+			if ((r = pager_write(st, pgno + whole, last, 1)) < 0)
+				return r;
+		}
+		return 0;
+	}
+	if (!st->staging && !(st->staging = malloc(STAGING_BYTES)))
+		return -ENOMEM;
+	if (txn->ovf_n == 0)
+		txn->ovf_pgno = pgno;
+	uint8_t *d = st->staging + txn->ovf_n * STORE_PAGE_SIZE;
+	memcpy(d, val, vlen);
+	memset(d + vlen, 0, n * STORE_PAGE_SIZE - vlen);
+	txn->ovf_n += n;
+	return 0;
+}
+
 static int wb_cmp(const void *a, const void *b)
 {
 	const struct pending_write *x = a, *y = b;
@@ -179,8 +226,11 @@ static int wb_cmp(const void *a, const void *b)
 int txn_flush_pages(struct store_txn *txn)
 {
 	struct store *st = txn->st;
-	if (txn->n_wb == 0)
-		return 0;
+	/* first: a page of a staged run freed and reused for a node in this transaction gets
+	 * the node's bytes last; and st->staging is free for the runs below */
+	int r = txn_flush_overflow(txn);
+	if (r < 0 || txn->n_wb == 0)
+		return r;
 	if (!st->staging && !(st->staging = malloc(STAGING_BYTES)))
 		return -ENOMEM;
 	qsort(txn->wb, txn->n_wb, sizeof(txn->wb[0]), wb_cmp);
@@ -188,7 +238,6 @@ int txn_flush_pages(struct store_txn *txn)
 	if (!spare)
 		return -ENOMEM;
 	txn->spare_pages = spare;
-	int r = 0;
 	for (size_t i = 0; i < txn->n_wb && r == 0;) {
 		size_t n = 1;
 		while (i + n < txn->n_wb && txn->wb[i + n].pgno == txn->wb[i].pgno + n &&
@@ -591,7 +640,7 @@ int store_txn_begin(struct store *st, unsigned flags, struct store_txn **out)
 
 uint64_t store_txn_pages(const struct store_txn *txn)
 {
-	return txn->rdonly ? 0 : txn->n_pages;
+	return txn->rdonly ? 0 : txn->n_pages - txn->n_ovf_new + txn->n_ovf_freed;
 }
 
 txnid_t store_txn_id(const struct store_txn *txn)

@@ -64,8 +64,14 @@ struct store_txn {
 	struct store_tree catalog, freedb;
 	struct freelist fl;
 	struct node *nodes;  /* every node, for freeing */
-	uint64_t n_pages;    /* nodes made + overflow pages allocated: store_txn_pages */
+	uint64_t n_pages;    /* nodes made + overflow pages allocated */
+	uint64_t n_ovf_new;  /* overflow pages allocated (store_txn_pages leaves them out) */
+	uint64_t n_ovf_freed; /* pages of runs freed that an earlier transaction wrote */
 	struct arena_chunk *arena;
+	/* Overflow pages written since the last flush, in st->staging (txn_write_run): ovf_n
+	 * pages from ovf_pgno, written in one pwrite by txn_flush_pages at the latest */
+	pgno_t ovf_pgno;
+	size_t ovf_n;
 	struct pending_write *wb; /* tree pages written at commit, flushed sorted */
 	size_t n_wb, cap_wb;
 	void **spare_pages;       /* page buffers already flushed, for reuse */
@@ -91,6 +97,20 @@ uint8_t *txn_page_buffer(struct store_txn *txn);
  * runs, by txn_flush_pages (at the latest at commit, before the sync).  0 or -errno. */
 int txn_write_page(struct store_txn *txn, pgno_t pgno, uint8_t *page);
 int txn_flush_pages(struct store_txn *txn);
+/* Write the new overflow run at pgno (ovf_pages(vlen) pages: val, zero-padded).  A short run
+ * that continues the ones written before it is copied into st->staging and written with
+ * them in one pwrite, by txn_flush_overflow (at the latest txn_flush_pages, at commit): a
+ * checkpoint writes each 4 KiB data block as a run of its own, and a pwrite each was most of
+ * its system time.  Until then the pages are not in the file: a reader of the run in this
+ * transaction calls txn_flush_overflow first (txn_run_staged).  0 or -errno (the store is
+ * failed after a failed write). */
+int txn_write_run(struct store_txn *txn, pgno_t pgno, const void *val, size_t vlen);
+int txn_flush_overflow(struct store_txn *txn);
+/* Whether pages [pgno, pgno + n) are staged and not yet in the file. */
+static inline bool txn_run_staged(const struct store_txn *txn, pgno_t pgno, uint64_t n)
+{
+	return txn->ovf_n && pgno < txn->ovf_pgno + txn->ovf_n && txn->ovf_pgno < pgno + n;
+}
 void *txn_memdup(struct store_txn *txn, const void *p, size_t len);
 
 /* ---- node.c ---- */

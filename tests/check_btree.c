@@ -8,8 +8,10 @@
  *          commits and store_sync, store_stat accounting and free-page reuse, the file's
  *          free tail drained and given back after churn (lowest pages reused first), the LSN.
  *   edge   limits: key and tree-name lengths, value sizes across the inline/overflow boundary
- *          up to 1 MiB, keys that prefix others, wrong-mode calls, files that are not stores,
- *          truncated stores, a second open, deep trees emptied again, ordered inserts;
+ *          up to 1 MiB, short overflow runs staged and written together (read back before
+ *          and after commit, freed and reused while staged), keys that prefix others,
+ *          wrong-mode calls, files that are not stores, truncated stores, a second open,
+ *          deep trees emptied again, ordered inserts;
  *          key_cmp's and key_probe_cmp's word-at-a-time order against the reference on
  *          random key pairs; page_search_hint (interpolated first probes) against
  *          page_search and a linear reference on dense, gappy, sparse and random key sets.
@@ -1267,6 +1269,70 @@ START_TEST(test_value_sizes)
 	EXPECT(store_put(topen(w, "t", false), "k", 1, "", (size_t)STORE_MAX_VALUE + 1),
 	       -EINVAL);
 	store_txn_abort(w);
+	tu_close_ok(st);
+	tu_env_fini(&e);
+}
+END_TEST
+
+/* Short overflow runs written one after another are staged and written together
+ * (txn_write_run): a read of a staged run in its own transaction, a run freed and its pages
+ * reused while others are still staged, a long run written at once between staged ones, and
+ * the commit that writes the rest must all leave the bytes that were put. */
+START_TEST(test_staged_runs)
+{
+	struct tu_env e;
+	struct store *st = fresh(&e, 14);
+	struct tu_model m;
+	enum { N = 48 };
+	uint8_t key[8];
+	tu_model_init(&m);
+	struct store_txn *w = wbegin(st);
+	struct store_tree *t = topen(w, "t", true);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			/* 1..9 pages, and now and then 20 (written at once, not staged) */
+			size_t len = i % 11 == 10 ? 20 * STORE_PAGE_SIZE - 5
+						  : 3000 + (size_t)((i * 7 + round) % 9) * 4096;
+			uint8_t *v = mkval((uint64_t)(round * N + i) + 1000, len);
+			memset(key, 0, sizeof(key));
+			key[0] = 'k';
+			key[1] = (uint8_t)i;
+			if (round == 2 && i % 3 == 0) { /* freed in this transaction: its pages back
+							   to the pool, for the next runs */
+				int rc = store_del(t, key, sizeof(key));
+				TU_ASSERT(rc == 0 || rc == -ENOENT, "store_del: %d", rc);
+				tu_model_del(&m, key, sizeof(key));
+			} else {
+				put_ok(t, key, sizeof(key), v, len);
+				tu_model_put(&m, key, sizeof(key), v, len);
+				if (i % 2) /* staged: read back (flushed); every other one left */
+					expect_val(t, key, sizeof(key), v, len);
+			}
+			free(v);
+		}
+		if (round == 0) { /* across a commit and into the next transaction */
+			commit_ok(w, 0);
+			tu_verify_ok(st);
+			store_cmp_ok(st, "t", &m);
+			w = wbegin(st);
+			t = topen(w, "t", false);
+		}
+	}
+	/* every value read back in the writing transaction, then after commit and reopen */
+	for (size_t i = 0; i < m.n; i++)
+		expect_val(t, m.ents[i].key, m.ents[i].klen, m.ents[i].val, m.ents[i].vlen);
+	uint8_t *v = mkval(999, 5000); /* staged, and left to the commit */
+	put_ok(t, "last", 4, v, 5000);
+	tu_model_put(&m, "last", 4, v, 5000);
+	free(v);
+	commit_ok(w, 0);
+	tu_verify_ok(st);
+	store_cmp_ok(st, "t", &m);
+	tu_close_ok(st);
+	st = tu_open_ok(&e, 0);
+	tu_verify_ok(st);
+	store_cmp_ok(st, "t", &m);
+	tu_model_free(&m);
 	tu_close_ok(st);
 	tu_env_fini(&e);
 }
@@ -2764,6 +2830,7 @@ static Suite *btree_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_key_limits);
 	tcase_add_test(tc, test_value_sizes);
+	tcase_add_test(tc, test_staged_runs);
 	tcase_add_test(tc, test_tree_names);
 	tcase_add_test(tc, test_prefix_keys_and_errors);
 	tcase_add_test(tc, test_key_cmp_order);

@@ -17,7 +17,9 @@
  *                 after engine_sync, or reboot of a live machine with the engine never closed);
  *                 sync_every_write; read-only open; a failed log write or sync failing the
  *                 engine; big batches (adopted by the overlay, their buffers recycled through
- *                 checkpoints) read back right, with a reader running through the recycling.
+ *                 checkpoints) read back right, with a reader running through the recycling;
+ *                 engine_batch_reserve moving a batch's first ops into a spare or a new
+ *                 huge-page buffer unchanged.
  *   ring          the log's ring sized to the store: a new store gets the smallest automatic
  *                 ring (36 MiB), one grown to 400 MiB a bigger one at its next open, and
  *                 after every open that follows a clean close the ring is within a quarter of
@@ -1440,6 +1442,77 @@ START_TEST(test_big_batches)
 	eclose_ok(e);
 	e = eopen_ok(&env, &o);
 	bb_expect(e, BB_ROUNDS, tag1, len1, v);
+	eclose_ok(e);
+	engine_batch_free(b);
+	tu_env_fini(&env);
+}
+END_TEST
+
+/* engine_batch_reserve on a batch that holds a few ops already (a single put's dirent and
+ * inode): the buffer it moves them into, a spare a checkpoint gave back or a new one on huge
+ * pages, must hold them unchanged, and the big batch then logs and reads back whole, before
+ * and after a checkpoint and a reopen. */
+START_TEST(test_reserve_keeps_ops)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine *e;
+	struct engine_batch *b = engine_batch_new();
+	static uint8_t v[64 << 10];
+	enum { BIG = 4 };
+
+	tu_env_fault(&env, 33);
+	opts_init(&o, &env, STORE_CREATE);
+	o.ckpt_overlay_bytes = 1u << 20; /* spares: at most 2 MiB */
+	o.log_ring_bytes = 16u << 20;    /* a 3 MiB record fits half of it */
+	o.no_checkpoint_thread = true;
+	e = eopen_ok(&env, &o);
+	/* a big batch, adopted, then given back as a spare by a checkpoint */
+	for (uint32_t i = 0; i < BIG; i++) {
+		uint32_t k = 100 + i;
+		tf_value_fill(v, sizeof(v), k);
+		bput(b, 0, &k, sizeof(k), v, sizeof(v));
+	}
+	commit_ok(e, b);
+	OK(engine_checkpoint(e));
+	/* 1: into the spare; 2: no spare left, a new buffer of 3 MiB (huge-page aligned) */
+	for (int round = 1; round <= 2; round++) {
+		char k1[32], k2[32];
+		snprintf(k1, sizeof(k1), "small%d", round);
+		snprintf(k2, sizeof(k2), "del%d", round);
+		engine_batch_clear(b);
+		bputs(b, 1, k1, "dirent and inode");
+		OK(engine_batch_del(b, 1, k2, strlen(k2)));
+		bputs(b, 2, k1, "x");
+		size_t big = round == 1 ? BIG * (sizeof(v) + 16) : (3u << 20);
+		OK(engine_batch_reserve(e, b, big));
+		for (uint32_t i = 0; (i + 1) * (sizeof(v) + 16) <= big; i++) {
+			uint32_t k = (uint32_t)round * 1000 + i;
+			tf_value_fill(v, sizeof(v), k);
+			bput(b, 0, &k, sizeof(k), v, sizeof(v));
+		}
+		commit_ok(e, b);
+	}
+	for (int pass = 0; pass < 3; pass++) { /* in the overlay, in the tree, after reopen */
+		for (int round = 1; round <= 2; round++) {
+			char k1[32];
+			snprintf(k1, sizeof(k1), "small%d", round);
+			get_str(e, 1, k1, "dirent and inode");
+			get_str(e, 2, k1, "x");
+			size_t big = round == 1 ? BIG * (sizeof(v) + 16) : (3u << 20);
+			for (uint32_t i = 0; (i + 1) * (sizeof(v) + 16) <= big; i++) {
+				uint32_t k = (uint32_t)round * 1000 + i;
+				tf_value_fill(v, sizeof(v), k);
+				get_expect(e, 0, &k, sizeof(k), v, sizeof(v), SIZE_MAX);
+			}
+		}
+		if (pass == 0) {
+			OK(engine_checkpoint(e));
+		} else if (pass == 1) {
+			eclose_ok(e);
+			e = eopen_ok(&env, &o);
+		}
+	}
 	eclose_ok(e);
 	engine_batch_free(b);
 	tu_env_fini(&env);
@@ -3205,6 +3278,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_failed_engine);
 	tcase_add_test(tc, test_efbig);
 	tcase_add_test(tc, test_big_batches);
+	tcase_add_test(tc, test_reserve_keeps_ops);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("ring");
