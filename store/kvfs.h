@@ -241,8 +241,15 @@ ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t
 ssize_t kvfs_write(struct kvfs *fs, uint64_t ino, const void *buf, size_t len, uint64_t off);
 #define KVFS_MAX_FILE (1ull << 44) /* 16 TiB */
 /* fallocate: mode 0 reserves nothing but extends the size like a write would (kvfs allocates
- * lazily); KVFS_FALLOC_PUNCH_HOLE (with KEEP_SIZE) turns [off, off+len) into a hole.
- * -EOPNOTSUPP for other modes. */
+ * lazily); KVFS_FALLOC_PUNCH_HOLE (with KEEP_SIZE) turns [off, off+len) into a hole, of any
+ * size: more than one step of whole blocks (16384) is dropped in steps before the call
+ * returns, the range on the orphan list meanwhile (man/kvfs.3 "Durability", man/kvfs.5
+ * "Orphans"); a crash between them is finished at the next open.  Once it returned, the hole
+ * reads as zeros and st_blocks counts what is left.  A failed step returns its -ENOSPC or -EIO
+ * with the hole partly punched (finished before the next change to a file's data or size, or at
+ * the next open).  -EOPNOTSUPP for other modes or PUNCH_HOLE without KEEP_SIZE, -EINVAL (len
+ * 0), -EFBIG (past KVFS_MAX_FILE), -EISDIR, -ENODEV (not a regular file), -ENOENT, -EROFS,
+ * -ENOSPC, -EIO, -ENOMEM, -EUCLEAN.  Serialized with other changes (the namespace lock). */
 #define KVFS_FALLOC_KEEP_SIZE  0x1
 #define KVFS_FALLOC_PUNCH_HOLE 0x2
 int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len);

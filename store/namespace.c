@@ -46,12 +46,26 @@
  *     past it, so the blocks beyond are invisible at once) and, for an inode with links, puts
  *     an orphan entry whose value is the new size (LE u64); steps then delete the blocks past
  *     the size, and the last one deletes the orphan entry (an inode with nlink 0 keeps its
- *     empty entry: it is still an orphan).
+ *     empty entry: it is still an orphan);
+ *   - a punched hole (kvfs_fallocate): the batch sets mtime and ctime, zeroes the partial
+ *     blocks at the edges, deletes the range's first blocks and puts an orphan entry in its
+ *     range form, [first, last) whole blocks (16 bytes: ns_format.h); steps delete the rest
+ *     of the range, the last one deleting the entry (for an unlinked open inode: making it
+ *     empty again).  Unlike a truncation, the blocks waiting are inside the size: readers
+ *     would see them, so the call returns only when the steps are done (a failed step is
+ *     returned: the entry stays, and the hole is finished as a failed truncation is).  An
+ *     unlink of the open inode keeps a range entry (drop_inode); a purge's empty entry
+ *     replaces it (the purge deletes every block).  A read-only open, which runs no step,
+ *     hides the ranges of the entries it finds (fs->holes).
  * All steps run under ns_lock before the call returns, so nothing else touches the inode
- * between them; after a crash, kvfs_open finishes every orphan (purge_orphans) before it
- * returns.  The steps make no visible change, so a crash between them changes nothing a
+ * between them, and a change after the call (a write into a punched range) is never undone by
+ * a step; after a crash, kvfs_open finishes every orphan (purge_orphans) before it returns.
+ * Steps that failed are finished by unfinished_check before any change that could write into
+ * the file or extend it, so one inode has at most one truncation or range pending.  The steps
+ * make no change visible once the call returned, so a crash between them changes nothing a
  * caller can see: each operation stays wholly present or wholly absent.  An inode's blocks
- * field counts the blocks still stored, including those waiting for a step.
+ * field counts the blocks still stored, including those waiting for a step (st_blocks is
+ * right when the call returns, its steps done).
  */
 #include <assert.h>
 #include <dirent.h>
@@ -133,6 +147,11 @@ struct kvfs {
 	 * 2 (0: none).  Protected by ns_lock. */
 	struct bnote *bnotes;
 	size_t n_bnotes, cap_bnotes;
+	/* Opened read-only only: the ranges of punches a crash cut short (range orphan
+	 * entries, which no step can finish without writing), shown as holes by get_block and
+	 * kvfs_lseek.  Set at open, never changed after: read without a lock. */
+	struct hole { uint64_t ino, first, last; } *holes;
+	size_t n_holes;
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 };
@@ -654,12 +673,85 @@ static int defer_note(struct kvfs *fs, uint64_t ino)
 	return 0;
 }
 
+/* Put the range form of ino's orphan entry (ns_format.h, man/kvfs.5 "Orphans"): a hole
+ * punched in steps, blocks [first, last) still to delete.  Value: LE u64 first, last. */
+static int orphan_range_put(struct engine_batch *b, uint64_t ino, uint64_t first, uint64_t last)
+{
+	uint8_t k[8], v[ORPHAN_RANGE_LEN];
+	ino_key(k, ino);
+	st64(v, first);
+	st64(v + 8, last);
+	return engine_batch_put(b, T_ORPHAN, k, 8, v, sizeof(v));
+}
+
+/* The committed orphan entry of ino: *range set to whether it is a punch's range (and then
+ * [*first, *last)).  0 (also when there is none), or the -errno of the read. */
+static int orphan_range_get(struct kvfs *fs, uint64_t ino, bool *range, uint64_t *first,
+			    uint64_t *last)
+{
+	uint8_t k[8], v[ORPHAN_RANGE_LEN];
+	size_t vlen;
+	ino_key(k, ino);
+	int r = engine_get(fs->e, T_ORPHAN, k, 8, v, sizeof(v), &vlen);
+	*range = r == 0 && vlen == ORPHAN_RANGE_LEN;
+	if (*range) {
+		*first = ld64(v);
+		*last = ld64(v + 8);
+	}
+	return r == -ENOENT ? 0 : r;
+}
+
+/* Is block blk of ino in a punched range a read-only open must hide (fs->holes)? */
+static bool hole_hides(const struct kvfs *fs, uint64_t ino, uint64_t blk)
+{
+	for (size_t i = 0; i < fs->n_holes; i++)
+		if (fs->holes[i].ino == ino && blk >= fs->holes[i].first && blk < fs->holes[i].last)
+			return true;
+	return false;
+}
+
+/* Read-only open: note the range orphan entries (fs->holes).  0 or -errno. */
+static int holes_load(struct kvfs *fs)
+{
+	struct engine_iter *it;
+	int r = engine_iter_new(fs->e, T_ORPHAN, NULL, 0, NULL, 0, &it);
+	if (r < 0)
+		return r;
+	uint8_t k[8], v[ORPHAN_RANGE_LEN];
+	size_t klen, vlen, cap = 0;
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
+		struct inode in;
+		if (klen != 8 || vlen != ORPHAN_RANGE_LEN || ld64(v) >= ld64(v + 8))
+			continue;
+		if ((r = inode_get(fs, ldbe64(k), &in)) == -ENOENT)
+			continue;
+		if (r < 0)
+			break;
+		if (ld64(v + 8) > (in.size + BLOCK - 1) / BLOCK)
+			continue; /* not a range a punch makes: as orphan_finish, ignored */
+		if (fs->n_holes == cap) {
+			cap = cap ? 2 * cap : 4;
+			struct hole *h = realloc(fs->holes, cap * sizeof(*h));
+			if (!h) {
+				r = -ENOMEM;
+				break;
+			}
+			fs->holes = h;
+		}
+		fs->holes[fs->n_holes++] = (struct hole){ ldbe64(k), ld64(v), ld64(v + 8) };
+	}
+	engine_iter_free(it);
+	return r == -ENOENT ? 0 : r;
+}
+
 static int get_block(struct kvfs *fs, uint64_t ino, uint64_t blk, uint8_t *buf, bool *exists)
 {
 	uint8_t k[16];
 	size_t len;
 	block_key(k, ino, blk);
-	int r = engine_get(fs->e, T_DATA, k, 16, buf, BLOCK, &len);
+	int r = fs->n_holes && hole_hides(fs, ino, blk) ? -ENOENT
+							 : engine_get(fs->e, T_DATA, k, 16, buf,
+								      BLOCK, &len);
 	if (r == -ENOENT) {
 		memset(buf, 0, BLOCK);
 		*exists = false;
@@ -836,9 +928,15 @@ static struct open_ref *open_ref_find(struct kvfs *fs, uint64_t ino)
 static int drop_inode(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 {
 	if (open_ref_find(fs, in->ino)) {
+		/* A punched range whose steps failed (fs->unfinished) keeps its entry: the
+		 * steps delete the range, then leave the entry empty (orphan_finish). */
 		uint8_t k[8];
+		bool range;
+		uint64_t first, last;
 		ino_key(k, in->ino);
-		int r = engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0);
+		int r = orphan_range_get(fs, in->ino, &range, &first, &last);
+		if (r == 0 && !range)
+			r = engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0);
 		return r ? r : inode_put(fs, b, in);
 	}
 	return purge(fs, b, in);
@@ -849,12 +947,14 @@ static int drop_inode(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 /*
  * Finish the orphan entry of `ino` in steps of at most purge_step block deletes, each its own
  * commit (top of file): an inode with nlink 0 that is not open is purged, the xattrs, record
- * and entry going with the last step; any other loses the blocks past its size, and the last
- * step makes a file of size 0 inline again and deletes the entry unless the inode is still an
- * orphan (nlink 0, open).  A missing inode's entry is deleted.  Works from the committed
- * state only (not while a kvfs_batch is being built); ns_lock held, or no other thread.
- * The steps are not synced: none changes what a reader sees, and after a crash the next open
- * does them again.  0 or the -errno of a read or commit (the entry then stays).
+ * and entry going with the last step; any other loses the blocks of a punched range (the
+ * entry's range form) and the blocks past its size, and the last step makes a file of size 0
+ * inline again and deletes the entry, or for an orphan (nlink 0, open) leaves it empty.  A
+ * missing inode's entry is deleted.  Works from the committed state only (not while a
+ * kvfs_batch is being built); ns_lock held, or no other thread.  The steps are not synced:
+ * none changes what a reader sees once the call that made the entry returned, and after a
+ * crash the next open does them again.  0 or the -errno of a read or commit (the entry then
+ * stays).
  */
 static int orphan_finish(struct kvfs *fs, uint64_t ino)
 {
@@ -863,8 +963,10 @@ static int orphan_finish(struct kvfs *fs, uint64_t ino)
 		return -ENOMEM;
 	uint8_t k[8];
 	ino_key(k, ino);
-	int r;
-	for (;;) {
+	bool range = false;
+	uint64_t rfirst = 0, rlast = 0;
+	int r = orphan_range_get(fs, ino, &range, &rfirst, &rlast);
+	while (r == 0) {
 		struct inode in;
 		engine_batch_clear(b);
 		if ((r = inode_get(fs, ino, &in)) == -ENOENT) {
@@ -877,10 +979,23 @@ static int orphan_finish(struct kvfs *fs, uint64_t ino)
 		bool purge_it = in.nlink == 0 && !open_ref_find(fs, ino);
 		uint64_t removed = 0;
 		bool more = false;
-		if (S_ISREG(in.mode) && !(in.flags & INODE_INLINE) &&
-		    (r = del_blocks(fs, b, ino, purge_it ? 0 : (in.size + BLOCK - 1) / BLOCK,
-				    UINT64_MAX, fs->purge_step, &removed, &more)) < 0)
-			break;
+		if (range && !(rfirst < rlast && rlast <= (in.size + BLOCK - 1) / BLOCK))
+			rlast = rfirst; /* not a range a punch makes: no block of it is deleted
+					 * (kvfs-check reports it, NS_ORPHAN_STALE) */
+		if (S_ISREG(in.mode) && !(in.flags & INODE_INLINE)) {
+			if (purge_it)
+				r = del_blocks(fs, b, ino, 0, UINT64_MAX, fs->purge_step, &removed,
+					       &more);
+			else if (range && rfirst < rlast)
+				r = del_blocks(fs, b, ino, rfirst, rlast, fs->purge_step, &removed,
+					       &more);
+			if (r == 0 && !purge_it && !more)
+				r = del_blocks(fs, b, ino, (in.size + BLOCK - 1) / BLOCK,
+					       UINT64_MAX, fs->purge_step - removed, &removed,
+					       &more);
+			if (r < 0)
+				break;
+		}
 		in.blocks -= removed < in.blocks ? removed : in.blocks;
 		if (more) {
 			if ((r = inode_write(b, &in)) < 0 ||
@@ -898,6 +1013,8 @@ static int orphan_finish(struct kvfs *fs, uint64_t ino)
 			r = inode_write(b, &in);
 			if (r == 0 && in.nlink)
 				r = engine_batch_del(b, T_ORPHAN, k, 8);
+			else if (r == 0 && range) /* still an orphan: its entry empty again */
+				r = engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0);
 		}
 		if (r == 0)
 			r = engine_commit(fs->e, b, NULL);
@@ -1056,14 +1173,15 @@ int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_en
 	} else if (r == 0 || r == -ENOENT) {
 		r = -EUCLEAN; /* read-only and no root: not a file-system store */
 	}
-	if (r == 0 && !fs->rdonly)
-		r = purge_orphans(fs);
+	if (r == 0)
+		r = fs->rdonly ? holes_load(fs) : purge_orphans(fs);
 	if (r < 0) {
 		engine_close(fs->e);
 		pthread_mutex_destroy(&fs->ns_lock);
 		dcache_free(fs->dc);
 		free(fs->dc_pend);
 		free(fs->deferred);
+		free(fs->holes);
 		free(fs);
 		return r;
 	}
@@ -1096,6 +1214,7 @@ int kvfs_close(struct kvfs *fs)
 	dcache_free(fs->dc);
 	free(fs->dc_pend);
 	free(fs->deferred);
+	free(fs->holes);
 	free(fs);
 	return r ? r : r2;
 }
@@ -1889,6 +2008,7 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	if (off > KVFS_MAX_FILE || len > KVFS_MAX_FILE - off)
 		return -EFBIG;
 	pthread_mutex_lock(&fs->ns_lock);
+	fs->n_deferred = 0;
 	struct inode in;
 	struct engine_batch *b = engine_batch_new();
 	int r = b ? unfinished_check(fs) : -ENOMEM;
@@ -1915,13 +2035,17 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 			} else {
 				uint64_t first = (off + BLOCK - 1) / BLOCK, last = end / BLOCK;
 				uint64_t removed = 0;
-				bool more;
-				/* not bounded: a hole is punched in one change (kvfs.h) */
+				bool more = false;
+				/* at most a step's deletes here; the rest of [first, last) in
+				 * steps under a range orphan entry (top of file) */
 				if (first < last &&
-				    (r = del_blocks(fs, b, ino, first, last, UINT64_MAX, &removed,
+				    (r = del_blocks(fs, b, ino, first, last, dels_left(fs), &removed,
 						    &more)) < 0)
 					goto out;
 				in.blocks -= removed < in.blocks ? removed : in.blocks;
+				if (more && ((r = orphan_range_put(b, ino, first, last)) < 0 ||
+					     (r = defer_note(fs, ino)) < 0))
+					goto out;
 				if (off / BLOCK == (end - 1) / BLOCK && (off % BLOCK || end % BLOCK)) {
 					r = zero_in_block(fs, b, &in, off, end);
 				} else {
@@ -1945,7 +2069,25 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 	in.ctime = now;
 	if ((r = inode_put(fs, b, &in)) < 0 || (r = commit(fs, b)) < 0)
 		goto out;
+	if (fs->n_deferred) {
+		/* the punch's steps, before returning: until they are done, the range's
+		 * blocks still read as they were, so a failure is returned (the entry stays:
+		 * retried before the next change that could read them back into a file, or
+		 * at the next open) */
+		r = orphan_finish(fs, ino);
+		if (r < 0) {
+			fs->unfinished = true;
+			if (fs->log) {
+				char line[160];
+				snprintf(line, sizeof(line), "punching a hole in inode %llu: %s "
+					 "(retried before the next write, or at the next open)",
+					 (unsigned long long)ino, strerror(-r));
+				fs->log(fs->log_ctx, line);
+			}
+		}
+	}
 out:
+	fs->n_deferred = 0;
 	pthread_mutex_unlock(&fs->ns_lock);
 	engine_batch_free(b);
 	return r;
@@ -3143,6 +3285,11 @@ int kvfs_lseek(struct kvfs *fs, uint64_t ino, int64_t off, int whence, uint64_t 
 		uint64_t blk = ldbe64(k + 8);
 		if (blk > last)
 			break; /* beyond the end: no block of this file can be there (set_size) */
+		if (fs->n_holes && hole_hides(fs, ino, blk)) {
+			if (whence == KVFS_SEEK_HOLE)
+				break; /* a hole at `want` (at blk, or before it) */
+			continue;
+		}
 		if (whence == KVFS_SEEK_DATA) {
 			engine_iter_free(it);
 			uint64_t at = blk * BLOCK;

@@ -13,6 +13,9 @@
  *                                                steps), purged at its last release or the
  *                                                next open; or LE u64 size: a truncation in
  *                                                steps, blocks at or past ceil(size / BLOCK)
+ *                                                still to delete; or LE u64 first + LE u64
+ *                                                last (ORPHAN_RANGE_LEN, format version 3): a
+ *                                                hole punched in steps, blocks [first, last)
  *                                                still to delete (namespace.c "Bounded
  *                                                changes", man/kvfs.5 "Orphans")
  *   T_SUPER      "next_ino"                    -> LE u64, the next inode number to hand out
@@ -43,6 +46,9 @@ enum { T_INODE = 0, T_DIRENT = 1, T_DATA = 2, T_XATTR = 3, T_ORPHAN = 4, T_SUPER
 #define XATTR_VALUE_MAX (64u << 10)
 #define SYMLINK_MAX 4095u
 #define DIRENT_VALUE 9u  /* ino (8) + type (1) */
+/* T_ORPHAN values, by length: empty (an orphan inode), a truncation's size, a punch's range */
+#define ORPHAN_TRUNC_LEN 8u
+#define ORPHAN_RANGE_LEN 16u
 
 /*
  * INODE RECORD header (man/kvfs.5 "Inode record").  Two versions, told apart by byte 2:

@@ -24,8 +24,9 @@
  *          KVFS_MODEL_SEEDS=n change the counts, KVFS_TEST_VERBOSE=1 prints a line per seed.
  *   edge   200 entries in one directory; a 10 MiB file in odd-sized chunks; a block at 1 TiB
  *          offset, the KVFS_MAX_FILE limit, truncating and removing huge sparse files; a
- *          directory of 1,000 entries renamed; a 94 MiB file truncated and removed with a
- *          1 MiB log ring (-EFBIG when one change deletes every block, as before the steps).
+ *          directory of 1,000 entries renamed; a 94 MiB file truncated, punched and removed
+ *          with a 1 MiB log ring (-EFBIG when one change deletes every block, as before the
+ *          steps).
  *   core, bounded changes (namespace.c "Bounded changes"): with a step of 4 blocks, rm, rename
  *          over, the release of an unlinked open file, truncation (also of an unlinked open
  *          file, and growing again: old bytes must not come back), kvfs_put over a bigger file
@@ -35,7 +36,9 @@
  *          orphan left) and kvfs-check -n clean (KVFS_CHECK_BIN or ./kvfs-check, when built);
  *          a purge and a truncation cut short (as a crash between steps leaves them): kvfs-check
  *          reports NS_ORPHAN_PENDING and nothing else, -y finishes them (then clean), and so
- *          does the next open.
+ *          does the next open; holes punched in steps (also in an unlinked open file, and
+ *          written into afterwards: the write must stay), and one cut short: a read-only open
+ *          shows the hole, kvfs-check -n reports it pending, -y or the next open finishes it.
  *
  * Choices where neither the header nor Linux decides (the model avoids these cases rather than
  * guess): whether kvfs_put replacing a file keeps its inode (the model accepts either and
@@ -5371,7 +5374,7 @@ START_TEST(test_edge_steps_small_ring)
 	EXPECT(kvfs_unlink(n.fs, KVFS_ROOT_INO, "f"), -EFBIG);
 	ns_close_ok(&n);
 
-	ns_open_tuned(&n, 0, 0, 0); /* the default step */
+	ns_open_tuned(&n, 0, 0, 1u << 20); /* the default step, the same ring */
 	struct kvfs *fs = n.fs;
 	EXPECT(kvfs_exists(fs, "f"), 1);
 	st = set_size_ok(fs, f, 3 * 4096 - 10);
@@ -5379,6 +5382,20 @@ START_TEST(test_edge_steps_small_ring)
 	pat(want, 3 * 4096 - 10, 8, 0);
 	READ_EQ(fs, f, 0, want, 3 * 4096 - 10);
 	uint64_t g = big_file(fs, "g", nblk, chunk);
+	/* a hole over every block but the first and last (in one change: a 576 KiB record) */
+	OK(kvfs_fallocate(fs, g, KVFS_FALLOC_PUNCH_HOLE | KVFS_FALLOC_KEEP_SIZE, 100,
+			  nblk * 4096 - 200));
+	st = attr_ok(fs, g);
+	EXPECT(st.blocks, 2 * 8);
+	EXPECT(st.size, nblk * 4096);
+	pat(want, 100, 8, 0);
+	memset(want + 100, 0, 3 * 4096 - 100);
+	static uint8_t got3[3 * 4096];
+	EXPECT(kvfs_read(fs, g, got3, sizeof(got3), 0), (ssize_t)sizeof(got3));
+	TU_ASSERT(memcmp(got3, want, sizeof(got3)) == 0, "%s", "the hole's first blocks");
+	pat(want, 3 * 4096, 8, (nblk - 3) * 4096);
+	memset(want, 0, 3 * 4096 - 100);
+	READ_EQ(fs, g, (nblk - 3) * 4096, want, 3 * 4096);
 	OK(kvfs_unlink(fs, KVFS_ROOT_INO, "g"));
 	EXPECT(kvfs_getattr(fs, g, &st), -ENOENT);
 	ns_close_ok(&n);
@@ -5392,6 +5409,273 @@ START_TEST(test_edge_steps_small_ring)
 }
 END_TEST
 
+#define PUNCH (KVFS_FALLOC_PUNCH_HOLE | KVFS_FALLOC_KEEP_SIZE)
+
+/* Holes punched in steps: reads show zeros and st_blocks is right when the call returns, the
+ * bytes around the hole stay; a write into the hole afterwards stays (no later step deletes
+ * it); an unlinked open file keeps its orphan entry through a punch and is purged at its
+ * release.  Then no orphan entry is left, and kvfs-check finds the store clean. */
+START_TEST(test_steps_punch)
+{
+	struct ns n;
+	struct kvfs_stat st;
+	size_t len = 40 * 4096 + 100;
+	uint8_t *buf = malloc(len), *want = malloc(len);
+	uint64_t at;
+
+	TU_ASSERT(buf && want, "%s", "malloc");
+	pat(buf, len, 9, 0);
+	tu_env_posix(&n.env);
+	ns_open_tuned(&n, KVFS_CREATE, STEP, 0);
+	struct kvfs *fs = n.fs;
+	OK(kvfs_put(fs, "h", buf, len));
+	uint64_t h = ino_ok(fs, "h");
+	st = attr_ok(fs, h);
+	EXPECT(st.blocks, 41 * 8);
+	int64_t mtime = st.mtime_ns;
+	/* blocks 4..32 whole (29: 8 steps), edges of 3 and 33 zeroed */
+	uint64_t off = 3 * 4096 + 100, plen = 30 * 4096;
+	OK(kvfs_fallocate(fs, h, PUNCH, off, plen));
+	memcpy(want, buf, len);
+	memset(want + off, 0, plen);
+	READ_EQ(fs, h, 0, want, len);
+	st = attr_ok(fs, h);
+	EXPECT(st.blocks, (41 - 29) * 8);
+	EXPECT(st.size, len);
+	TU_ASSERT(st.mtime_ns >= mtime, "%s", "mtime went back");
+	OK(kvfs_lseek(fs, h, (int64_t)(4 * 4096), KVFS_SEEK_DATA, &at));
+	EXPECT(at, 33 * 4096);
+	/* a write into the hole stays, also after a second punch of many steps elsewhere */
+	EXPECT(write_s(fs, h, "in the hole", 10 * 4096 + 7), 11);
+	memcpy(want + 10 * 4096 + 7, "in the hole", 11);
+	OK(kvfs_fallocate(fs, h, PUNCH, 20 * 4096, 20 * 4096)); /* 20..39: 7 left there */
+	memset(want + 20 * 4096, 0, 20 * 4096);
+	READ_EQ(fs, h, 0, want, len);
+	EXPECT(attr_ok(fs, h).blocks, (4 + 1 + 1) * 8); /* 0..3, 10, 40 */
+	/* one within a step: one change */
+	OK(kvfs_fallocate(fs, h, PUNCH, 0, 2 * 4096));
+	memset(want, 0, 2 * 4096);
+	READ_EQ(fs, h, 0, want, len);
+	EXPECT(attr_ok(fs, h).blocks, 4 * 8);
+	/* truncation inside the punched range, then growing: zeros */
+	st = set_size_ok(fs, h, 15 * 4096);
+	EXPECT(st.blocks, 3 * 8);
+	st = set_size_ok(fs, h, len);
+	memset(want + 15 * 4096, 0, len - 15 * 4096);
+	READ_EQ(fs, h, 0, want, len);
+	fs = ns_reopen(&n);
+	READ_EQ(fs, h, 0, want, len);
+
+	/* an unlinked file held open: punched in steps, still an orphan, purged at release */
+	OK(kvfs_put(fs, "u", buf, len));
+	uint64_t u = ino_ok(fs, "u");
+	OK(kvfs_open_ino(fs, u));
+	OK(kvfs_unlink(fs, KVFS_ROOT_INO, "u"));
+	OK(kvfs_fallocate(fs, u, PUNCH, 4096, 36 * 4096));
+	uint8_t *w2 = malloc(len);
+	TU_ASSERT(w2 != NULL, "%s", "malloc");
+	memcpy(w2, buf, len);
+	memset(w2 + 4096, 0, 36 * 4096);
+	READ_EQ(fs, u, 0, w2, len);
+	st = attr_ok(fs, u);
+	EXPECT(st.nlink, 0);
+	EXPECT(st.blocks, 5 * 8);
+	kvfs_release_ino(fs, u);
+	EXPECT(kvfs_getattr(fs, u, &st), -ENOENT);
+	free(w2);
+
+	ns_close_ok(&n);
+	struct raw_sum sum = raw_ok(&n);
+	EXPECT(sum.blocks, 3);
+	EXPECT(sum.orphans, 0);
+	check_clean(&n);
+	ns_open_tuned(&n, 0, STEP, 0);
+	READ_EQ(n.fs, h, 0, want, len);
+	free(buf);
+	free(want);
+	ns_done(&n);
+}
+END_TEST
+
+/* Leave a hole punched in p, blocks [2, 38) of 40 with only 8 of them deleted, under its
+ * range orphan entry, as a crash between the punch's steps does.  The kvfs is closed on entry
+ * and return. */
+static void make_punch_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_t *p)
+{
+	struct engine *e;
+	struct engine_options eo;
+	struct engine_batch *b = engine_batch_new();
+	uint8_t k[16], v[NS_INODE_HDR_MAX], ov[16];
+	struct ns_inode h;
+	size_t vlen, hl;
+
+	ns_open_tuned(n, 0, STEP, 0);
+	OK(kvfs_put(n->fs, "p", buf, len));
+	*p = ino_ok(n->fs, "p");
+	ns_close_ok(n);
+	memset(&eo, 0, sizeof(eo));
+	eo.log = tu_log_cb;
+	OK(engine_open(n->env.path, &eo, &e));
+	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
+	ino_key(k, *p);
+	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
+	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
+	EXPECT((size_t)ns_inode_decode(v, vlen, &h, NULL), vlen);
+	h.blocks -= 8;
+	hl = ns_inode_encode(&h, v);
+	OK(engine_batch_put(b, T_INODE, k, 8, v, hl));
+	st64(ov, 2);
+	st64(ov + 8, 38);
+	OK(engine_batch_put(b, T_ORPHAN, k, 8, ov, 16));
+	for (uint64_t i = 2; i < 10; i++) {
+		block_key(k, *p, i);
+		OK(engine_batch_del(b, T_DATA, k, 16));
+	}
+	OK(engine_commit(e, b, NULL));
+	engine_batch_free(b);
+	OK(engine_close(e));
+}
+
+/* A punch cut short: a read-only open shows the whole hole; kvfs-check sees a pending orphan
+ * only, -y finishes it, and so does the next open. */
+START_TEST(test_steps_punch_cut_short)
+{
+	struct ns n;
+	static char out[16384];
+	size_t len = 40 * 4096;
+	uint8_t *buf = malloc(len), *want = malloc(len);
+	uint64_t p, at;
+	int rc;
+
+	TU_ASSERT(buf && want, "%s", "malloc");
+	pat(buf, len, 10, 0);
+	memcpy(want, buf, len);
+	memset(want + 2 * 4096, 0, 36 * 4096);
+	ns_setup(&n);
+	ns_close_ok(&n);
+	for (int round = 0; round < 2; round++) {
+		make_punch_cut_short(&n, buf, len, &p);
+		struct raw_sum sum = raw_ok(&n);
+		EXPECT(sum.orphans, 1);
+		EXPECT(sum.blocks, 32);
+		ns_open_tuned(&n, KVFS_RDONLY, STEP, 0); /* runs no step: hides the range */
+		READ_EQ(n.fs, p, 0, want, len);
+		OK(kvfs_lseek(n.fs, p, 4096, KVFS_SEEK_HOLE, &at));
+		EXPECT(at, 2 * 4096);
+		OK(kvfs_lseek(n.fs, p, 2 * 4096, KVFS_SEEK_DATA, &at));
+		EXPECT(at, 38 * 4096);
+		ns_close_ok(&n);
+		rc = run_check(&n, "-n", out, sizeof(out));
+		if (rc != -1) {
+			TU_ASSERT(rc == 4 && strstr(out, "NS_ORPHAN_PENDING") &&
+				  strstr(out, "punched") && !strstr(out, "NS_SIZE") &&
+				  !strstr(out, "NS_BLOCKS_COUNT") && !strstr(out, "NS_ORPHAN_STALE"),
+				  "kvfs-check -n = %d (want 4, NS_ORPHAN_PENDING only):\n%s", rc, out);
+			if (round == 1) { /* the repair, as the next open would */
+				rc = run_check(&n, "-y", out, sizeof(out));
+				TU_ASSERT(rc == 1, "kvfs-check -y = %d:\n%s", rc, out);
+				sum = raw_ok(&n);
+				EXPECT(sum.orphans, 0);
+				EXPECT(sum.blocks, 4);
+				check_clean(&n);
+			}
+		}
+		ns_open_tuned(&n, 0, STEP, 0);
+		READ_EQ(n.fs, p, 0, want, len);
+		EXPECT(attr_ok(n.fs, p).blocks, 4 * 8);
+		OK(kvfs_unlink(n.fs, KVFS_ROOT_INO, "p"));
+		ns_close_ok(&n);
+		sum = raw_ok(&n);
+		EXPECT(sum.orphans, 0);
+		EXPECT(sum.blocks, 0);
+		check_clean(&n);
+	}
+	free(buf);
+	free(want);
+	tu_env_fini(&n.env);
+}
+END_TEST
+
+/* Open n's store on its io_fault machine, with a step of STEP blocks. */
+static int ns_open_fault(struct ns *n, unsigned flags)
+{
+	struct kvfs_options o;
+	struct kvfs_engine_tuning t;
+
+	memset(&o, 0, sizeof(o));
+	memset(&t, 0, sizeof(t));
+	o.flags = flags;
+	o.log = tu_log_cb;
+	t.purge_step_blocks = STEP;
+	t.no_checkpoint_thread = true;
+	n->fs = NULL;
+	return kvfs_open_env(n->env.path, &o, tu_env_io(&n->env), &t, &n->fs);
+}
+
+/*
+ * A punch of 36 blocks (9 steps) with the Nth I/O call failing (ENOSPC, then EIO), for N = 1,
+ * 2, ... until the call succeeds: the error is returned; the store, reopened on the same disk
+ * (the process restarted, the log as written), holds the punch wholly or not at all (the
+ * next open finishes a punch cut between its steps), every block counted, no orphan left.
+ */
+START_TEST(test_steps_punch_fault)
+{
+	size_t len = 40 * 4096;
+	uint8_t *buf = malloc(len), *want = malloc(len);
+	unsigned done_kinds = 0, n_cut = 0;
+
+	TU_ASSERT(buf && want, "%s", "malloc");
+	pat(buf, len, 11, 0);
+	memcpy(want, buf, len);
+	memset(want + 2 * 4096, 0, 36 * 4096);
+	for (int kind = IO_FAULT_ENOSPC; kind >= IO_FAULT_EIO; kind--) {
+		for (uint64_t at = 1;; at++) {
+			struct ns n;
+			struct kvfs_stat st;
+			tu_env_fault(&n.env, at);
+			OK(ns_open_fault(&n, KVFS_CREATE));
+			OK(kvfs_put(n.fs, "p", buf, len));
+			uint64_t p = ino_ok(n.fs, "p");
+			io_fault_fail_at(n.env.m, at, (enum io_fault_kind)kind);
+			int rc = kvfs_fallocate(n.fs, p, PUNCH, 2 * 4096, 36 * 4096);
+			bool fired = io_fault_fired(n.env.m);
+			io_fault_fail_at(n.env.m, 0, (enum io_fault_kind)kind);
+			TU_ASSERT(fired ? rc < 0 : rc == 0, "fail at call %llu (%d): fired %d, "
+				  "kvfs_fallocate = %d", (unsigned long long)at, kind, fired, rc);
+			(void)kvfs_close(n.fs); /* the store is failed: errors expected */
+			n.fs = NULL;
+			OK(ns_open_fault(&n, 0)); /* the next open finishes a punch cut short */
+			st = attr_ok(n.fs, p);
+			uint8_t *got = malloc(len);
+			TU_ASSERT(got != NULL, "%s", "malloc");
+			EXPECT(kvfs_read(n.fs, p, got, len, 0), (ssize_t)len);
+			bool punched = memcmp(got, want, len) == 0;
+			TU_ASSERT(punched || memcmp(got, buf, len) == 0, "fail at call %llu (%d): "
+				  "the punch is neither whole nor absent after the reopen",
+				  (unsigned long long)at, kind);
+			EXPECT(st.blocks, (punched ? 4 : 40) * 8);
+			n_cut += fired && punched;
+			free(got);
+			ns_close_ok(&n);
+			struct raw_sum sum = raw_ok(&n);
+			EXPECT(sum.orphans, 0);
+			EXPECT(sum.blocks, punched ? 4 : 40);
+			tu_env_fini(&n.env);
+			if (!fired) {
+				TU_ASSERT(punched, "%s", "the punch that succeeded is not there");
+				done_kinds++;
+				break;
+			}
+			TU_ASSERT(at < 200, "%s", "kvfs_fallocate still failing after 200 calls");
+		}
+	}
+	EXPECT(done_kinds, 2);
+	TU_ASSERT(n_cut > 0, "%s", "no failure fell between the punch's steps");
+	free(buf);
+	free(want);
+}
+END_TEST
+
 static void add_step_tests(TCase *core, TCase *edge)
 {
 	if (core) {
@@ -5401,6 +5685,9 @@ static void add_step_tests(TCase *core, TCase *edge)
 		tcase_add_test(core, test_steps_batch);
 		tcase_add_test(core, test_batch_links);
 		tcase_add_test(core, test_steps_cut_short);
+		tcase_add_test(core, test_steps_punch);
+		tcase_add_test(core, test_steps_punch_cut_short);
+		tcase_add_test(core, test_steps_punch_fault);
 	}
 	if (edge)
 		tcase_add_test(edge, test_edge_steps_small_ring);

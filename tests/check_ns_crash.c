@@ -9,15 +9,16 @@
  * operations on a small tree (names from a pool of six, depth up to three) — kvfs_mknod of
  * regular files (the daemon's create), kvfs_put of nested keys (inline files and multi-block
  * ones up to 40 KiB), kvfs_write at offsets (holes, the inline-to-block step) and at the end
- * of the file (appends), truncation (kvfs_setattr KVFS_SET_SIZE), kvfs_rename with no flag,
+ * of the file (appends), truncation (kvfs_setattr KVFS_SET_SIZE), holes punched
+ * (kvfs_fallocate KVFS_FALLOC_PUNCH_HOLE), kvfs_rename with no flag,
  * KVFS_RENAME_NOREPLACE and KVFS_RENAME_EXCHANGE (and the rename(2) errors that must change
  * nothing), kvfs_link, kvfs_unlink (also of a file held open with kvfs_open_ino, which
  * becomes an orphan), kvfs_mkdir, kvfs_rmdir, kvfs_symlink, kvfs_setxattr and
  * kvfs_removexattr, kvfs_batch_* commits (puts and deletes, a key given twice), kvfs_sync and
  * kvfs_fsync (of a random file or directory) now and then, and kvfs_close + kvfs_open_env
  * (the checkpoint: the only one, as there is no thread) every ~60 operations or 384 KiB.
- * Purges and truncations go in steps of NC_PURGE_STEP blocks (kvfs_engine_tuning
- * purge_step_blocks; namespace.c "Bounded changes"), so that removing, truncating or
+ * Purges, truncations and punches go in steps of NC_PURGE_STEP blocks (kvfs_engine_tuning
+ * purge_step_blocks; namespace.c "Bounded changes"), so that removing, truncating, punching or
  * replacing a file of up to 12 blocks takes up to 6 commits and cuts fall between them.  A
  * model (a tree of directories, files and symlinks with contents, modes, link counts and
  * xattrs) tracks it; after each change the model's state is recorded as one canonical text
@@ -797,7 +798,7 @@ static void data_file_ok(struct tu_env *env, const char *when, const char *ctx, 
 
 struct nc_tally {
 	uint64_t cuts, at_sync, later;
-	uint64_t pending; /* cuts that left a truncation or purge between its steps */
+	uint64_t pending; /* cuts that left a truncation, punch or purge between its steps */
 };
 
 /* A cut image taken at a sync point by snap_hook, checked after the operation (snap_drain). */
@@ -1165,6 +1166,36 @@ static bool op_truncate(struct nc_ctx *c)
 	sa.size = size;
 	int rc = kvfs_setattr(c->fs, f->ino, &sa, KVFS_SET_SIZE, &st);
 	return after(c, "kvfs_setattr(size)", rc, 0, false);
+}
+
+/* A hole punched (kvfs_fallocate PUNCH_HOLE | KEEP_SIZE): more whole blocks than a step go
+ * in steps under a range orphan entry (namespace.c "Bounded changes").  Half of the punches
+ * sit between two kvfs_syncs, so that the second sync point has only the punch's records
+ * pending and a random cut there often keeps a prefix of its steps. */
+static bool op_sync(struct nc_ctx *c);
+
+static bool op_punch(struct nc_ctx *c)
+{
+	static const uint8_t zeros[NC_MAX_FILE + 8192];
+	struct mref ref;
+	bool fence = tu_rng_chance(&c->rng, 1, 2);
+
+	if (!pick_ref(c, 'f', &ref))
+		return false;
+	if (fence && op_sync(c))
+		return true;
+	struct mnode *f = &c->m.n[ref.node];
+	size_t off = (size_t)tu_rng_below(&c->rng, f->size + 2000);
+	size_t len = (size_t)tu_rng_range(&c->rng, 1, 40000);
+	size_t end = off + len < f->size ? off + len : f->size;
+	if (off < end)
+		file_write(f, zeros, end - off, off);
+	push_state(c);
+	int rc = kvfs_fallocate(c->fs, f->ino, KVFS_FALLOC_PUNCH_HOLE | KVFS_FALLOC_KEEP_SIZE,
+				off, len);
+	if (after(c, "kvfs_fallocate(punch)", rc, 0, false))
+		return true;
+	return fence && op_sync(c);
 }
 
 static bool op_mkdir(struct nc_ctx *c)
@@ -1609,11 +1640,11 @@ static bool op_reopen(struct nc_ctx *c)
 }
 
 enum { K_PUT, K_WRITE, K_TRUNC, K_MKDIR, K_CREATE, K_SYMLINK, K_RMDIR, K_LINK, K_UNLINK,
-       K_RELEASE, K_RENAME, K_XATTR, K_BATCH, K_SYNC, K_REOPEN, K_N };
+       K_RELEASE, K_RENAME, K_XATTR, K_BATCH, K_SYNC, K_PUNCH, K_REOPEN, K_N };
 static const char *const k_name[K_N] = { "put", "write", "truncate", "mkdir", "create",
 					 "symlink", "rmdir", "link", "unlink", "release",
-					 "rename", "xattr", "batch", "sync", "reopen" };
-static const unsigned k_weight[K_N] = { 16, 14, 5, 6, 6, 3, 4, 5, 8, 3, 12, 6, 8, 22, 0 };
+					 "rename", "xattr", "batch", "sync", "punch", "reopen" };
+static const unsigned k_weight[K_N] = { 16, 14, 5, 6, 6, 3, 4, 5, 8, 3, 12, 6, 8, 22, 5, 0 };
 
 static const enum io_fault_cut_mode nc_modes[3] = { IO_CUT_RANDOM, IO_CUT_KEEP_ALL,
 						    IO_CUT_DROP_ALL };
@@ -1650,7 +1681,7 @@ static bool steps_pending(struct tu_env *env)
 		while (!found && engine_iter_next(it, k, sizeof(k), &klen, NULL, 0, &vlen) == 0) {
 			if (klen != 8)
 				continue;
-			if (vlen == 8) {
+			if (vlen == 8 || vlen == 16) { /* a truncation or a punch */
 				found = true;
 			} else if (engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen) == 0 &&
 				   ns_inode_decode(v, vlen < sizeof(v) ? vlen : sizeof(v), &h,
@@ -1858,6 +1889,7 @@ static void workload(struct tu_env *env, struct nc_run *r)
 		case K_XATTR: died = op_xattr(c); break;
 		case K_BATCH: died = op_batch(c); break;
 		case K_SYNC: died = op_sync(c); break;
+		case K_PUNCH: died = op_punch(c); break;
 		default: died = op_reopen(c); break;
 		}
 		r->n_ops[k]++;
@@ -2069,7 +2101,8 @@ int main(void)
 	/* The figure CI logs show (issue 6 item 5): every cut counted was made and verified. */
 	printf("ns_crash: %" PRIu64 " power cuts made and verified (%" PRIu64 " snapshot, %"
 	       PRIu64 " replayed) at %" PRIu64 " sync points of %" PRIu64 " seeds; %d failed; "
-	       "%.1f s; %" PRIu64 " of the cuts left a purge or truncation between its steps\n",
+	       "%.1f s; %" PRIu64 " of the cuts left a purge, truncation or punch between its "
+	       "steps\n",
 	       snap + replay, snap, replay, syncs, seeds, failed, now_s() - t0, pending);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1642,6 +1642,47 @@ static int d_orphan_stale(const char *path, uint64_t seed, char *msg, size_t len
 	return ns_close(&n, rc);
 }
 
+/* A punched range on the orphan list (namespace.c "Bounded changes"), value [first, last). */
+static int put_range(struct ns *n, uint64_t ino, uint64_t first, uint64_t last)
+{
+	uint8_t k[8], v[ORPHAN_RANGE_LEN];
+	ino_key(k, ino);
+	st64(v, first);
+	st64(v + 8, last);
+	return engine_batch_put(n->b, T_ORPHAN, k, 8, v, sizeof(v));
+}
+
+static int d_orphan_punch(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino;
+	uint8_t k[16];
+	NS_BEGIN(path);
+	rc = ns_path(&n, "f/034", &ino); /* 3 blocks (9000 bytes) */
+	/* a punch of blocks 1 and 2 whose first step deleted block 1 only */
+	block_key(k, ino, 1);
+	if (rc == 0)
+		rc = engine_batch_del(n.b, T_DATA, k, 16);
+	if (rc == 0)
+		rc = ns_inode_field(&n, ino, NS_IN_BLOCKS, -1, false, 0);
+	if (rc == 0)
+		rc = put_range(&n, ino, 1, 3);
+	say("f/034 (inode %" PRIu64 ", 3 blocks): a hole punched in blocks [1, 3) cut short, "
+	    "block 2 left", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_orphan_range_bad(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino;
+	NS_BEGIN(path);
+	rc = ns_path(&n, "f/035", &ino); /* 2 blocks (5000 bytes) */
+	if (rc == 0)
+		rc = put_range(&n, ino, 1, 9);
+	say("f/035 (inode %" PRIu64 ", 2 blocks): orphan entry, a punched range [1, 9) past "
+	    "its blocks", ino);
+	return ns_close(&n, rc);
+}
+
 static int d_block_orphan(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
@@ -1806,7 +1847,9 @@ const struct dmg_case dmg_cases[] = {
 	{ "NS_DIR_LINKS", "NS_DIR_LINKS", DB_CLEAN, d_dir_links },
 	{ "NS_PARENT", "NS_PARENT", DB_CLEAN, d_parent },
 	{ "NS_ORPHAN_PENDING", "NS_ORPHAN_PENDING", DB_ORPHAN, d_orphan_pending },
+	{ "NS_ORPHAN_PENDING/punch", "NS_ORPHAN_PENDING", DB_CLEAN, d_orphan_punch },
 	{ "NS_ORPHAN_STALE", "NS_ORPHAN_STALE", DB_CLEAN, d_orphan_stale },
+	{ "NS_ORPHAN_STALE/range", "NS_ORPHAN_STALE", DB_CLEAN, d_orphan_range_bad },
 	{ "NS_BLOCK_ORPHAN", "NS_BLOCK_ORPHAN", DB_CLEAN, d_block_orphan },
 	{ "NS_XATTR_ORPHAN", "NS_XATTR_ORPHAN", DB_CLEAN, d_xattr_orphan },
 	{ "NS_BLOCK_BAD", "NS_BLOCK_BAD", DB_CLEAN, d_block_bad },

@@ -12,9 +12,10 @@
  *   blocks    the tree's (ino, block) pairs, 16 bytes each, plus the log's puts and deletes
  *             in a small map that overrides them; blocks of the wrong length in a list;
  *   xattrs    the tree's (ino, hash of the name) pairs, overridden the same way;
- *   orphans   flags on the inode entry (listed; with a truncation value, and that value);
+ *   orphans   flags on the inode entry (listed; with a truncation value or a punched range,
+ *             and that value);
  *             next_ino; keys of the wrong length in a list.
- * Cost: 128 bytes per inode, 40 + its key per dirent, 16 per block, plus hash indexes at
+ * Cost: 144 bytes per inode, 40 + its key per dirent, 16 per block, plus hash indexes at
  * most half full (measured: 100,000 small files in 1,000 directories, 25 MiB; 100,000
  * blocks, 2.7 MiB).
  *
@@ -31,8 +32,12 @@
  *   - orphans: an unlinked inode (no dirent, nlink 0) still listed          NS_ORPHAN_PENDING
  *     a truncation still listed: an 8-byte value equal to the size of a linked regular
  *     file in blocks, whose blocks past that size the next open deletes   NS_ORPHAN_PENDING
- *     an entry for a linked or missing inode (without a truncation value, or with one
- *     that does not match), a value neither empty nor 8 bytes, a bad key   NS_ORPHAN_STALE
+ *     a hole punched in steps still listed: a 16-byte value, blocks [first, last) with
+ *     first < last <= ceil(size / 4096), of a linked regular file in blocks, whose blocks
+ *     in that range the next open deletes                                 NS_ORPHAN_PENDING
+ *     an entry for a linked or missing inode (without a truncation value or range, or with
+ *     one that does not match), a value neither empty, 8 nor 16 bytes, a bad key
+ *                                                                           NS_ORPHAN_STALE
  *   - a directory is named by one dirent (the root by none)                 NS_DIR_LINKS
  *     and its parent field names the directory holding it (NS-3)            NS_PARENT
  *   - an inode that no dirent names and that is not a pending orphan        NS_LOST_INODE
@@ -76,7 +81,8 @@
  * and the directory reconnected.  A pending orphan is purged as namespace.c's purge() does:
  * its blocks, xattrs, inode record and orphan entry in one batch.  A pending truncation is
  * finished as the next open would (namespace.c orphan_finish): the blocks past the size and
- * the orphan entry deleted, the blocks field lowered by their count.
+ * the orphan entry deleted, the blocks field lowered by their count; a pending punch the
+ * same way, with the blocks of its range.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -173,8 +179,10 @@ enum {
 	S_PATH = 0x200,    /* cycle search: on the current path */
 	S_DONE = 0x400,    /* cycle search: finished */
 	S_TRUNC = 0x800,   /* ... its orphan entry holds a truncation (8 bytes: `trunc`) */
-	S_OVAL = 0x1000,   /* ... its orphan entry's value is neither empty nor 8 bytes */
+	S_OVAL = 0x1000,   /* ... its orphan entry's value is neither empty, 8 nor 16 bytes */
 	S_TRUNC_OK = 0x2000, /* a pending truncation: its blocks past the size are expected */
+	S_PUNCH = 0x4000,  /* ... its orphan entry holds a punched range (16 bytes: `trunc` is
+			    * its first block, `punch_end` one past its last) */
 };
 
 /* chk_inode.dirty: fields an approved fix changed, written at the repair */
@@ -182,7 +190,10 @@ enum { F_NLINK = 1, F_PARENT = 2, F_SIZE = 4, F_BLOCKS = 8 };
 
 struct chk_inode {
 	uint64_t ino, size, blocks, parent;
-	uint64_t trunc;            /* the orphan entry's truncation value (S_TRUNC) */
+	uint64_t trunc;            /* the orphan entry's truncation value (S_TRUNC), or its
+				    * range's first block (S_PUNCH) */
+	uint64_t punch_end;        /* S_PUNCH: one past the range's last block */
+	uint64_t n_punch;          /* T_DATA entries in the S_PUNCH range */
 	uint64_t n_blk, n_badblk;  /* T_DATA entries; those of the wrong length */
 	uint64_t n_past;           /* ... at or past ceil(size / 4096) */
 	uint64_t max_blk, max_good;/* highest block number of all / of the right length */
@@ -241,13 +252,14 @@ struct idx {
 };
 
 /* A repair step, applied through the engine after the check. */
-enum { OP_DEL, OP_PUT, OP_DEL_INO, OP_PURGE, OP_TRUNC };
+enum { OP_DEL, OP_PUT, OP_DEL_INO, OP_PURGE, OP_TRUNC, OP_PUNCH };
 struct ns_op {
 	uint8_t kind, tree;
 	uint16_t klen;
 	uint32_t vlen;
-	uint64_t ino;   /* OP_DEL_INO (every key of ino in tree), OP_PURGE, OP_TRUNC */
-	uint64_t first; /* OP_TRUNC: the first block deleted */
+	uint64_t ino;   /* OP_DEL_INO (every key of ino in tree), OP_PURGE, OP_TRUNC, OP_PUNCH */
+	uint64_t first; /* OP_TRUNC, OP_PUNCH: the first block deleted */
+	uint64_t end;   /* OP_PUNCH: one past the last block deleted */
 	uint8_t *key, *val;
 };
 
@@ -766,15 +778,19 @@ static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uin
 			ns->oom = true;
 			break;
 		}
-		p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL);
+		p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL | S_PUNCH);
 		if (del)
 			break;
 		p->st |= S_ORPHAN;
-		if (vlen == 8 && val) { /* a truncation (man/kvfs.5 "Orphans") */
+		if (vlen == ORPHAN_TRUNC_LEN && val) { /* a truncation (man/kvfs.5 "Orphans") */
 			p->st |= S_TRUNC;
 			p->trunc = ld64(val);
-		} else if (vlen) { /* an unreadable value of 8 bytes is left unjudged */
-			p->st |= vlen != 8 ? S_OVAL : 0;
+		} else if (vlen == ORPHAN_RANGE_LEN && val) { /* a punched range (idem) */
+			p->st |= S_PUNCH;
+			p->trunc = ld64(val);
+			p->punch_end = ld64((const uint8_t *)val + 8);
+		} else if (vlen) { /* an unreadable value of 8 or 16 bytes is left unjudged */
+			p->st |= vlen != ORPHAN_TRUNC_LEN && vlen != ORPHAN_RANGE_LEN ? S_OVAL : 0;
 		}
 		break;
 	case T_SUPER:
@@ -852,6 +868,8 @@ static void count_block(struct chk_inode *p, uint64_t blk, bool good)
 {
 	if (blk >= (p->size + BLOCK - 1) / BLOCK) /* p->size: 0 unless a record was read */
 		p->n_past++;
+	if ((p->st & S_PUNCH) && blk >= p->trunc && blk < p->punch_end)
+		p->n_punch++;
 	if (p->n_blk == 0 || blk > p->max_blk)
 		p->max_blk = blk;
 	if (good && (p->n_blk == p->n_badblk || blk > p->max_good))
@@ -1310,13 +1328,42 @@ static int check_orphans(struct chk *c)
 			}
 			continue;
 		}
+		if (present(p) && (p->st & S_PUNCH) && p->nlink && S_ISREG(p->mode) &&
+		    !(p->flags & INODE_INLINE) && p->trunc < p->punch_end &&
+		    p->punch_end <= (p->size + BLOCK - 1) / BLOCK) {
+			/* a hole punched in steps that a crash cut (namespace.c "Bounded
+			 * changes") */
+			size_t id = chk_report(c, NS_ORPHAN_PENDING, 0, p->ino, "a hole punched in "
+					       "blocks [%" PRIu64 ", %" PRIu64 ") still on the orphan "
+					       "list, %" PRIu64 " block(s) in it to delete", p->trunc,
+					       p->punch_end, p->n_punch);
+			if (fix_ok(c, id, false, "delete the blocks in the hole, as the next open "
+				   "would")) {
+				p->st &= (uint16_t)~(S_ORPHAN | S_PUNCH);
+				p->n_blk -= p->n_punch;
+				p->blocks -= p->n_punch < p->blocks ? p->n_punch : p->blocks;
+				p->dirty |= F_BLOCKS;
+				p->n_punch = 0;
+				if ((r = op_add(ns, OP_PUNCH, 0, p->ino, NULL, 0, NULL, 0)) < 0)
+					return r;
+				ns->ops[ns->n_ops - 1].first = p->trunc;
+				ns->ops[ns->n_ops - 1].end = p->punch_end;
+			}
+			continue;
+		}
 		size_t id;
 		if (!present(p))
 			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "the orphan list names "
 					"a missing inode");
 		else if (p->st & S_OVAL)
 			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "an orphan entry whose value "
-					"is neither empty nor 8 bytes");
+					"is neither empty, 8 nor 16 bytes");
+		else if (p->st & S_PUNCH)
+			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "a hole punched in blocks [%"
+					PRIu64 ", %" PRIu64 ") on the orphan list for a %s of %"
+					PRIu64 " bytes%s, nlink %" PRIu32, p->trunc, p->punch_end,
+					type_name(p->mode), p->size,
+					(p->flags & INODE_INLINE) ? " (inline)" : "", p->nlink);
 		else if (p->st & S_TRUNC)
 			id = chk_report(c, NS_ORPHAN_STALE, 0, p->ino, "a truncation to %" PRIu64
 					" bytes on the orphan list for a %s of %" PRIu64 " bytes%s, "
@@ -1330,7 +1377,7 @@ static int check_orphans(struct chk *c)
 					"nlink %" PRIu32 ": the next open would only drop the entry",
 					p->nlink);
 		if (fix_ok(c, id, false, "delete the orphan entry")) {
-			p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL);
+			p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL | S_PUNCH);
 			if ((r = op_add(ns, OP_DEL, T_ORPHAN, 0, k, 8, NULL, 0)) < 0)
 				return r;
 		}
@@ -1793,14 +1840,19 @@ static int ap_put(struct applier *a, unsigned tree, const void *k, size_t klen, 
 	return r < 0 ? r : ap_flush(a, false);
 }
 
-/* Delete the data blocks of ino from block `first` on (a pending truncation, OP_TRUNC). */
-static int ap_del_blocks_from(struct applier *a, uint64_t ino, uint64_t first)
+/* Delete the data blocks of ino from block `first` on (a pending truncation, OP_TRUNC), and
+ * before block `end` (UINT64_MAX: to the last; a pending punch, OP_PUNCH). */
+static int ap_del_blocks_from(struct applier *a, uint64_t ino, uint64_t first, uint64_t end)
 {
 	uint8_t lo[16], hi[16], k[16];
 	block_key(lo, ino, first);
-	block_key(hi, ino + 1, 0);
+	if (end == UINT64_MAX)
+		block_key(hi, ino + 1, 0);
+	else
+		block_key(hi, ino, end);
+	bool bounded = end != UINT64_MAX || ino + 1 != 0;
 	struct engine_iter *it;
-	int r = engine_iter_new(a->e, T_DATA, lo, 16, ino + 1 ? hi : NULL, ino + 1 ? 16 : 0,
+	int r = engine_iter_new(a->e, T_DATA, lo, 16, bounded ? hi : NULL, bounded ? 16 : 0,
 				&it);
 	if (r < 0)
 		return r;
@@ -1943,7 +1995,12 @@ static int apply(struct chk *c)
 			break;
 		case OP_TRUNC: /* namespace.c's orphan_finish of a truncation */
 			ino_key(k, o->ino);
-			if ((r = ap_del_blocks_from(&a, o->ino, o->first)) == 0)
+			if ((r = ap_del_blocks_from(&a, o->ino, o->first, UINT64_MAX)) == 0)
+				r = ap_del(&a, T_ORPHAN, k, 8);
+			break;
+		case OP_PUNCH: /* namespace.c's orphan_finish of a punched range */
+			ino_key(k, o->ino);
+			if ((r = ap_del_blocks_from(&a, o->ino, o->first, o->end)) == 0)
 				r = ap_del(&a, T_ORPHAN, k, 8);
 			break;
 		}
