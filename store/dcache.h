@@ -7,7 +7,8 @@
  * Shape: a table of DCACHE_SLOTS slots in sets of 4, the set chosen by a hash of (parent,
  * name); a new entry takes a free slot of its set, else replaces the set's slots in turn
  * (round robin).  Names longer than
- * DCACHE_NAME_MAX bytes are not cached.  Memory: about 72 bytes per slot (288 KiB in all, touched as used).
+ * DCACHE_NAME_MAX bytes are not cached.  Memory: about 72 bytes per slot (288 KiB in all,
+ * touched as used).
  *
  * Correctness rule (the cache never answers with a dirent that a returned change removed):
  *   - A namespace change that deletes or replaces a dirent calls dcache_invalidate for it

@@ -70,8 +70,8 @@ enum page_fault {
  * Check the page bytes p[4096] read from page `pgno` against its parent's expectation: with
  * `full`, checksum and the header's page number; always the header's txnid (==
  * expect_txnid), level (== expect_level) and type (leaf at level 0, else branch); with `full`
- * last the page's structure (page_check).  Returns PAGE_FAULT_NONE, or the first fault found with a message in
- * buf[len] (len >= 1).
+ * last the page's structure (page_check).  Returns PAGE_FAULT_NONE, or the first fault found
+ * with a message in buf[len] (len >= 1).
  */
 enum page_fault page_inspect(const uint8_t *p, pgno_t pgno, txnid_t expect_txnid,
 			     unsigned expect_level, bool full, char *buf, size_t len);

@@ -90,9 +90,10 @@ ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap);
  * the file holds the old or the new contents) up to 16 MiB, whatever the size of the file it
  * replaces (its blocks past `len` are freed afterwards, in steps: Durability above); a larger
  * put first empties the file (a crash may leave it empty) and is applied in 16 MiB pieces.
- * An existing regular file keeps its inode: its other names see the new contents.  A concurrent reader may see some 4 KiB blocks old and some new.  Missing parent
- * directories are created (mode 0755), each in its own step before the file: a crash can
- * leave them without the file.  A new file gets mode 0644 and the caller's uid/gid.
+ * An existing regular file keeps its inode: its other names see the new contents.  A
+ * concurrent reader may see some 4 KiB blocks old and some new.  Missing parent directories
+ * are created (mode 0755), each in its own step before the file: a crash can leave them
+ * without the file.  A new file gets mode 0644 and the caller's uid/gid.
  * -EISDIR (key is a directory), -ENOTDIR (a parent is a file), -EINVAL, -ENAMETOOLONG, -EFBIG,
  * -ENOSPC, -EIO, -EROFS.
  */
@@ -157,8 +158,8 @@ int kvfs_sync(struct kvfs *fs);
  * in name order (bytes, shorter prefix first).  kvfs_scan calls fn for every non-directory
  * whose key is in [lo, hi) (NULL: open), in key order across directories, with the key
  * relative to the root.  Key order is byte order with '/' below every other byte, which is
- * the order of a depth-first walk in name order: "a/b" < "a/b/c" < "a/c" < "a!" < "ab".  fn returning non-zero
- * stops the walk and is returned.  Entries changed during the walk may or may not be seen.
+ * the order of a depth-first walk in name order: "a/b" < "a/b/c" < "a/c" < "a!" < "ab".
+ * fn returning non-zero stops the walk and is returned.  Entries changed during the walk may or may not be seen.
  * -ENOENT, -ENOTDIR, -EINVAL, -EIO, -EUCLEAN.
  */
 struct kvfs_stat;

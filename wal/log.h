@@ -95,11 +95,13 @@ struct wal_options {
  * is shorter than the ring gets its ring allocated again (when writable); one whose file is
  * longer (a resize that a crash interrupted, wal_resize) has it trimmed to 4096 + ring_bytes
  * (when writable; not synced, and a failure to trim is only logged).  opt->ring_bytes is
- * ignored for an existing log (wal_resize changes it).  A new log may be appended to at once (from LSN 0), or after
- * wal_recover (from its `from`); an existing one only after wal_recover.  opt NULL: defaults.
+ * ignored for an existing log (wal_resize changes it).  A new log may be appended to at once
+ * (from LSN 0), or after wal_recover (from its `from`); an existing one only after
+ * wal_recover.  opt NULL: defaults.
  *   -ENOENT (missing, !create); -EINVAL (not a kvfs log: magic, size; create with rdonly;
  *   ring_bytes over WAL_MAX_RING); -EPROTONOSUPPORT (version); -EUCLEAN (header checksum, a
- *   checksummed header whose fields are out of range, or a zero header over records); -ENOSPC, -EIO, -ENOMEM, -errno.
+ *   checksummed header whose fields are out of range, or a zero header over records);
+ *   -ENOSPC, -EIO, -ENOMEM, -errno.
  * *out is owned by the caller until wal_close.
  */
 int wal_open(const char *path, const struct wal_options *opt, struct wal **out);
