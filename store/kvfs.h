@@ -159,8 +159,8 @@ int kvfs_sync(struct kvfs *fs);
  * whose key is in [lo, hi) (NULL: open), in key order across directories, with the key
  * relative to the root.  Key order is byte order with '/' below every other byte, which is
  * the order of a depth-first walk in name order: "a/b" < "a/b/c" < "a/c" < "a!" < "ab".
- * fn returning non-zero stops the walk and is returned.  Entries changed during the walk may or may not be seen.
- * -ENOENT, -ENOTDIR, -EINVAL, -EIO, -EUCLEAN.
+ * fn returning non-zero stops the walk and is returned.  Entries changed during the walk may
+ * or may not be seen.  -ENOENT, -ENOTDIR, -EINVAL, -EIO, -EUCLEAN.
  */
 struct kvfs_stat;
 int kvfs_list(struct kvfs *fs, const char *dir,

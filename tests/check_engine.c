@@ -35,9 +35,9 @@
  *                 return and every iteration compared.  100 seeds x 2,000 steps.  Seeds rotate
  *                 over three configurations: 64 KiB checkpoints in pieces of 4 pages and a
  *                 1 MiB log ring (background checkpoints and log wrap-around all the
- *                 time); default checkpoint size with a 4 MiB ring and a 50 ms interval (checkpoints by log use and by
- *                 time); no checkpoint thread (explicit checkpoints only).  Every 10th seed runs
- *                 on POSIX files.
+ *                 time); default checkpoint size with a 4 MiB ring and a 50 ms interval
+ *                 (checkpoints by log use and by time); no checkpoint thread (explicit
+ *                 checkpoints only).  Every 10th seed runs on POSIX files.
  *   crash         on io_fault (STORE and STORE-wal on one machine, no checkpoint thread, 1 MiB
  *                 ring so the log wraps): batches, engine_sync after some, engine_checkpoint now
  *                 and then; power cut at every sync point k = 1..K in each cut mode; the call that

@@ -12,8 +12,8 @@
  * valid, one of them with a sound checksum but an unknown version or page size) are
  * operational errors, as store_open sees them: a one-line message, and the check stops
  * (exit 8).  One such slot next to a valid one is META_SLOT_CORRUPT, as store_open falls back
- * to the valid one and its next commit overwrites the other.  Neither slot valid: META_BOTH_CORRUPT, and
- * nothing further can be checked (have_meta stays false).
+ * to the valid one and its next commit overwrites the other.  Neither slot valid:
+ * META_BOTH_CORRUPT, and nothing further can be checked (have_meta stays false).
  *
  * Repairs (through store/repair.c, after chk_release_lock):
  *   - META_SLOT_CORRUPT: store_repair_meta rewrites the bad slot from the valid one, so both
