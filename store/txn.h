@@ -106,7 +106,10 @@ int txn_flush_pages(struct store_txn *txn);
  * failed after a failed write). */
 int txn_write_run(struct store_txn *txn, pgno_t pgno, const void *val, size_t vlen);
 int txn_flush_overflow(struct store_txn *txn);
-/* Whether pages [pgno, pgno + n) are staged and not yet in the file. */
+/* Whether pages [pgno, pgno + n) are staged and not yet in the file.  write_overflow marks a
+ * new run's pages verified (their checksum is the value's) before they reach the file: a
+ * reader of this transaction's runs must go through ent_value, which flushes first, or it
+ * reads stale bytes with no checksum error. */
 static inline bool txn_run_staged(const struct store_txn *txn, pgno_t pgno, uint64_t n)
 {
 	return txn->ovf_n && pgno < txn->ovf_pgno + txn->ovf_n && txn->ovf_pgno < pgno + n;

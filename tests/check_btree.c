@@ -9,7 +9,8 @@
  *          free tail drained and given back after churn (lowest pages reused first), the LSN.
  *   edge   limits: key and tree-name lengths, value sizes across the inline/overflow boundary
  *          up to 1 MiB, short overflow runs staged and written together (read back before
- *          and after commit, freed and reused while staged), keys that prefix others,
+ *          and after commit, freed and reused while staged; a random model of them: puts,
+ *          deletes, gets, scans, aborts, commits), keys that prefix others,
  *          wrong-mode calls, files that are not stores, truncated stores, a second open,
  *          deep trees emptied again, ordered inserts;
  *          key_cmp's and key_probe_cmp's word-at-a-time order against the reference on
@@ -1335,6 +1336,81 @@ START_TEST(test_staged_runs)
 	tu_model_free(&m);
 	tu_close_ok(st);
 	tu_env_fini(&e);
+}
+END_TEST
+
+/* Staged overflow runs (txn_write_run) under random puts of 1-6 and 17-26 pages (staged and
+ * written in place), small values, deletes (runs freed and reused inside the transaction),
+ * gets and scans inside the transaction, aborts and commits (durable or not), against the
+ * model; verify and reopen every 10 transactions.  4 seeds x 120 transactions (review H15). */
+START_TEST(test_staged_model)
+{
+	uint64_t seed = 777 + (uint64_t)_i;
+	tu_seed_begin("KVFS_SEED", seed);
+	struct tu_env e;
+	struct store *st = fresh(&e, 91);
+	struct tu_model m, cm;
+	tu_model_init(&m);
+	tu_model_init(&cm);
+	struct tu_rng rng;
+	tu_rng_init(&rng, seed);
+	uint8_t key[8];
+	uint64_t tag = 1;
+	struct store_txn *w = wbegin(st);
+	topen(w, "t", true);
+	commit_ok(w, 0);
+	for (int txn_i = 0; txn_i < 120; txn_i++) {
+		w = wbegin(st);
+		struct store_tree *t = topen(w, "t", false);
+		int nops = 20 + (int)(tu_rng_next(&rng) % 200);
+		for (int op = 0; op < nops; op++) {
+			uint64_t x = tu_rng_next(&rng);
+			memset(key, 0, sizeof(key));
+			key[0] = 'k';
+			key[1] = (uint8_t)(x % 97);
+			int kind = (int)((x >> 8) % 10);
+			if (kind < 5) {
+				size_t pages = (x >> 16) % 23 == 0 ? 17 + (x >> 24) % 10 : 1 + (x >> 24) % 6;
+				size_t len = pages * 4096 - (size_t)((x >> 32) % 4000);
+				if ((x >> 40) % 9 == 0)
+					len = 100;
+				uint8_t *v = mkval(tag++, len);
+				put_ok(t, key, sizeof(key), v, len);
+				tu_model_put(&m, key, sizeof(key), v, len);
+				free(v);
+			} else if (kind < 7) {
+				int rc = store_del(t, key, sizeof(key));
+				TU_ASSERT(rc == 0 || rc == -ENOENT, "del %d", rc);
+				tu_model_del(&m, key, sizeof(key));
+			} else if (kind < 9) {
+				const struct tu_ent *en = tu_model_get(&m, key, sizeof(key));
+				if (en)
+					expect_val(t, key, sizeof(key), en->val, en->vlen);
+			} else if ((x >> 50) % 8 == 0) {
+				tree_cmp_ok(t, &m);
+			}
+		}
+		if (tu_rng_next(&rng) % 7 == 0) {
+			store_txn_abort(w);
+			tu_model_copy(&m, &cm);
+		} else {
+			commit_ok(w, (tu_rng_next(&rng) % 3 == 0) ? STORE_COMMIT_NOSYNC : 0);
+			tu_model_copy(&cm, &m);
+		}
+		store_cmp_ok(st, "t", &cm);
+		if (txn_i % 10 == 9) {
+			tu_verify_ok(st);
+			tu_close_ok(st);
+			st = tu_open_ok(&e, 0);
+			store_cmp_ok(st, "t", &cm);
+		}
+	}
+	tu_verify_ok(st);
+	tu_close_ok(st);
+	tu_model_free(&m);
+	tu_model_free(&cm);
+	tu_env_fini(&e);
+	tu_seed_end();
 }
 END_TEST
 
@@ -2831,6 +2907,7 @@ static Suite *btree_suite(void)
 	tcase_add_test(tc, test_key_limits);
 	tcase_add_test(tc, test_value_sizes);
 	tcase_add_test(tc, test_staged_runs);
+	tcase_add_loop_test(tc, test_staged_model, 0, 4);
 	tcase_add_test(tc, test_tree_names);
 	tcase_add_test(tc, test_prefix_keys_and_errors);
 	tcase_add_test(tc, test_key_cmp_order);
