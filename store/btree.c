@@ -96,7 +96,57 @@ static int page_child(struct store_txn *txn, pgno_t pgno, txnid_t expect, unsign
 
 int btree_get(struct store_tree *t, const void *key, size_t klen, struct store_val *val)
 {
+	return btree_get_near(t, NULL, key, klen, val);
+}
+
+/*
+ * Is key inside the span of the leaf the finger holds, [its first key, its last key]?  Such a
+ * key, if present, is in that leaf and nowhere else (keys are ordered across leaves), and the
+ * leaf, a page of a read snapshot, does not change while the transaction lives.  A key in a
+ * gap between two leaves is not covered: it costs a descent, which moves the finger.
+ */
+static bool finger_covers(const struct store_finger *f, const struct store_tree *t,
+			  const void *key, size_t klen)
+{
+	if (f->t != t || !f->leaf)
+		return false;
+	unsigned n = page_nkeys(f->leaf);
+	if (n == 0)
+		return false;
+	const uint8_t *lo = page_cell(f->leaf, 0), *hi = page_cell(f->leaf, n - 1);
+	return key_cmp(key, klen, leaf_key(lo), leaf_klen(lo)) >= 0 &&
+	       key_cmp(key, klen, leaf_key(hi), leaf_klen(hi)) <= 0;
+}
+
+/* Look key up in the finger's leaf (finger_covers holds): the cell after the last one found
+ * first (a run of consecutive keys: a file's blocks), else a search of the leaf. */
+static int finger_get(struct store_tree *t, struct store_finger *f, const void *key,
+		      size_t klen, struct store_val *val)
+{
+	unsigned n = page_nkeys(f->leaf), i = f->idx + 1;
+	bool exact = false;
+	if (i < n) {
+		const uint8_t *c = page_cell(f->leaf, i);
+		exact = key_cmp(key, klen, leaf_key(c), leaf_klen(c)) == 0;
+	}
+	if (!exact)
+		i = page_search(f->leaf, key, klen, &exact);
+	if (!exact)
+		return -ENOENT;
+	f->idx = i;
+	struct ent e;
+	cell_to_ent(page_cell(f->leaf, i), &e);
+	return ent_value(t->txn, &e, val);
+}
+
+int btree_get_near(struct store_tree *t, struct store_finger *f, const void *key, size_t klen,
+		   struct store_val *val)
+{
 	struct store_txn *txn = t->txn;
+	if (f && !txn->rdonly)
+		f = NULL; /* a write transaction's pages change under a finger */
+	if (f && finger_covers(f, t, key, klen))
+		return finger_get(t, f, key, klen, val);
 	const uint8_t *p = NULL;
 	int r;
 	if (t->root) {
@@ -159,6 +209,8 @@ int btree_get(struct store_tree *t, const void *key, size_t klen, struct store_v
 	}
 	unsigned i = interp ? page_search_hint(p, key, klen, &lo, &hi, &exact)
 			    : page_search(p, key, klen, &exact);
+	if (f)
+		*f = (struct store_finger){ t, p, exact ? i : i - (i > 0) };
 	if (!exact)
 		return -ENOENT;
 	struct ent e;
@@ -367,6 +419,16 @@ int store_get(struct store_tree *t, const void *key, size_t klen, struct store_v
 	if (t->dropped)
 		return -ENOENT;
 	return btree_get(t, key, klen, val);
+}
+
+int store_get_near(struct store_tree *t, struct store_finger *f, const void *key, size_t klen,
+		   struct store_val *val)
+{
+	if (!key_ok(klen))
+		return -EINVAL;
+	if (t->dropped)
+		return -ENOENT;
+	return btree_get_near(t, f, key, klen, val);
 }
 
 static int write_ok(struct store_tree *t)

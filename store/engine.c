@@ -828,23 +828,25 @@ static int copy_out(const struct store_val *v, void *buf, size_t cap, size_t *vl
 	return 0;
 }
 
-/* Look key up in the shared snapshot (ov_lock held shared): 0 (copied), -ENOENT, -errno. */
-static int tree_get(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
-		    size_t cap, size_t *vlen)
+/* Look key up in the shared snapshot (ov_lock held shared), through the caller's finger f
+ * (NULL: none): 0 (copied), -ENOENT, -errno. */
+static int tree_get(struct engine *e, struct store_finger *f, unsigned tree, const void *key,
+		    size_t klen, void *buf, size_t cap, size_t *vlen)
 {
 	struct store_val v;
 	if (!e->snap_tree[tree])
 		return -ENOENT;
-	int r = store_get(e->snap_tree[tree], key, klen, &v);
+	int r = f ? store_get_near(e->snap_tree[tree], f, key, klen, &v)
+		  : store_get(e->snap_tree[tree], key, klen, &v);
 	if (r == 0)
 		copy_out(&v, buf, cap, vlen);
 	return r;
 }
 
 /* engine_get's lookup, ov_lock held shared (INV-E2): the active overlay, the frozen one (when
- * a checkpoint is running), the snapshot. */
-static int get_locked(struct engine *e, unsigned tree, const void *key, size_t klen, void *buf,
-		      size_t cap, size_t *vlen)
+ * a checkpoint is running), the snapshot (through finger f, which may be NULL). */
+static int get_locked(struct engine *e, struct store_finger *f, unsigned tree, const void *key,
+		      size_t klen, void *buf, size_t cap, size_t *vlen)
 {
 	struct store_val v;
 	int r = overlay_get(e->active, tree, key, klen, &v);
@@ -855,7 +857,7 @@ static int get_locked(struct engine *e, unsigned tree, const void *key, size_t k
 	else if (r == 0)
 		r = -ENOENT;
 	else
-		r = tree_get(e, tree, key, klen, buf, cap, vlen);
+		r = tree_get(e, f, tree, key, klen, buf, cap, vlen);
 	return r;
 }
 
@@ -865,20 +867,24 @@ int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, vo
 	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&e->ov_lock); /* INV-E2 */
-	int r = get_locked(e, tree, key, klen, buf, cap, vlen);
+	int r = get_locked(e, NULL, tree, key, klen, buf, cap, vlen);
 	pthread_rwlock_unlock(&e->ov_lock);
 	return r;
 }
 
 /* A read of one committed state (engine_read): commits wait for its end, as they wait for
- * any reader (ov_lock held shared). */
+ * any reader (ov_lock held shared).  Neither the snapshot nor its pages change meanwhile (a
+ * checkpoint swaps e->snap under ov_lock exclusive), so each tree's lookups go through a
+ * finger (store_get_near): consecutive keys, as a file's blocks, cost one B+tree descent per
+ * leaf, not one per key.  The fingers die with the read. */
 struct engine_read {
 	struct engine *e;
+	struct store_finger fin[ENGINE_TREES];
 };
 
 int engine_read(struct engine *e, int (*fn)(struct engine_read *rd, void *ctx), void *ctx)
 {
-	struct engine_read rd = { e };
+	struct engine_read rd = { .e = e }; /* fingers zeroed: STORE_FINGER_INIT */
 	pthread_rwlock_rdlock(&e->ov_lock); /* INV-E2, and no commit until fn returns */
 	int r = fn(&rd, ctx);
 	pthread_rwlock_unlock(&e->ov_lock);
@@ -890,7 +896,7 @@ int engine_read_get(struct engine_read *rd, unsigned tree, const void *key, size
 {
 	if (tree >= ENGINE_TREES || klen < 1 || klen > STORE_MAX_KEY)
 		return -EINVAL;
-	return get_locked(rd->e, tree, key, klen, buf, cap, vlen);
+	return get_locked(rd->e, &rd->fin[tree], tree, key, klen, buf, cap, vlen);
 }
 
 /* ---- iteration ---- */

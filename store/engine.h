@@ -143,6 +143,8 @@ int engine_get(struct engine *e, unsigned tree, const void *key, size_t klen, vo
  * and a checkpoint's swap of overlays wait while fn runs, so fn must be short and must not
  * call engine_commit, engine_checkpoint, engine_close, engine_read or engine_get (a nested
  * read lock may deadlock behind a waiting writer); rd is valid only inside fn, on its thread.
+ * Lookups of one tree inside fn go through a finger (store_get_near): keys in increasing
+ * order that share a B+tree leaf, as a file's consecutive blocks do, cost one descent per leaf.
  * engine_read_get: 0, -ENOENT, -EINVAL, -EUCLEAN, -ENOMEM.  Any thread; any number at once.
  */
 struct engine_read;

@@ -81,6 +81,11 @@ int kvfs_close(struct kvfs *fs);
 
 /*
  * Read the file at `key`: copies min(cap, size) bytes into buf and returns the file's size.
+ * The name's dirent, the inode (the size returned) and the first 16 MiB copied are read from
+ * one committed state: a get racing a kvfs_put (atomic up to 16 MiB) returns the old or the
+ * new contents whole, never blocks of both; a copy of more than 16 MiB reads the rest in
+ * 1 MiB pieces, each from one state (man/kvfs.3 "Readers and writers").  Changes wait while
+ * a get copies its one-state part (about 3-5 ms for 16 MiB in the page cache).
  * -ENOENT, -EISDIR, -ENOTDIR, -EINVAL, -ENAMETOOLONG, -EIO, -EUCLEAN.
  */
 ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap);
@@ -91,7 +96,8 @@ ssize_t kvfs_get(struct kvfs *fs, const char *key, void *buf, size_t cap);
  * replaces (its blocks past `len` are freed afterwards, in steps: Durability above); a larger
  * put first empties the file (a crash may leave it empty) and is applied in 16 MiB pieces.
  * An existing regular file keeps its inode: its other names see the new contents.  A
- * concurrent reader may see some 4 KiB blocks old and some new.  Missing parent directories
+ * concurrent kvfs_get sees the old or the new contents whole (up to 16 MiB: kvfs_get), a
+ * kvfs_read each of its 1 MiB pieces whole (kvfs_read).  Missing parent directories
  * are created (mode 0755), each in its own step before the file: a crash can leave them
  * without the file.  A new file gets mode 0644 and the caller's uid/gid.
  * -EISDIR (key is a directory), -ENOTDIR (a parent is a file), -EINVAL, -ENAMETOOLONG, -EFBIG,
@@ -234,7 +240,11 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 		const char *newname, unsigned flags);
 
 /* Read up to len bytes at off (short at end of file; holes read as zeros).  Returns the count.
- * -EISDIR, -EINVAL (not a regular file), -ENOENT. */
+ * Reads in pieces that end at multiples of 1 MiB of the file, each from one committed state
+ * (no change lands between its blocks), the first together with the inode (the size that
+ * clips the read): a read of at most 1 MiB that stays within one aligned MiB, as a FUSE read
+ * does, is one state's bytes; a longer read may mix states at the piece boundaries.
+ * -EISDIR, -EINVAL (not a regular file), -ENOENT, -EIO, -EUCLEAN. */
 ssize_t kvfs_read(struct kvfs *fs, uint64_t ino, void *buf, size_t len, uint64_t off);
 /* Write len bytes at off, extending the file (a gap becomes a hole).  Returns len, or a short
  * count when a piece after the first failed (writes over 4 MiB are applied in 4 MiB pieces,

@@ -174,6 +174,32 @@ struct store_val {
 int store_get(struct store_tree *t, const void *key, size_t klen, struct store_val *val);
 
 /*
+ * A finger: where the last lookup through it ended (a leaf page of a read transaction's
+ * snapshot), so that a lookup of a key within that leaf's span (its first to its last key)
+ * searches the leaf without descending from the root; and the next key after the one found
+ * last is tried first, so a run of consecutive keys (a file's data blocks) costs one descent
+ * per leaf, not per key.  Initialise with STORE_FINGER_INIT; owned by the caller; valid with
+ * the transaction it was used in and no longer (it points into that snapshot's pages); one
+ * finger per thread (the transaction may be shared by readers, each with its own finger).
+ */
+struct store_finger {
+	const struct store_tree *t; /* the tree the leaf belongs to; NULL: none yet */
+	const uint8_t *leaf;        /* in the read-only mapping */
+	unsigned idx;               /* the leaf's cell found last (or just before the key) */
+};
+#define STORE_FINGER_INIT ((struct store_finger){ NULL, NULL, 0 })
+
+/*
+ * store_get through a finger f (results, errors and *val's lifetime as store_get).  In a read
+ * transaction f is used and moved to the leaf this lookup ends in (a missing key's leaf too);
+ * in a write transaction it is ignored (its nodes change).  Reads nothing shared but the
+ * snapshot's pages: several threads may look up through one read transaction at once, each
+ * with its own finger (store/engine.c does).
+ */
+int store_get_near(struct store_tree *t, struct store_finger *f, const void *key, size_t klen,
+		   struct store_val *val);
+
+/*
  * Insert `key` or replace its value (write transactions).  The bytes are copied.
  *   -EINVAL  klen 0 or > STORE_MAX_KEY, or vlen > STORE_MAX_VALUE;
  *   -EROFS   read transaction;  -EIO (failed store), -ENOSPC, -EUCLEAN, -ENOMEM.

@@ -138,6 +138,9 @@ int btree_touch(struct store_tree *t, const void *key, size_t klen);
 int btree_put(struct store_tree *t, const void *key, size_t klen, const void *val, size_t vlen);
 int btree_del(struct store_tree *t, const void *key, size_t klen);
 int btree_get(struct store_tree *t, const void *key, size_t klen, struct store_val *val);
+/* btree_get through a finger (store_get_near; f NULL: none). */
+int btree_get_near(struct store_tree *t, struct store_finger *f, const void *key, size_t klen,
+		   struct store_val *val);
 /* Free every page of the tree (for drop). */
 int btree_free_all(struct store_tree *t);
 void cursors_free(struct store_txn *txn);

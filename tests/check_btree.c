@@ -1971,6 +1971,92 @@ START_TEST(test_ordered_inserts)
 }
 END_TEST
 
+/*
+ * store_get_near: lookups through a finger (the last leaf) agree with store_get for every
+ * key — present, missing inside a leaf's span, in the gap between two leaves, before the
+ * first key and after the last, longer and shorter keys — in ascending, descending and random
+ * order, with a second tree's lookups through the same finger in between (not its leaf: the
+ * finger must not be taken for it), with overflow values; and in a write transaction, where
+ * it is ignored, after changes.
+ */
+static void near_eq(struct store_tree *t, struct store_finger *f, const char *k)
+{
+	struct store_val a, b;
+	size_t kl = strlen(k);
+	int ra = store_get(t, k, kl, &a), rb = store_get_near(t, f, k, kl, &b);
+	TU_ASSERT_EQ(rb, ra, "store_get_near(%s)", k);
+	if (ra == 0)
+		TU_ASSERT(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0),
+			  "store_get_near(%s): another value (%zu bytes, want %zu)", k, b.len,
+			  a.len);
+}
+
+START_TEST(test_finger)
+{
+	struct tu_env e;
+	struct store *st = fresh(&e, 31);
+	char k[32];
+	uint8_t v[6000];
+
+	memset(v, 'v', sizeof(v));
+	struct store_txn *w = wbegin(st);
+	struct store_tree *t = topen(w, "fin", true), *o = topen(w, "other", true);
+	for (int i = 0; i < 40000; i += 2) {
+		int n = snprintf(k, sizeof(k), "%08d", i);
+		v[0] = (uint8_t)i;
+		put_ok(t, k, (size_t)n, v, i % 50 ? (size_t)(i % 97) : sizeof(v));
+		if (i % 6 == 0)
+			put_ok(o, k, (size_t)n, "o", 1);
+	}
+	commit_ok(w, 0);
+	struct store_txn *r = rbegin(st);
+	t = topen(r, "fin", false);
+	o = topen(r, "other", false);
+	struct store_finger f = STORE_FINGER_INIT;
+	near_eq(t, &f, "0");
+	for (int i = -1; i <= 40001; i++) {
+		snprintf(k, sizeof(k), "%08d", i);
+		near_eq(t, &f, k);
+		if (i % 7 == 0) {
+			snprintf(k, sizeof(k), "%08dx", i); /* just after key i */
+			near_eq(t, &f, k);
+		}
+		if (i % 1000 == 0)
+			near_eq(o, &f, k);
+	}
+	for (int i = 40001; i >= -1; i -= 3) {
+		snprintf(k, sizeof(k), "%08d", i);
+		near_eq(t, &f, k);
+	}
+	uint64_t x = 7;
+	for (int i = 0; i < 20000; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		snprintf(k, sizeof(k), "%08d", (int)((x >> 33) % 40100));
+		near_eq(i % 5 ? t : o, &f, k);
+	}
+	near_eq(t, &f, "99999999");
+	near_eq(t, &f, "1");
+	store_txn_abort(r);
+	/* a write transaction: the finger is not used (its nodes change) */
+	w = wbegin(st);
+	t = topen(w, "fin", false);
+	f = STORE_FINGER_INIT;
+	for (int i = 0; i < 4000; i++) {
+		int n = snprintf(k, sizeof(k), "%08d", i);
+		near_eq(t, &f, k);
+		if (i % 3 == 0)
+			put_ok(t, k, (size_t)n, "new", 3);
+		else if (i % 2 == 0)
+			OK(store_del(t, k, (size_t)n));
+		near_eq(t, &f, k);
+	}
+	commit_ok(w, 0);
+	tu_verify_ok(st);
+	tu_close_ok(st);
+	tu_env_fini(&e);
+}
+END_TEST
+
 /* ---- model --------------------------------------------------------------------------- */
 
 #define MODEL_SEEDS 200
@@ -2915,6 +3001,7 @@ static Suite *btree_suite(void)
 	tcase_add_test(tc, test_bad_files);
 	tcase_add_test(tc, test_deep_tree);
 	tcase_add_test(tc, test_ordered_inserts);
+	tcase_add_test(tc, test_finger);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("model");

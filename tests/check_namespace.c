@@ -4284,6 +4284,129 @@ START_TEST(test_edge_sparse)
 }
 END_TEST
 
+/*
+ * Reads of runs of blocks (issue 3: one engine_read per run, the B+tree's leaves walked
+ * through a finger): a file of RR_BLOCKS blocks and a partial tail, with holes at its start,
+ * in the middle (wider than a leaf) and at its end, between two other files whose blocks
+ * share leaves with it; checkpointed, then changed in the overlay (blocks written into a
+ * hole, overwritten, punched, an unaligned write), so that one read meets blocks of the tree,
+ * of the overlay, and of both (the overlay's shadowing the tree's, tombstones too).  Every
+ * read is compared with a model: aligned and unaligned offsets, across a hole, a leaf, the
+ * 1 MiB chunk of kvfs_read, the end of the file and past it; kvfs_get whole and cut short.
+ * Then again after a checkpoint (all in the tree).
+ */
+#define RR_BLOCKS 300u
+
+static void read_runs_check(struct kvfs *fs, uint64_t f, const uint8_t *want, size_t size,
+			    uint8_t *buf)
+{
+	static const size_t offs[][2] = {
+		{ 0, 0 }, { 0, 1 }, { 1, 4095 }, { 4095, 2 }, { 4096, 4096 }, { 8191, 8194 },
+		{ 45 * 4096 + 17, 90 * 4096 }, { 100 * 4096 - 7, 30 * 4096 },
+		{ (1u << 20) - 10, 20 }, { (1u << 20) - 4096, 3 * 4096 }, { 5000, 1u << 20 },
+		{ 195 * 4096 + 1, 20 * 4096 }, { 290 * 4096, 20 * 4096 },
+	};
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		size_t off = offs[i][0], len = offs[i][1];
+		size_t got = off >= size ? 0 : len < size - off ? len : size - off;
+		memset(buf, 0xee, len + 1);
+		TU_ASSERT_EQ(kvfs_read(fs, f, buf, len, off), (ssize_t)got, "read %zu at %zu",
+			     len, off);
+		MEM_EQ(buf, want + off, got, "kvfs_read");
+		TU_ASSERT(buf[got] == 0xee, "read %zu at %zu wrote past its length", len, off);
+	}
+	/* the end of the file, and past it */
+	EXPECT(kvfs_read(fs, f, buf, 100, size - 10), 10);
+	MEM_EQ(buf, want + size - 10, 10, "tail");
+	EXPECT(kvfs_read(fs, f, buf, 10, size), 0);
+	EXPECT(kvfs_read(fs, f, buf, 10, size + 5000), 0);
+	/* everything at once, and random runs */
+	EXPECT(kvfs_read(fs, f, buf, size + 9000, 0), (ssize_t)size);
+	MEM_EQ(buf, want, size, "whole file");
+	uint64_t x = 42;
+	for (int i = 0; i < 60; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		size_t off = (size_t)((x >> 20) % (size + 100)), len = (size_t)((x >> 44) % 300000);
+		size_t got = off >= size ? 0 : len < size - off ? len : size - off;
+		TU_ASSERT_EQ(kvfs_read(fs, f, buf, len, off), (ssize_t)got, "read %zu at %zu",
+			     len, off);
+		MEM_EQ(buf, want + off, got, "random run");
+	}
+	memset(buf, 0xee, size + 1);
+	EXPECT(kvfs_get(fs, "d/f", buf, size + 100), (ssize_t)size);
+	MEM_EQ(buf, want, size, "kvfs_get");
+	memset(buf, 0xee, size);
+	EXPECT(kvfs_get(fs, "d/f", buf, 5000), (ssize_t)size);
+	MEM_EQ(buf, want, 5000, "kvfs_get cut short");
+	TU_ASSERT(buf[5000] == 0xee, "%s", "kvfs_get wrote past its cap");
+}
+
+/* The stat of d/NAME (d under the root). */
+static struct kvfs_stat attr_key_ok(struct kvfs *fs, const char *name)
+{
+	struct kvfs_stat d, st;
+	OK(kvfs_lookup(fs, KVFS_ROOT_INO, "d", &d));
+	OK(kvfs_lookup(fs, d.ino, name, &st));
+	return st;
+}
+
+START_TEST(test_read_runs)
+{
+	struct ns n;
+	struct kvfs *fs = ns_setup(&n);
+	size_t size = RR_BLOCKS * 4096 + 1000;
+	uint8_t *want = calloc(1, size + 4096), *buf = malloc(size + 10000);
+	uint8_t *tmp = malloc(size);
+	const int punch = KVFS_FALLOC_PUNCH_HOLE | KVFS_FALLOC_KEEP_SIZE;
+
+	TU_ASSERT(want && buf && tmp, "%s", "malloc");
+	OK(kvfs_put(fs, "d/e", "e", 1)); /* a file on each side of f in the data tree */
+	uint64_t e = attr_key_ok(fs, "e").ino;
+	pat(tmp, 8 * 4096, 7, 0);
+	EXPECT(kvfs_write(fs, e, tmp, 8 * 4096, 0), 8 * 4096);
+	OK(kvfs_put(fs, "d/f", "", 0));
+	uint64_t f = attr_key_ok(fs, "f").ino;
+	OK(kvfs_put(fs, "d/g", "g", 1));
+	uint64_t g = attr_key_ok(fs, "g").ino;
+	EXPECT(kvfs_write(fs, g, tmp, 8 * 4096, 0), 8 * 4096);
+	TU_ASSERT(e < f && f < g, "inode numbers %llu %llu %llu", (unsigned long long)e,
+		  (unsigned long long)f, (unsigned long long)g);
+	/* f: holes at blocks 0-1, 50-119 and 299; the tail 1000 bytes in block 300 */
+	pat(want, size, 11, 0);
+	memset(want, 0, 2 * 4096);
+	memset(want + 50 * 4096, 0, 70 * 4096);
+	memset(want + 299 * 4096, 0, 4096);
+	EXPECT(kvfs_write(fs, f, want + 2 * 4096, 48 * 4096, 2 * 4096), 48 * 4096);
+	EXPECT(kvfs_write(fs, f, want + 120 * 4096, 179 * 4096, 120 * 4096), 179 * 4096);
+	EXPECT(kvfs_write(fs, f, want + 300 * 4096, 1000, 300 * 4096), 1000);
+	EXPECT(attr_ok(fs, f).size, size);
+	read_runs_check(fs, f, want, size, buf);
+	fs = ns_reopen(&n); /* all in the tree */
+	read_runs_check(fs, f, want, size, buf);
+	/* the overlay over the tree: into a hole, over blocks, a punch, an unaligned write */
+	pat(tmp, 5 * 4096, 12, 0);
+	EXPECT(kvfs_write(fs, f, tmp, 5 * 4096, 60 * 4096), 5 * 4096);
+	memcpy(want + 60 * 4096, tmp, 5 * 4096);
+	pat(tmp, 11 * 4096, 13, 0);
+	EXPECT(kvfs_write(fs, f, tmp, 11 * 4096, 10 * 4096), 11 * 4096);
+	memcpy(want + 10 * 4096, tmp, 11 * 4096);
+	OK(kvfs_fallocate(fs, f, punch, 200 * 4096, 11 * 4096));
+	memset(want + 200 * 4096, 0, 11 * 4096);
+	OK(kvfs_fallocate(fs, f, punch, 230 * 4096 + 300, 4096));
+	memset(want + 230 * 4096 + 300, 0, 4096);
+	pat(tmp, 3000, 14, 0);
+	EXPECT(kvfs_write(fs, f, tmp, 3000, 130 * 4096 + 100), 3000);
+	memcpy(want + 130 * 4096 + 100, tmp, 3000);
+	read_runs_check(fs, f, want, size, buf);
+	fs = ns_reopen(&n);
+	read_runs_check(fs, f, want, size, buf);
+	free(want);
+	free(buf);
+	free(tmp);
+	ns_done(&n);
+}
+END_TEST
+
 START_TEST(test_edge_rename_big_dir)
 {
 	struct ns n;
@@ -4526,6 +4649,7 @@ static Suite *namespace_suite(void)
 	tcase_add_test(tc, test_orphans);
 	tcase_add_test(tc, test_lseek);
 	tcase_add_test(tc, test_lseek_runs);
+	tcase_add_test(tc, test_read_runs);
 	add_batch_tests(tc, NULL);
 	add_step_tests(tc, NULL);
 	suite_add_tcase(s, tc);
@@ -5560,6 +5684,10 @@ START_TEST(test_steps_punch_cut_short)
 		EXPECT(sum.blocks, 32);
 		ns_open_tuned(&n, KVFS_RDONLY, STEP, 0); /* runs no step: hides the range */
 		READ_EQ(n.fs, p, 0, want, len);
+		memset(buf, 0xee, len);
+		EXPECT(kvfs_get(n.fs, "p", buf, len), (ssize_t)len); /* one run over the range */
+		MEM_EQ(buf, want, len, "kvfs_get over a pending punch");
+		pat(buf, len, 10, 0);
 		OK(kvfs_lseek(n.fs, p, 4096, KVFS_SEEK_HOLE, &at));
 		EXPECT(at, 2 * 4096);
 		OK(kvfs_lseek(n.fs, p, 2 * 4096, KVFS_SEEK_DATA, &at));
