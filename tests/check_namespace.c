@@ -5009,6 +5009,30 @@ static void check_clean(struct ns *n)
 	TU_ASSERT(rc == 0, "kvfs-check -n = %d:\n%s", rc, out);
 }
 
+/* kvfs-check on a closed store left with steps pending (when kvfs-check is built): -n exits 4
+ * reporting NS_ORPHAN_PENDING (and `also`, when not NULL) and none of NS_SIZE,
+ * NS_BLOCKS_COUNT, NS_LOST, NS_ORPHAN_STALE; with `repair`, -y then finishes the steps as the
+ * next open would: no orphan left, `blocks` data blocks, and the store clean. */
+static void check_pending(struct ns *n, const char *also, bool repair, uint64_t blocks)
+{
+	static char out[16384];
+	int rc = run_check(n, "-n", out, sizeof(out));
+	if (rc == -1)
+		return;
+	TU_ASSERT(rc == 4 && strstr(out, "NS_ORPHAN_PENDING") && (!also || strstr(out, also)) &&
+			  !strstr(out, "NS_SIZE") && !strstr(out, "NS_BLOCKS_COUNT") &&
+			  !strstr(out, "NS_LOST") && !strstr(out, "NS_ORPHAN_STALE"),
+		  "kvfs-check -n = %d (want 4, NS_ORPHAN_PENDING only):\n%s", rc, out);
+	if (!repair)
+		return;
+	rc = run_check(n, "-y", out, sizeof(out));
+	TU_ASSERT(rc == 1, "kvfs-check -y = %d:\n%s", rc, out);
+	struct raw_sum sum = raw_ok(n);
+	EXPECT(sum.orphans, 0);
+	EXPECT(sum.blocks, blocks);
+	check_clean(n);
+}
+
 /* rm, rename over, the release of an unlinked open file: purges of many steps. */
 START_TEST(test_steps_unlink)
 {
@@ -5228,14 +5252,32 @@ END_TEST
 
 /* Leave t truncated to 3 blocks and u unlinked, each with its first step only (10 of u's 40
  * blocks deleted), as a crash between steps does.  The kvfs is closed on entry and return. */
+/* A closed store's inode record, read and decoded through a raw engine (e). */
+static void raw_inode_get(struct engine *e, uint64_t ino, struct ns_inode *h)
+{
+	uint8_t k[8], v[NS_INODE_HDR_MAX];
+	size_t vlen;
+	ino_key(k, ino);
+	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
+	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
+	EXPECT((size_t)ns_inode_decode(v, vlen, h, NULL), vlen); /* in blocks: no inline data */
+}
+
+/* Add to b the inode record h of ino (no inline data). */
+static void raw_inode_put(struct engine_batch *b, uint64_t ino, const struct ns_inode *h)
+{
+	uint8_t k[8], v[NS_INODE_HDR_MAX];
+	ino_key(k, ino);
+	OK(engine_batch_put(b, T_INODE, k, 8, v, ns_inode_encode(h, v)));
+}
+
 static void make_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_t *t, uint64_t *u)
 {
 	struct engine *e;
 	struct engine_options eo;
 	struct engine_batch *b = engine_batch_new();
-	uint8_t k[16], v[NS_INODE_HDR_MAX], dk[8 + 1], ov[8];
+	uint8_t k[16], dk[8 + 1], ov[8];
 	struct ns_inode h;
-	size_t vlen, hl;
 
 	ns_open_tuned(n, 0, STEP, 0);
 	OK(kvfs_put(n->fs, "t", buf, len));
@@ -5247,23 +5289,17 @@ static void make_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_
 	eo.log = tu_log_cb;
 	OK(engine_open(n->env.path, &eo, &e));
 	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
-	ino_key(k, *t);
-	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
-	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
-	EXPECT((size_t)ns_inode_decode(v, vlen, &h, NULL), vlen); /* in blocks: no inline data */
+	raw_inode_get(e, *t, &h);
 	h.size = 3 * 4096;
-	hl = ns_inode_encode(&h, v);
-	OK(engine_batch_put(b, T_INODE, k, 8, v, hl));
+	raw_inode_put(b, *t, &h);
+	ino_key(k, *t);
 	st64(ov, 3 * 4096);
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, ov, 8));
-	ino_key(k, *u);
-	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
-	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
-	EXPECT((size_t)ns_inode_decode(v, vlen, &h, NULL), vlen);
+	raw_inode_get(e, *u, &h);
 	h.nlink = 0;
 	h.blocks -= 10;
-	hl = ns_inode_encode(&h, v);
-	OK(engine_batch_put(b, T_INODE, k, 8, v, hl));
+	raw_inode_put(b, *u, &h);
+	ino_key(k, *u);
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0));
 	OK(engine_batch_del(b, T_DIRENT, dk, dirent_key(dk, KVFS_ROOT_INO, "u", 1)));
 	for (uint64_t i = 0; i < 10; i++) {
@@ -5418,11 +5454,9 @@ START_TEST(test_steps_cut_short)
 {
 	struct ns n;
 	struct kvfs_stat st;
-	static char out[16384];
 	size_t len = 40 * 4096;
 	uint8_t *buf = malloc(len);
 	uint64_t t, u;
-	int rc;
 
 	TU_ASSERT(buf != NULL, "%s", "malloc");
 	pat(buf, len, 7, 0);
@@ -5433,21 +5467,7 @@ START_TEST(test_steps_cut_short)
 		struct raw_sum sum = raw_ok(&n); /* the cut-short state is a sound one */
 		EXPECT(sum.orphans, 2);
 		EXPECT(sum.blocks, 40 + 30);
-		rc = run_check(&n, "-n", out, sizeof(out));
-		if (rc != -1) {
-			TU_ASSERT(rc == 4 && strstr(out, "NS_ORPHAN_PENDING") &&
-				  !strstr(out, "NS_SIZE") && !strstr(out, "NS_BLOCKS_COUNT") &&
-				  !strstr(out, "NS_LOST") && !strstr(out, "NS_ORPHAN_STALE"),
-				  "kvfs-check -n = %d (want 4, NS_ORPHAN_PENDING only):\n%s", rc, out);
-			if (round == 1) { /* the repair, as the next open would */
-				rc = run_check(&n, "-y", out, sizeof(out));
-				TU_ASSERT(rc == 1, "kvfs-check -y = %d:\n%s", rc, out);
-				sum = raw_ok(&n);
-				EXPECT(sum.orphans, 0);
-				EXPECT(sum.blocks, 3);
-				check_clean(&n);
-			}
-		}
+		check_pending(&n, NULL, round == 1, 3); /* round 1: repaired as the next open would */
 		ns_open_tuned(&n, 0, STEP, 0);
 		EXPECT(kvfs_getattr(n.fs, u, &st), -ENOENT);
 		EXPECT(kvfs_exists(n.fs, "u"), 0);
@@ -5629,9 +5649,8 @@ static void make_punch_cut_short(struct ns *n, const uint8_t *buf, size_t len, u
 	struct engine *e;
 	struct engine_options eo;
 	struct engine_batch *b = engine_batch_new();
-	uint8_t k[16], v[NS_INODE_HDR_MAX], ov[16];
+	uint8_t k[16], ov[16];
 	struct ns_inode h;
-	size_t vlen, hl;
 
 	ns_open_tuned(n, 0, STEP, 0);
 	OK(kvfs_put(n->fs, "p", buf, len));
@@ -5641,13 +5660,10 @@ static void make_punch_cut_short(struct ns *n, const uint8_t *buf, size_t len, u
 	eo.log = tu_log_cb;
 	OK(engine_open(n->env.path, &eo, &e));
 	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
-	ino_key(k, *p);
-	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
-	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
-	EXPECT((size_t)ns_inode_decode(v, vlen, &h, NULL), vlen);
+	raw_inode_get(e, *p, &h);
 	h.blocks -= 8;
-	hl = ns_inode_encode(&h, v);
-	OK(engine_batch_put(b, T_INODE, k, 8, v, hl));
+	raw_inode_put(b, *p, &h);
+	ino_key(k, *p);
 	st64(ov, 2);
 	st64(ov + 8, 38);
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, ov, 16));
@@ -5665,11 +5681,9 @@ static void make_punch_cut_short(struct ns *n, const uint8_t *buf, size_t len, u
 START_TEST(test_steps_punch_cut_short)
 {
 	struct ns n;
-	static char out[16384];
 	size_t len = 40 * 4096;
 	uint8_t *buf = malloc(len), *want = malloc(len);
 	uint64_t p, at;
-	int rc;
 
 	TU_ASSERT(buf && want, "%s", "malloc");
 	pat(buf, len, 10, 0);
@@ -5693,21 +5707,7 @@ START_TEST(test_steps_punch_cut_short)
 		OK(kvfs_lseek(n.fs, p, 2 * 4096, KVFS_SEEK_DATA, &at));
 		EXPECT(at, 38 * 4096);
 		ns_close_ok(&n);
-		rc = run_check(&n, "-n", out, sizeof(out));
-		if (rc != -1) {
-			TU_ASSERT(rc == 4 && strstr(out, "NS_ORPHAN_PENDING") &&
-				  strstr(out, "punched") && !strstr(out, "NS_SIZE") &&
-				  !strstr(out, "NS_BLOCKS_COUNT") && !strstr(out, "NS_ORPHAN_STALE"),
-				  "kvfs-check -n = %d (want 4, NS_ORPHAN_PENDING only):\n%s", rc, out);
-			if (round == 1) { /* the repair, as the next open would */
-				rc = run_check(&n, "-y", out, sizeof(out));
-				TU_ASSERT(rc == 1, "kvfs-check -y = %d:\n%s", rc, out);
-				sum = raw_ok(&n);
-				EXPECT(sum.orphans, 0);
-				EXPECT(sum.blocks, 4);
-				check_clean(&n);
-			}
-		}
+		check_pending(&n, "punched", round == 1, 4); /* round 1: repaired */
 		ns_open_tuned(&n, 0, STEP, 0);
 		READ_EQ(n.fs, p, 0, want, len);
 		EXPECT(attr_ok(n.fs, p).blocks, 4 * 8);

@@ -1278,6 +1278,26 @@ static bool has_children(struct chk_ns *ns, const struct chk_inode *d)
 	return false;
 }
 
+/* The repair of a truncation or punch that a crash left in steps (as namespace.c's
+ * orphan_finish): the entry goes (flag `what` and S_ORPHAN cleared), the *n_del blocks it
+ * covers are counted out of the inode, and op (OP_TRUNC, OP_PUNCH) deletes blocks [first,
+ * end).  0 or -ENOMEM. */
+static int pending_fix(struct chk_ns *ns, struct chk_inode *p, uint16_t what, uint64_t *n_del,
+		       uint8_t op, uint64_t first, uint64_t end)
+{
+	p->st &= (uint16_t)~(S_ORPHAN | what);
+	p->n_blk -= *n_del;
+	p->blocks -= *n_del < p->blocks ? *n_del : p->blocks;
+	p->dirty |= F_BLOCKS;
+	*n_del = 0;
+	int r = op_add(ns, op, 0, p->ino, NULL, 0, NULL, 0);
+	if (r < 0)
+		return r;
+	ns->ops[ns->n_ops - 1].first = first;
+	ns->ops[ns->n_ops - 1].end = end;
+	return 0;
+}
+
 static int check_orphans(struct chk *c)
 {
 	struct chk_ns *ns = c->ns;
@@ -1316,16 +1336,10 @@ static int check_orphans(struct chk *c)
 					       " block(s) past the size to delete", p->size,
 					       p->n_past);
 			if (fix_ok(c, id, false, "delete the blocks past the size, as the next open "
-				   "would")) {
-				p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC);
-				p->n_blk -= p->n_past;
-				p->blocks -= p->n_past < p->blocks ? p->n_past : p->blocks;
-				p->dirty |= F_BLOCKS;
-				p->n_past = 0;
-				if ((r = op_add(ns, OP_TRUNC, 0, p->ino, NULL, 0, NULL, 0)) < 0)
-					return r;
-				ns->ops[ns->n_ops - 1].first = (p->size + BLOCK - 1) / BLOCK;
-			}
+				   "would") &&
+			    (r = pending_fix(ns, p, S_TRUNC, &p->n_past, OP_TRUNC,
+					     (p->size + BLOCK - 1) / BLOCK, UINT64_MAX)) < 0)
+				return r;
 			continue;
 		}
 		if (present(p) && (p->st & S_PUNCH) && p->nlink && S_ISREG(p->mode) &&
@@ -1338,17 +1352,10 @@ static int check_orphans(struct chk *c)
 					       "list, %" PRIu64 " block(s) in it to delete", p->trunc,
 					       p->punch_end, p->n_punch);
 			if (fix_ok(c, id, false, "delete the blocks in the hole, as the next open "
-				   "would")) {
-				p->st &= (uint16_t)~(S_ORPHAN | S_PUNCH);
-				p->n_blk -= p->n_punch;
-				p->blocks -= p->n_punch < p->blocks ? p->n_punch : p->blocks;
-				p->dirty |= F_BLOCKS;
-				p->n_punch = 0;
-				if ((r = op_add(ns, OP_PUNCH, 0, p->ino, NULL, 0, NULL, 0)) < 0)
-					return r;
-				ns->ops[ns->n_ops - 1].first = p->trunc;
-				ns->ops[ns->n_ops - 1].end = p->punch_end;
-			}
+				   "would") &&
+			    (r = pending_fix(ns, p, S_PUNCH, &p->n_punch, OP_PUNCH, p->trunc,
+					     p->punch_end)) < 0)
+				return r;
 			continue;
 		}
 		size_t id;
