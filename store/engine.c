@@ -46,8 +46,8 @@
  * written that a meta page can reach), the engine is not failed: it is "short of space"
  * (e->nospc).  The frozen overlay stays frozen and readable and the log keeps it, so nothing
  * that returned is lost; commits that would add data get -ENOSPC; a batch that deletes and
- * puts little (an unlink, rmdir, truncate to zero, removexattr: at least one delete and at most
- * NOSPC_PUT_BYTES of values put) is still admitted, so a user can make room, and it wakes the
+ * puts little (an unlink, rmdir, truncate, hole punch, removexattr: at least one delete and
+ * at most NOSPC_PUT_BYTES of values put) is still admitted, so a user can make room, and it wakes the
  * checkpoint thread.  The next checkpoint first folds the active overlay into the frozen one
  * (newest entry per key wins, LSN the active one's), so the retry writes the deleted files'
  * tombstones in place of their puts, then applies it as usual; the first success ends the
@@ -81,8 +81,12 @@
 #define OP_PUT 1
 #define OP_DEL 2
 #define OP_HDR 8
-/* While short of space (INV-E3), the most value bytes a batch with a delete may put. */
-#define NOSPC_PUT_BYTES 4096u
+/* While short of space (INV-E3), the most value bytes a batch with a delete may put: two data
+ * blocks and an inode record, for a hole punch whose two ends fall inside blocks (both edge
+ * blocks are rewritten zeroed) or a truncation inside a block.  With one block (4096, before),
+ * punching a hole to make room got -ENOSPC (review H15); a batch this small adds next to
+ * nothing to the overlay, and the log's ring needs no disk space. */
+#define NOSPC_PUT_BYTES (2u * 4096u + 512u)
 
 /* A batch's buffer is its log record being built, so that engine_commit logs it without a copy
  * (wal_append_inplace): BATCH_HEAD bytes (room for the record header, then the u32 op count),

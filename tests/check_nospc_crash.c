@@ -84,7 +84,7 @@
 #define NS_RING   (1u << 20)
 #define NS_RANDOM 1             /* random cut images per sync point, besides keep and drop */
 #define NS_VARIANTS (2 + NS_RANDOM)
-#define NS_NOSPC_PUT 4096u      /* engine.c NOSPC_PUT_BYTES */
+#define NS_NOSPC_PUT (2u * 4096u + 512u) /* engine.c NOSPC_PUT_BYTES */
 
 static char g_msg[4096];
 static uint8_t g_val[64u << 10];

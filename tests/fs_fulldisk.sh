@@ -6,8 +6,9 @@
 #      needs: the daemon must still exit and lose nothing), after kvfs-check -n (exit 0: store
 #      and log clean, the records still to replay are not errors), and after the next mount
 #      (which replays the log onto a store that is still full).  On that full mount a new
-#      file still gets ENOSPC, and rm of the writers' files must succeed (deletes need no
-#      space: store/engine.c INV-E3) and give the room back: new fsynced writes succeed again.
+#      file still gets ENOSPC, a hole punch with both ends inside blocks works, and rm of the
+#      writers' files must succeed (deletes need no space: store/engine.c INV-E3) and give the
+#      room back: new fsynced writes succeed again.
 #      The store then unmounts cleanly (checkpointed) and kvfs-check -n exits 0.
 #   2. The log's file system filling up: STORE-wal's ring is allocated whole at the mount, so
 #      filling the disk with another file while mounted must not stop writes that fit in the
@@ -102,6 +103,13 @@ mount_or_die -o checkpoint_mib=2 -o checkpoint_ms=500
 checkall "after the unmount and the next mount"
 check "the full mount still refuses new data with ENOSPC" \
 	bash -c "! head -c 100000 /dev/zero 2>$T/err >'$M/new' && grep -q 'No space left' $T/err"
+# a hole punched to make room, both ends inside blocks (two edge blocks rewritten zeroed)
+f1=$(find "$M/w1" -type f | sort | head -n 1)
+check "a hole punch with unaligned ends works on the full mount" \
+	fallocate -p -o 100 -l 200000 "$f1"
+check "the punched range reads as zeros" python3 -c "import sys
+d = open(sys.argv[1], 'rb').read()
+sys.exit(0 if len(d) == $FILE and d[100:200100] == bytes(200000) else 1)" "$f1"
 rm_all() { # the first few errors only
 	rm -rf "$@" 2>"$T/err" && return 0
 	head -n 5 "$T/err" | sed 's/^/    /'
