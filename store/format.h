@@ -83,14 +83,16 @@
 #include "store/store.h"
 
 /* The format version a writer puts in every meta page it writes, and the oldest one read.
- * 3: the orphan list may hold a punched range (a 16-byte T_ORPHAN value, store/ns_format.h,
+ * 4: a non-directory inode with one name may keep its record in its dirent (an embedded
+ * inode, store/ns_format.h, kvfs.5 "Embedded inodes"), which a version 3 reader would take for
+ * a corrupt dirent; 3: the orphan list may hold a punched range (a 16-byte T_ORPHAN value, store/ns_format.h,
  * kvfs.5 "Orphans"), which a version 2 reader would drop without deleting its blocks (the
  * punched bytes would come back); 2: the namespace's inode records may be compact (kvfs.5
  * "Inode record"); 1: they are all 88-byte version 1 records.  An older store opened for
- * writing becomes version 3 at its first checkpoint (each meta page as it is next written),
+ * writing becomes version 4 at its first checkpoint (each meta page as it is next written),
  * so that a kvfs that knows only an older version refuses it (EPROTONOSUPPORT) instead of
  * misreading it. */
-#define STORE_FORMAT_VERSION 3u
+#define STORE_FORMAT_VERSION 4u
 #define STORE_FORMAT_VERSION_MIN 1u
 #define STORE_MAGIC "KVFSDATA"
 

@@ -4,8 +4,13 @@
  * them; kvfs-check (tools/check/phase5_namespace.c) checks them.  Integers in keys are
  * big-endian (they sort numerically), in values little-endian (store/format.h helpers).
  *
-*   T_INODE   ino (BE u64)                  -> INODE RECORD (+ inline data or symlink target)
- *   T_DIRENT     parent ino (BE u64) + name    -> ino (LE u64) + type (u8, DT_* = S_IFMT >> 12)
+ *   T_INODE      ino (BE u64)                  -> INODE RECORD (+ inline data or symlink
+ *                                                target), or an INODE REF (format version 4,
+ *                                                below): the record is in the inode's dirent
+ *   T_DIRENT     parent ino (BE u64) + name    -> ino (LE u64) + type (u8, DT_* = S_IFMT >> 12),
+ *                                                optionally followed (format version 4) by
+ *                                                the inode's whole INODE RECORD: an embedded
+ *                                                inode (below)
  *   T_DATA       ino (BE u64) + block (BE u64) -> one block of BLOCK bytes (a missing block
  *                                                is a hole)
  *   T_XATTR      ino (BE u64) + name           -> value (0..XATTR_VALUE_MAX bytes)
@@ -20,6 +25,39 @@
  *                                                changes", man/kvfs.5 "Orphans")
  *   T_SUPER      "next_ino"                    -> LE u64, the next inode number to hand out
  *
+ * Embedded inodes (format version 4; man/kvfs.5 "Embedded inodes").  A get by path reads one
+ * B+tree leaf instead of two when the inode's record sits in its dirent's value.  An inode is
+ * embedded when it is not a directory, has exactly one name (nlink 1) and is not an orphan
+ * with no name: its one dirent's value is DIRENT_VALUE bytes (ino, type) followed by the
+ * INODE RECORD, and its T_INODE value is an INODE REF naming that dirent, so that a read by
+ * inode number (FUSE, kvfs_getattr) still finds it, in two reads.  Every other inode
+ * (directories, files with hard links, unlinked open files) has its record in T_INODE, and
+ * its dirents are plain (DIRENT_VALUE bytes).  An inode may move between the two forms:
+ * creation embeds a non-directory; link() moves the record to T_INODE and rewrites the old
+ * dirent plain; an unlink that leaves an open orphan moves it to T_INODE; rename moves the
+ * embedded record with its dirent and rewrites the REF; a file whose links drop back to one
+ * stays in T_INODE (both forms are valid for nlink 1).  Rules (kvfs-check phase 5):
+ *   EI-1  a dirent value is exactly DIRENT_VALUE bytes (plain), or longer (embedded): then
+ *         the bytes after DIRENT_VALUE decode as an INODE RECORD (v2; ns_inode_decode) whose
+ *         mode is not a directory, whose nlink is 1, whose type agrees with the dirent's type
+ *         byte, and whose tail is the inline data or symlink target as in T_INODE;
+ *   EI-2  an embedded dirent (parent, name) -> ino has T_INODE[ino] an INODE REF naming
+ *         exactly (parent, name), and no other dirent names ino;
+ *   EI-3  an INODE REF T_INODE[ino] -> (parent, name) has T_DIRENT[(parent, name)] embedded,
+ *         naming ino;
+ *   EI-4  an orphan with no name (an empty T_ORPHAN value) has a full record in T_INODE.
+ * Data blocks, xattrs and orphan entries are keyed by the inode number as before; an inode
+ * exists when T_INODE holds its record or its REF.
+ *
+ * INODE REF (T_INODE value, format version 4): told from an INODE RECORD by byte 2, as the
+ * record's versions are (below):
+ *   off  size  field
+ *     0     2  zero
+ *     2     1  NS_INODE_REF (3)
+ *     3     1  zero
+ *     4     8  parent    LE u64: the directory holding the embedding dirent
+ *    12     -  name      1..255 bytes (the rest of the value): that dirent's name
+ *
  * Inode 1 (NS_ROOT_INO) is the root directory.  INODE RECORD: a header (below; its length
  * comes from parsing it), then for a file with INODE_INLINE exactly `size` bytes of data, for
  * a symlink its target (`size` bytes), else nothing.  A file of at most INLINE_MAX bytes is
@@ -29,6 +67,7 @@
 #ifndef KVFS_STORE_NS_FORMAT_H
 #define KVFS_STORE_NS_FORMAT_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +84,12 @@ enum { T_INODE = 0, T_DIRENT = 1, T_DATA = 2, T_XATTR = 3, T_ORPHAN = 4, T_SUPER
 #define INLINE_MAX 2048u /* see kvfs_write: a file up to this size lives in its inode */
 #define XATTR_VALUE_MAX (64u << 10)
 #define SYMLINK_MAX 4095u
-#define DIRENT_VALUE 9u  /* ino (8) + type (1) */
+#define DIRENT_VALUE 9u  /* ino (8) + type (1); an embedded inode's record follows */
+/* INODE REF (above) */
+#define NS_INODE_REF 3u
+#define NS_REF_PARENT 4u
+#define NS_REF_NAME 12u
+#define NS_REF_MAX (NS_REF_NAME + 255u)
 /* T_ORPHAN values, by length: empty (an orphan inode), a truncation's size, a punch's range */
 #define ORPHAN_TRUNC_LEN 8u
 #define ORPHAN_RANGE_LEN 16u
@@ -130,6 +174,38 @@ size_t ns_inode_encode(const struct ns_inode *in, uint8_t *buf);
  */
 int ns_inode_decode(const uint8_t *rec, size_t len, struct ns_inode *out, const char **why);
 
+
+/* Is the T_INODE value v[0..len) an INODE REF (not a record)?  A REF shorter than
+ * NS_REF_NAME + 1 or longer than NS_REF_MAX, or with bytes 0, 1 or 3 non-zero, is corrupt:
+ * ns_ref_decode says so. */
+static inline bool ns_is_ref(const uint8_t *v, size_t len)
+{
+	return len > 2 && v[2] == NS_INODE_REF;
+}
+
+/* Parse an INODE REF: 0 with *parent, *name (pointing into v) and *nlen set, or -EUCLEAN.
+ * Pure; never reads at or past v + len. */
+static inline int ns_ref_decode(const uint8_t *v, size_t len, uint64_t *parent,
+				const uint8_t **name, size_t *nlen)
+{
+	if (len <= NS_REF_NAME || len > NS_REF_MAX || v[0] || v[1] || v[2] != NS_INODE_REF || v[3])
+		return -EUCLEAN;
+	*parent = ld64(v + NS_REF_PARENT);
+	*name = v + NS_REF_NAME;
+	*nlen = len - NS_REF_NAME;
+	return 0;
+}
+
+/* Write the INODE REF to (parent, name[0..nlen)) into v (NS_REF_MAX bytes); returns its
+ * length.  nlen is 1..255. */
+static inline size_t ns_ref_encode(uint8_t *v, uint64_t parent, const char *name, size_t nlen)
+{
+	memset(v, 0, NS_REF_NAME);
+	v[2] = NS_INODE_REF;
+	st64(v + NS_REF_PARENT, parent);
+	memcpy(v + NS_REF_NAME, name, nlen);
+	return NS_REF_NAME + nlen;
+}
 
 static inline void ino_key(uint8_t k[8], uint64_t ino) { stbe64(k, ino); }
 
