@@ -98,6 +98,15 @@ struct inode {
 	int64_t atime, mtime, ctime;
 	uint64_t gen, rdev, blocks, parent;
 	uint32_t flags;
+	/* Where the record lives (ns_format.h "Embedded inodes"): in T_INODE (embedded false),
+	 * or in the one dirent (dparent, dname[0..dlen)), T_INODE holding an INODE REF to it.
+	 * ref_stale: the REF in the store does not name that dirent yet (a create, a rename):
+	 * inode_write writes it.  An embedded inode has nlink 1 and is not a directory; whoever
+	 * removes or repoints its dirent calls inode_unembed before the next inode_put. */
+	bool embedded, ref_stale;
+	uint16_t dlen;
+	uint64_t dparent;
+	char dname[KVFS_NAME_MAX];
 	uint8_t data[SYMLINK_MAX + 1 > INLINE_MAX ? SYMLINK_MAX + 1 : INLINE_MAX];
 };
 
@@ -317,24 +326,15 @@ static int ns_get(struct kvfs *fs, struct engine_read *rd, unsigned tree, const 
 	return engine_get(fs->e, tree, key, klen, buf, cap, vlen);
 }
 
-static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, struct inode *in)
+/* A buffer for any T_INODE value or dirent value (an embedded inode's: ino, type, record). */
+#define NS_VALUE_MAX (DIRENT_VALUE + NS_INODE_HDR_ANY + sizeof(((struct inode *)0)->data))
+
+/* Decode the INODE RECORD rec[0..len) of inode `ino` into *in (as stored in T_INODE: not
+ * embedded).  0 or -EUCLEAN. */
+static int inode_from_record(struct inode *in, uint64_t ino, const uint8_t *rec, size_t len)
 {
-	struct inode *p = tl_batch == fs ? pending_find(fs, ino) : NULL;
-	if (p) {
-		if (p->mode == 0)
-			return -ENOENT; /* purged earlier in the batch */
-		memcpy(in, p, offsetof(struct inode, data) +
-		       ((p->flags & INODE_INLINE) || S_ISLNK(p->mode) ? p->size : 0));
-		return 0;
-	}
-	uint8_t k[8], buf[NS_INODE_HDR_ANY + sizeof(in->data)];
-	size_t len;
-	ino_key(k, ino);
-	int r = ns_get(fs, rd, T_INODE, k, 8, buf, sizeof(buf), &len);
-	if (r < 0)
-		return r;
 	struct ns_inode h;
-	int hl = len > sizeof(buf) ? -EUCLEAN : ns_inode_decode(buf, len, &h, NULL);
+	int hl = len > NS_VALUE_MAX ? -EUCLEAN : ns_inode_decode(rec, len, &h, NULL);
 	if (hl < 0)
 		return -EUCLEAN;
 	in->ino = ino;
@@ -351,11 +351,87 @@ static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, str
 	in->blocks = h.blocks;
 	in->parent = h.parent;
 	in->flags = h.flags;
+	in->embedded = in->ref_stale = false;
 	size_t n = len - (size_t)hl;
 	if (((in->flags & INODE_INLINE) && n != in->size) || n > sizeof(in->data))
 		return -EUCLEAN;
-	memcpy(in->data, buf + hl, n);
+	memcpy(in->data, rec + hl, n);
 	return 0;
+}
+
+static void inode_embed(struct inode *in, uint64_t parent, const char *name, size_t len)
+{
+	in->embedded = in->ref_stale = true;
+	in->dparent = parent;
+	in->dlen = (uint16_t)len;
+	memcpy(in->dname, name, len);
+}
+
+/* The dirent holding `in` is going away or will name something else: the next inode_put
+ * writes the whole record into T_INODE (over the REF). */
+static void inode_unembed(struct inode *in)
+{
+	in->embedded = in->ref_stale = false;
+}
+
+/* The inode embedded in the dirent (parent, name[0..len)) whose value is v[0..vlen) (vlen >
+ * DIRENT_VALUE) into *in.  EI-1: a record that decodes, not a directory, one link.  0 or
+ * -EUCLEAN. */
+static int inode_from_dirent(struct inode *in, uint64_t parent, const char *name, size_t len,
+			     const uint8_t *v, size_t vlen)
+{
+	int r = inode_from_record(in, ld64(v), v + DIRENT_VALUE, vlen - DIRENT_VALUE);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(in->mode) || in->nlink != 1 || mode_dt(in->mode) != v[8])
+		return -EUCLEAN;
+	inode_embed(in, parent, name, len);
+	in->ref_stale = false;
+	return 0;
+}
+
+/*
+ * Read inode `ino`: the batch's pending copy, else its T_INODE record, or through its INODE
+ * REF the dirent embedding it.  Inside an engine_read (rd) the REF and the dirent come from
+ * one state, so a REF whose dirent does not embed `ino` is corrupt (EI-3).  Alone (rd NULL),
+ * a rename may move the inode between the two reads without a lock: the REF is read again.
+ * 0, -ENOENT, -EUCLEAN, -errno.
+ */
+static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, struct inode *in)
+{
+	struct inode *p = tl_batch == fs ? pending_find(fs, ino) : NULL;
+	if (p) {
+		if (p->mode == 0)
+			return -ENOENT; /* purged earlier in the batch */
+		memcpy(in, p, offsetof(struct inode, data) +
+		       ((p->flags & INODE_INLINE) || S_ISLNK(p->mode) ? p->size : 0));
+		return 0;
+	}
+	uint8_t k[8 + KVFS_NAME_MAX], buf[NS_VALUE_MAX];
+	size_t len;
+	for (int tries = 0;; tries++) {
+		ino_key(k, ino);
+		int r = ns_get(fs, rd, T_INODE, k, 8, buf, sizeof(buf), &len);
+		if (r < 0)
+			return r;
+		if (!ns_is_ref(buf, len))
+			return inode_from_record(in, ino, buf, len);
+		uint64_t parent;
+		const uint8_t *nm;
+		size_t nlen;
+		char name[KVFS_NAME_MAX];
+		if (len > sizeof(buf) || ns_ref_decode(buf, len, &parent, &nm, &nlen) < 0)
+			return -EUCLEAN;
+		memcpy(name, nm, nlen);
+		r = ns_get(fs, rd, T_DIRENT, k, dirent_key(k, parent, name, nlen), buf,
+			   sizeof(buf), &len);
+		if (r == 0 && len > DIRENT_VALUE && len <= sizeof(buf) && ld64(buf) == ino)
+			return inode_from_dirent(in, parent, name, nlen, buf, len);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (rd || tries == 100)
+			return -EUCLEAN; /* EI-3 broken (or moved over 100 times in a row) */
+	}
 }
 
 static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
@@ -363,12 +439,27 @@ static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)
 	return inode_read(fs, NULL, ino, in);
 }
 
+/* Put the record of `in` where it lives: T_INODE, or its dirent (the REF too when stale). */
 static int inode_write(struct engine_batch *b, const struct inode *in)
 {
-	uint8_t k[8], buf[NS_INODE_HDR_MAX + sizeof(in->data)];
-	ino_key(k, in->ino);
-	size_t n = inode_encode(in, buf);
-	return engine_batch_put(b, T_INODE, k, 8, buf, n);
+	uint8_t k[8 + KVFS_NAME_MAX], buf[DIRENT_VALUE + NS_INODE_HDR_MAX + sizeof(in->data)];
+	if (!in->embedded) {
+		ino_key(k, in->ino);
+		size_t n = inode_encode(in, buf);
+		return engine_batch_put(b, T_INODE, k, 8, buf, n);
+	}
+	assert(in->nlink == 1 && !S_ISDIR(in->mode));
+	st64(buf, in->ino);
+	buf[8] = (uint8_t)mode_dt(in->mode);
+	size_t n = DIRENT_VALUE + inode_encode(in, buf + DIRENT_VALUE);
+	int r = engine_batch_put(b, T_DIRENT, k, dirent_key(k, in->dparent, in->dname, in->dlen),
+				 buf, n);
+	if (r == 0 && in->ref_stale) {
+		ino_key(k, in->ino);
+		n = ns_ref_encode(buf, in->dparent, in->dname, in->dlen);
+		r = engine_batch_put(b, T_INODE, k, 8, buf, n);
+	}
+	return r;
 }
 
 /* Write `in` into the batch; while batching, only note it (pending_flush writes it). */
@@ -930,6 +1021,7 @@ static struct open_ref *open_ref_find(struct kvfs *fs, uint64_t ino)
 /* The last name of `in` went away: purge it, or keep it as an orphan while open. */
 static int drop_inode(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 {
+	inode_unembed(in); /* its dirent is gone: an orphan's record is in T_INODE (EI-4) */
 	if (open_ref_find(fs, in->ino)) {
 		/* A punched range whose steps failed (fs->unfinished) keeps its entry: the
 		 * steps delete the range, then leave the entry empty (orphan_finish). */
@@ -1238,12 +1330,12 @@ int kvfs_fsync(struct kvfs *fs, uint64_t ino)
 static int dirent_read(struct kvfs *fs, struct engine_read *rd, uint64_t parent,
 		       const char *name, size_t len, uint64_t *ino, unsigned *type)
 {
-	uint8_t k[8 + KVFS_NAME_MAX], v[9];
+	uint8_t k[8 + KVFS_NAME_MAX], v[DIRENT_VALUE];
 	size_t vlen;
 	int r = ns_get(fs, rd, T_DIRENT, k, dirent_key(k, parent, name, len), v, sizeof(v), &vlen);
 	if (r < 0)
 		return r;
-	if (vlen != 9)
+	if (vlen < DIRENT_VALUE) /* longer: an embedded inode follows */
 		return -EUCLEAN;
 	*ino = ld64(v);
 	*type = v[8];
@@ -1286,10 +1378,17 @@ struct name_read {
 static int name_inode_read(struct engine_read *rd, void *ctx)
 {
 	struct name_read *nr = ctx;
-	uint64_t ino;
-	unsigned type;
-	int r = dirent_read(nr->fs, rd, nr->parent, nr->name, nr->len, &ino, &type);
-	if (r == 0 && (r = inode_read(nr->fs, rd, ino, nr->in)) == -ENOENT)
+	uint8_t k[8 + KVFS_NAME_MAX], v[NS_VALUE_MAX];
+	size_t vlen;
+	int r = ns_get(nr->fs, rd, T_DIRENT, k, dirent_key(k, nr->parent, nr->name, nr->len), v,
+		       sizeof(v), &vlen);
+	if (r < 0)
+		return r;
+	if (vlen < DIRENT_VALUE || vlen > sizeof(v))
+		return -EUCLEAN;
+	if (vlen > DIRENT_VALUE) /* embedded: one read for the name and the inode */
+		return inode_from_dirent(nr->in, nr->parent, nr->name, nr->len, v, vlen);
+	if ((r = inode_read(nr->fs, rd, ld64(v), nr->in)) == -ENOENT)
 		r = -EUCLEAN; /* NS-1 broken */
 	return r;
 }
@@ -1350,13 +1449,18 @@ static int touch_dir(struct kvfs *fs, struct engine_batch *b, struct inode *dir,
 	return inode_put(fs, b, dir);
 }
 
+/* Name `in` (parent, name): a plain dirent; none when `in` is embedded there (its inode_put,
+ * which the caller makes in the same batch, writes the dirent with the record). */
 static int put_dirent(struct engine_batch *b, uint64_t parent, const char *name, size_t len,
-		      uint64_t ino, uint32_t mode)
+		      const struct inode *in)
 {
-	uint8_t k[8 + KVFS_NAME_MAX], v[9];
-	st64(v, ino);
-	v[8] = (uint8_t)mode_dt(mode);
-	return engine_batch_put(b, T_DIRENT, k, dirent_key(k, parent, name, len), v, 9);
+	if (in->embedded && in->dparent == parent && in->dlen == len &&
+	    memcmp(in->dname, name, len) == 0)
+		return 0;
+	uint8_t k[8 + KVFS_NAME_MAX], v[DIRENT_VALUE];
+	st64(v, in->ino);
+	v[8] = (uint8_t)mode_dt(in->mode);
+	return engine_batch_put(b, T_DIRENT, k, dirent_key(k, parent, name, len), v, DIRENT_VALUE);
 }
 
 static int del_dirent(struct kvfs *fs, struct engine_batch *b, uint64_t parent, const char *name,
@@ -1432,7 +1536,9 @@ static int create_node(struct kvfs *fs, uint64_t parent, const char *name, uint3
 		memcpy(in.data, target, tlen);
 		in.size = tlen;
 	}
-	if ((r = inode_put(fs, b, &in)) < 0 || (r = put_dirent(b, parent, name, len, in.ino, mode)) < 0 ||
+	if (!S_ISDIR(mode))
+		inode_embed(&in, parent, name, len);
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = put_dirent(b, parent, name, len, &in)) < 0 ||
 	    (r = touch_dir(fs, b, &dir, now, S_ISDIR(mode) ? 1 : 0)) < 0)
 		goto out;
 	if ((r = commit(fs, b)) < 0)
@@ -1525,10 +1631,14 @@ int kvfs_link(struct kvfs *fs, uint64_t ino, uint64_t newparent, const char *new
 	if (r != -ENOENT)
 		goto out;
 	int64_t now = now_ns();
+	if (in.embedded) { /* two names: the record goes to T_INODE, the first dirent plain */
+		inode_unembed(&in);
+		if ((r = put_dirent(b, in.dparent, in.dname, in.dlen, &in)) < 0)
+			goto out;
+	}
 	in.nlink++;
 	in.ctime = now;
-	if ((r = inode_put(fs, b, &in)) < 0 ||
-	    (r = put_dirent(b, newparent, newname, len, ino, in.mode)) < 0 ||
+	if ((r = inode_put(fs, b, &in)) < 0 || (r = put_dirent(b, newparent, newname, len, &in)) < 0 ||
 	    (r = touch_dir(fs, b, &dir, now, 0)) < 0 || (r = commit(fs, b)) < 0)
 		goto out;
 	if (st)
@@ -1586,6 +1696,7 @@ static int remove_name_b(struct kvfs *fs, struct engine_batch *b, uint64_t paren
 	} else {
 		in.nlink--;
 	}
+	inode_unembed(&in); /* its dirent goes */
 	in.ctime = now;
 	if ((r = del_dirent(fs, b, parent, name, len)) < 0 ||
 	    (r = touch_dir(fs, b, &dir, now, isdir ? -1 : 0)) < 0)
@@ -1706,8 +1817,13 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 	if (flags & KVFS_RENAME_EXCHANGE) {
 		dc_note(fs, parent, name, len); /* both names now lead elsewhere */
 		dc_note(fs, newparent, newname, nlen);
-		if ((r = put_dirent(b, parent, name, len, dino, dst.mode)) < 0 ||
-		    (r = put_dirent(b, newparent, newname, nlen, sino, src.mode)) < 0)
+		/* an embedded inode moves with its dirent (inode_put below writes it there) */
+		if (src.embedded)
+			inode_embed(&src, newparent, newname, nlen);
+		if (dst.embedded)
+			inode_embed(&dst, parent, name, len);
+		if ((r = put_dirent(b, parent, name, len, &dst)) < 0 ||
+		    (r = put_dirent(b, newparent, newname, nlen, &src)) < 0)
 			goto out;
 		src.ctime = dst.ctime = now;
 		if (sdirp)
@@ -1739,14 +1855,18 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 			} else {
 				dst.nlink--;
 			}
+			if (dst.embedded) /* its dirent is the source's now */
+				inode_unembed(&dst);
 			dst.ctime = now;
 			r = dst.nlink ? inode_put(fs, b, &dst) : drop_inode(fs, b, &dst);
 			if (r < 0)
 				goto out;
 		}
 		dc_note(fs, newparent, newname, nlen); /* the target, replaced when it existed */
+		if (src.embedded)
+			inode_embed(&src, newparent, newname, nlen);
 		if ((r = del_dirent(fs, b, parent, name, len)) < 0 ||
-		    (r = put_dirent(b, newparent, newname, nlen, sino, src.mode)) < 0)
+		    (r = put_dirent(b, newparent, newname, nlen, &src)) < 0)
 			goto out;
 		src.ctime = now;
 		if (sdirp && !same_dir) {
@@ -2256,7 +2376,7 @@ int kvfs_readdir(struct kvfs *fs, uint64_t ino, const char *after,
 	size_t klen, vlen;
 	char name[KVFS_NAME_MAX + 1];
 	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
-		if (klen <= 8 || klen > sizeof(k) || vlen != 9) {
+		if (klen <= 8 || klen > sizeof(k) || vlen < DIRENT_VALUE) {
 			r = -EUCLEAN;
 			break;
 		}
@@ -2593,6 +2713,7 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 			return r;
 		}
 		if (!S_ISREG(in.mode)) { /* a symlink or special file: replaced, as rename would */
+			inode_unembed(&in); /* the dirent names the new file */
 			in.nlink--;
 			in.ctime = now;
 			if ((r = in.nlink ? inode_put(fs, b, &in) : drop_inode(fs, b, &in)) < 0)
@@ -2638,7 +2759,8 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		in.gen = 1;
 		in.atime = now;
 		in.flags = INODE_INLINE;
-		if ((r = put_dirent(b, dir, name, nlen, in.ino, in.mode)) < 0 ||
+		inode_embed(&in, dir, name, nlen);
+		if ((r = put_dirent(b, dir, name, nlen, &in)) < 0 ||
 		    (r = touch_dir(fs, b, &d, now, 0)) < 0)
 			return r;
 	} else if (r < 0) {
@@ -3317,24 +3439,32 @@ int kvfs_stats(struct kvfs *fs, struct kvfs_stats *out)
 	out->sync_calls = es.n_sync_calls;
 	out->mean_group_size = es.n_fdatasync ? (double)es.n_sync_calls / es.n_fdatasync : 0;
 	out->oldest_snapshot_age_ns = es.store.oldest_reader_age_ns;
-	/* files, dirs, bytes: a walk of the inode tree */
-	struct engine_iter *it;
-	if ((r = engine_iter_new(fs->e, T_INODE, NULL, 0, NULL, 0, &it)) < 0)
-		return r;
-	uint8_t k[8], v[NS_INODE_HDR_ANY];
-	size_t klen, vlen;
-	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
-		struct ns_inode h; /* the header only: v holds at most its first bytes */
-		if (ns_inode_decode(v, vlen < sizeof(v) ? vlen : sizeof(v), &h, NULL) < 0)
-			continue;
-		if (S_ISDIR(h.mode))
-			out->dirs++;
-		else
-			out->files++;
-		if (S_ISREG(h.mode))
-			out->bytes += h.size;
+	/* files, dirs, bytes: walks of the inode tree (its records; an INODE REF is skipped)
+	 * and of the dirent tree (the embedded records) */
+	for (unsigned tree = T_INODE; tree <= T_DIRENT && r >= 0; tree++) {
+		struct engine_iter *it;
+		if ((r = engine_iter_new(fs->e, tree, NULL, 0, NULL, 0, &it)) < 0)
+			return r;
+		size_t off = tree == T_DIRENT ? DIRENT_VALUE : 0;
+		uint8_t k[8 + KVFS_NAME_MAX], v[DIRENT_VALUE + NS_INODE_HDR_ANY];
+		size_t klen, vlen;
+		while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
+			struct ns_inode h; /* the header only: v holds at most its first bytes */
+			if (vlen <= off || (tree == T_INODE && ns_is_ref(v, vlen)) ||
+			    ns_inode_decode(v + off, (vlen < sizeof(v) ? vlen : sizeof(v)) - off, &h,
+					    NULL) < 0)
+				continue;
+			if (S_ISDIR(h.mode))
+				out->dirs++;
+			else
+				out->files++;
+			if (S_ISREG(h.mode))
+				out->bytes += h.size;
+		}
+		engine_iter_free(it);
+		if (r == -ENOENT)
+			r = 0;
 	}
-	engine_iter_free(it);
 	uint64_t used = es.store.file_bytes;
 	out->space_amplification = out->bytes ? (double)used / (double)out->bytes : 0;
 	struct statvfs vfs;

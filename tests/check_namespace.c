@@ -4902,6 +4902,28 @@ static size_t raw_ino(const struct tu_model *ti, uint64_t ino)
 	return i < ti->n && memcmp(ti->ents[i].key, k, 8) == 0 ? i : SIZE_MAX;
 }
 
+/* Decode the header of inode ti->ents[i]: its T_INODE record, or through its INODE REF the
+ * record embedded in the dirent it names (td: the dirent tree's model).  <0: neither. */
+static int raw_decode(const struct tu_model *ti, const struct tu_model *tdir, size_t i,
+		      struct ns_inode *h)
+{
+	const struct tu_ent *ie = &ti->ents[i];
+	if (!ns_is_ref(ie->val, ie->vlen))
+		return ns_inode_decode(ie->val, ie->vlen, h, NULL);
+	uint64_t parent;
+	const uint8_t *name;
+	size_t nlen;
+	uint8_t k[8 + 255];
+	if (ns_ref_decode(ie->val, ie->vlen, &parent, &name, &nlen) < 0)
+		return -1;
+	stbe64(k, parent);
+	memcpy(k + 8, name, nlen);
+	const struct tu_ent *de = tu_model_get(tdir, k, 8 + nlen);
+	if (!de || de->vlen <= DIRENT_VALUE || ld64(de->val) != ldbe64(ie->key))
+		return -1;
+	return ns_inode_decode(de->val + DIRENT_VALUE, de->vlen - DIRENT_VALUE, h, NULL);
+}
+
 /*
  * The data file, the kvfs closed: store_verify clean, and every data block as man/kvfs.5
  * says: of a regular file kept in blocks, below ceil(size / 4096) unless a pending truncation
@@ -4911,7 +4933,7 @@ static size_t raw_ino(const struct tu_model *ti, uint64_t ino)
 static struct raw_sum raw_ok(struct ns *n)
 {
 	struct store *st = NULL;
-	struct tu_model ti, td, to;
+	struct tu_model ti, tn, td, to;
 	static char msg[4096];
 	struct raw_sum sum;
 	int rc = tu_open(&n->env, 0, &st);
@@ -4920,9 +4942,11 @@ static struct raw_sum raw_ok(struct ns *n)
 	rc = tu_verify(st, msg, sizeof(msg));
 	TU_ASSERT(rc == 0, "store_verify: %s", msg);
 	memset(&ti, 0, sizeof(ti));
+	memset(&tn, 0, sizeof(tn));
 	memset(&td, 0, sizeof(td));
 	memset(&to, 0, sizeof(to));
 	OK(tu_store_load(st, "t0", &ti));
+	OK(tu_store_load(st, "t1", &tn));
 	OK(tu_store_load(st, "t2", &td));
 	OK(tu_store_load(st, "t4", &to));
 	uint64_t *cnt = calloc(ti.n + 1, sizeof(*cnt));
@@ -4935,7 +4959,7 @@ static struct raw_sum raw_ok(struct ns *n)
 		TU_ASSERT(c != SIZE_MAX, "block %llu of missing inode %llu", (unsigned long long)blk,
 			  (unsigned long long)ino);
 		struct ns_inode h;
-		TU_ASSERT(ns_inode_decode(ti.ents[c].val, ti.ents[c].vlen, &h, NULL) >= 0,
+		TU_ASSERT(raw_decode(&ti, &tn, c, &h) >= 0,
 			  "inode %llu: record does not parse", (unsigned long long)ino);
 		uint32_t mode = h.mode, nlink = h.nlink;
 		uint64_t size = h.size;
@@ -4952,7 +4976,7 @@ static struct raw_sum raw_ok(struct ns *n)
 	}
 	for (size_t i = 0; i < ti.n; i++) {
 		struct ns_inode h;
-		TU_ASSERT(ns_inode_decode(ti.ents[i].val, ti.ents[i].vlen, &h, NULL) >= 0,
+		TU_ASSERT(raw_decode(&ti, &tn, i, &h) >= 0,
 			  "inode %llu: record does not parse",
 			  (unsigned long long)ldbe64(ti.ents[i].key));
 		if (S_ISREG(h.mode))
@@ -4963,6 +4987,7 @@ static struct raw_sum raw_ok(struct ns *n)
 	sum.orphans = to.n;
 	free(cnt);
 	tu_model_free(&ti);
+	tu_model_free(&tn);
 	tu_model_free(&td);
 	tu_model_free(&to);
 	tu_close_ok(st);
@@ -5252,23 +5277,61 @@ END_TEST
 
 /* Leave t truncated to 3 blocks and u unlinked, each with its first step only (10 of u's 40
  * blocks deleted), as a crash between steps does.  The kvfs is closed on entry and return. */
-/* A closed store's inode record, read and decoded through a raw engine (e). */
-static void raw_inode_get(struct engine *e, uint64_t ino, struct ns_inode *h)
+/* Where ino's record is (through a raw engine e): the key of T_INODE[ino] or, when that is an
+ * INODE REF, of its dirent; *tree and *klen set, *off the record's offset in the value. */
+static void raw_inode_where(struct engine *e, uint64_t ino, uint8_t *k, size_t *klen,
+			    unsigned *tree, size_t *off)
 {
-	uint8_t k[8], v[NS_INODE_HDR_MAX];
+	uint8_t v[NS_REF_MAX];
 	size_t vlen;
 	ino_key(k, ino);
+	*klen = 8;
+	*tree = T_INODE;
+	*off = 0;
 	OK(engine_get(e, T_INODE, k, 8, v, sizeof(v), &vlen));
-	TU_ASSERT(vlen <= sizeof(v), "inode record of %zu bytes", vlen);
-	EXPECT((size_t)ns_inode_decode(v, vlen, h, NULL), vlen); /* in blocks: no inline data */
+	if (ns_is_ref(v, vlen)) {
+		uint64_t parent;
+		const uint8_t *name;
+		size_t nlen;
+		OK(ns_ref_decode(v, vlen, &parent, &name, &nlen));
+		stbe64(k, parent);
+		memcpy(k + 8, name, nlen);
+		*klen = 8 + nlen;
+		*tree = T_DIRENT;
+		*off = DIRENT_VALUE;
+	}
 }
 
-/* Add to b the inode record h of ino (no inline data). */
-static void raw_inode_put(struct engine_batch *b, uint64_t ino, const struct ns_inode *h)
+/* A closed store's inode record (in T_INODE or embedded in its dirent), read and decoded
+ * through a raw engine (e). */
+static void raw_inode_get(struct engine *e, uint64_t ino, struct ns_inode *h)
 {
-	uint8_t k[8], v[NS_INODE_HDR_MAX];
-	ino_key(k, ino);
-	OK(engine_batch_put(b, T_INODE, k, 8, v, ns_inode_encode(h, v)));
+	uint8_t k[8 + 255], v[DIRENT_VALUE + NS_INODE_HDR_MAX];
+	size_t klen, vlen, off;
+	unsigned tree;
+	raw_inode_where(e, ino, k, &klen, &tree, &off);
+	OK(engine_get(e, tree, k, klen, v, sizeof(v), &vlen));
+	TU_ASSERT(vlen <= sizeof(v) && vlen > off, "inode record of %zu bytes", vlen);
+	/* in blocks: no inline data */
+	EXPECT((size_t)ns_inode_decode(v + off, vlen - off, h, NULL), vlen - off);
+}
+
+/* Add to b the inode record h of ino (no inline data), where the store (e) keeps it; e NULL:
+ * into T_INODE (where an orphan's record must be, over its INODE REF if it had one). */
+static void raw_inode_put(struct engine *e, struct engine_batch *b, uint64_t ino,
+			  const struct ns_inode *h)
+{
+	uint8_t k[8 + 255], v[DIRENT_VALUE + NS_INODE_HDR_MAX];
+	size_t klen = 8, off = 0;
+	unsigned tree = T_INODE;
+	if (e)
+		raw_inode_where(e, ino, k, &klen, &tree, &off);
+	else
+		ino_key(k, ino);
+	st64(v, ino);
+	v[8] = (uint8_t)((h->mode & S_IFMT) >> 12);
+	OK(engine_batch_put(b, tree, k, klen, v + (DIRENT_VALUE - off),
+			    off + ns_inode_encode(h, v + DIRENT_VALUE)));
 }
 
 static void make_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_t *t, uint64_t *u)
@@ -5291,14 +5354,14 @@ static void make_cut_short(struct ns *n, const uint8_t *buf, size_t len, uint64_
 	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
 	raw_inode_get(e, *t, &h);
 	h.size = 3 * 4096;
-	raw_inode_put(b, *t, &h);
+	raw_inode_put(e, b, *t, &h);
 	ino_key(k, *t);
 	st64(ov, 3 * 4096);
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, ov, 8));
 	raw_inode_get(e, *u, &h);
 	h.nlink = 0;
 	h.blocks -= 10;
-	raw_inode_put(b, *u, &h);
+	raw_inode_put(NULL, b, *u, &h); /* an orphan: its record in T_INODE (EI-4) */
 	ino_key(k, *u);
 	OK(engine_batch_put(b, T_ORPHAN, k, 8, NULL, 0));
 	OK(engine_batch_del(b, T_DIRENT, dk, dirent_key(dk, KVFS_ROOT_INO, "u", 1)));
@@ -5662,7 +5725,7 @@ static void make_punch_cut_short(struct ns *n, const uint8_t *buf, size_t len, u
 	TU_ASSERT(b != NULL, "%s", "engine_batch_new");
 	raw_inode_get(e, *p, &h);
 	h.blocks -= 8;
-	raw_inode_put(b, *p, &h);
+	raw_inode_put(e, b, *p, &h);
 	ino_key(k, *p);
 	st64(ov, 2);
 	st64(ov + 8, 38);

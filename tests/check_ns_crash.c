@@ -621,6 +621,7 @@ struct raw_ino {
 	uint32_t mode, nlink, flags;
 	uint64_t size, blocks, parent;
 	unsigned names, subdirs, nblocks;
+	const struct tu_ent *embed; /* the dirent embedding it (ns_format.h EI-3), or NULL */
 };
 
 /* Index of inode `ino` in the inode tree's model, or SIZE_MAX. */
@@ -656,7 +657,30 @@ static int raw_check(struct store *st, char *msg, size_t len)
 	for (size_t i = 0; i < ti->n; i++) {
 		const struct tu_ent *e = &ti->ents[i];
 		struct ns_inode h;
-		int hl = e->klen == 8 ? ns_inode_decode(e->val, e->vlen, &h, NULL) : -EUCLEAN;
+		const uint8_t *rec = e->val;
+		size_t rlen = e->vlen;
+		if (e->klen == 8 && ns_is_ref(e->val, e->vlen)) {
+			/* EI-3: the REF names a dirent that embeds this inode */
+			uint64_t parent;
+			const uint8_t *nm;
+			size_t nlen;
+			uint8_t dk[8 + 255];
+			const struct tu_ent *d = NULL;
+			if (ns_ref_decode(e->val, e->vlen, &parent, &nm, &nlen) == 0) {
+				stbe64(dk, parent);
+				memcpy(dk + 8, nm, nlen);
+				d = tu_model_get(&t[T_DIRENT], dk, 8 + nlen);
+			}
+			if (!d || d->vlen <= DIRENT_VALUE || ld64(d->val) != ldbe64(e->key)) {
+				snprintf(msg, len, "EI-3: inode %" PRIu64 ": its REF names no dirent "
+					 "embedding it", ldbe64(e->key));
+				goto out_ri;
+			}
+			ri[i].embed = d;
+			rec = d->val + DIRENT_VALUE;
+			rlen = d->vlen - DIRENT_VALUE;
+		}
+		int hl = e->klen == 8 ? ns_inode_decode(rec, rlen, &h, NULL) : -EUCLEAN;
 		if (hl < 0) {
 			snprintf(msg, len, "inode record %zu: key %zu, value %zu bytes", i, e->klen,
 				 e->vlen);
@@ -671,9 +695,14 @@ static int raw_check(struct store *st, char *msg, size_t len)
 		max_ino = ldbe64(e->key);
 		bool inl = S_ISLNK(ri[i].mode) ||
 			   (S_ISREG(ri[i].mode) && (ri[i].flags & INODE_INLINE));
-		if (e->vlen != (size_t)hl + (inl ? ri[i].size : 0)) {
+		if (rlen != (size_t)hl + (inl ? ri[i].size : 0)) {
 			snprintf(msg, len, "inode %" PRIu64 ": record of %zu bytes, size %" PRIu64
-				 "%s", ldbe64(e->key), e->vlen, ri[i].size, inl ? " inline" : "");
+				 "%s", ldbe64(e->key), rlen, ri[i].size, inl ? " inline" : "");
+			goto out_ri;
+		}
+		if (ri[i].embed && (S_ISDIR(h.mode) || h.nlink != 1)) {
+			snprintf(msg, len, "EI-1: inode %" PRIu64 " embedded with mode %o, nlink %u",
+				 ldbe64(e->key), h.mode, h.nlink);
 			goto out_ri;
 		}
 	}
@@ -686,13 +715,20 @@ static int raw_check(struct store *st, char *msg, size_t len)
 	/* NS-1, NS-3 */
 	for (size_t i = 0; i < t[T_DIRENT].n; i++) {
 		const struct tu_ent *e = &t[T_DIRENT].ents[i];
-		if (e->klen <= 8 || e->vlen != DIRENT_VALUE) {
+		if (e->klen <= 8 || e->vlen < DIRENT_VALUE) {
 			snprintf(msg, len, "dirent %zu: key %zu, value %zu bytes", i, e->klen,
 				 e->vlen);
 			goto out_ri;
 		}
 		uint64_t parent = ldbe64(e->key), ino = ld64(e->val);
 		size_t p = raw_find(ti, parent), c = raw_find(ti, ino);
+		/* EI-2: an embedded dirent is the one its inode's REF names */
+		if (c != SIZE_MAX && (e->vlen > DIRENT_VALUE) != (ri[c].embed == e)) {
+			snprintf(msg, len, "EI-2: dirent \"%.*s\" in %" PRIu64 " (%zu bytes) and "
+				 "inode %" PRIu64 "'s REF disagree", (int)(e->klen - 8), e->key + 8,
+				 parent, e->vlen, ino);
+			goto out_ri;
+		}
 		if (p == SIZE_MAX || !S_ISDIR(ri[p].mode)) {
 			snprintf(msg, len, "NS-1: dirent \"%.*s\" in %" PRIu64 ": no such directory",
 				 (int)(e->klen - 8), e->key + 8, parent);

@@ -447,13 +447,16 @@ static unsigned version_of(struct engine *e, uint64_t ino, size_t *len)
 	return v[2];
 }
 
-/* Rewrite every inode record of the closed store as v1, its tail kept; returns their count. */
+/* Rewrite every inode record of the closed store as v1, its tail kept, in T_INODE (as a
+ * version 1 store has them: an embedded inode's record moves there, its dirent made plain);
+ * returns their count. */
 static size_t rewrite_v1(const char *path)
 {
 	struct engine *e = engine_ok(path);
 	struct engine_batch *b = engine_batch_new();
 	struct engine_iter *it;
-	uint8_t k[8], v[NS_INODE_HDR_ANY + SYMLINK_MAX + 1], out[V1_HDR + SYMLINK_MAX + 1];
+	uint8_t k[8], v[DIRENT_VALUE + NS_INODE_HDR_ANY + SYMLINK_MAX + 1],
+		out[V1_HDR + SYMLINK_MAX + 1];
 	size_t klen, vlen, n = 0;
 	struct ns_inode h;
 	int r;
@@ -462,6 +465,21 @@ static size_t rewrite_v1(const char *path)
 	TU_ASSERT_EQ(engine_iter_new(e, T_INODE, NULL, 0, NULL, 0, &it), 0, "%s", "iter");
 	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
 		TU_ASSERT(klen == 8 && vlen <= sizeof(v), "inode key %zu, value %zu", klen, vlen);
+		if (ns_is_ref(v, vlen)) {
+			uint64_t parent;
+			const uint8_t *name;
+			size_t nlen;
+			uint8_t dk[8 + 255];
+			TU_ASSERT_EQ(ns_ref_decode(v, vlen, &parent, &name, &nlen), 0, "%s", "ref");
+			size_t dklen = dirent_key(dk, parent, (const char *)name, nlen);
+			TU_ASSERT_EQ(engine_get(e, T_DIRENT, dk, dklen, v, sizeof(v), &vlen), 0,
+				     "%s", "embedding dirent");
+			TU_ASSERT(vlen > DIRENT_VALUE && vlen <= sizeof(v), "dirent of %zu", vlen);
+			TU_ASSERT_EQ(engine_batch_put(b, T_DIRENT, dk, dklen, v, DIRENT_VALUE), 0,
+				     "%s", "plain dirent");
+			vlen -= DIRENT_VALUE;
+			memmove(v, v + DIRENT_VALUE, vlen);
+		}
 		int hl = ns_inode_decode(v, vlen, &h, NULL);
 		TU_ASSERT(hl > 0 && v[2] == NS_INODE_V2, "inode %llu: not a v2 record",
 			  (unsigned long long)ldbe64(k));
