@@ -1357,15 +1357,13 @@ static int dir_inode(struct kvfs *fs, uint64_t ino, struct inode *in)
 }
 
 /*
- * The inode that (parent, name) names.  Reads take no namespace lock; the dirent and the inode
- * are read in one engine_read, so they come from one committed state (a rename or removal
- * commits whole, before or after both reads): a dirent whose inode is missing there breaks
- * NS-1 (-EUCLEAN).  (Before, they were two reads of the latest state, and a removal between
- * them was told from corruption by reading the dirent again; the inode could also be newer
- * than the dirent.)  While this thread builds a kvfs_batch, the inode may be one the batch
- * purged or changed (fs->pending), which the committed dirents do not show yet: then the two
- * reads are made apart and a missing inode is resolved by reading the dirent again, as
- * before.  -ENOENT, -EUCLEAN, -errno.
+ * The inode that (parent, name) names: one read when the dirent embeds it (ns_format.h
+ * "Embedded inodes"), else the dirent then the inode.  Reads take no namespace lock; the
+ * dirent and the inode are read in one engine_read, so they come from one committed state (a
+ * rename or removal commits whole, before or after both reads): a dirent whose inode is
+ * missing there breaks NS-1 (-EUCLEAN).  While this thread builds a kvfs_batch (ns_lock held:
+ * nothing commits meanwhile), the reads are made apart, and the batch's own copy of the inode
+ * (fs->pending) wins over the committed one.  -ENOENT, -EUCLEAN, -errno.
  */
 struct name_read {
 	struct kvfs *fs;
@@ -1378,17 +1376,21 @@ struct name_read {
 static int name_inode_read(struct engine_read *rd, void *ctx)
 {
 	struct name_read *nr = ctx;
+	struct kvfs *fs = nr->fs;
 	uint8_t k[8 + KVFS_NAME_MAX], v[NS_VALUE_MAX];
 	size_t vlen;
-	int r = ns_get(nr->fs, rd, T_DIRENT, k, dirent_key(k, nr->parent, nr->name, nr->len), v,
+	int r = ns_get(fs, rd, T_DIRENT, k, dirent_key(k, nr->parent, nr->name, nr->len), v,
 		       sizeof(v), &vlen);
 	if (r < 0)
 		return r;
 	if (vlen < DIRENT_VALUE || vlen > sizeof(v))
 		return -EUCLEAN;
-	if (vlen > DIRENT_VALUE) /* embedded: one read for the name and the inode */
+	uint64_t ino = ld64(v);
+	/* embedded: one read for the name and the inode (unless the batch being built has a
+	 * newer copy of it) */
+	if (vlen > DIRENT_VALUE && !(tl_batch == fs && pending_find(fs, ino)))
 		return inode_from_dirent(nr->in, nr->parent, nr->name, nr->len, v, vlen);
-	if ((r = inode_read(nr->fs, rd, ld64(v), nr->in)) == -ENOENT)
+	if ((r = inode_read(fs, rd, ino, nr->in)) == -ENOENT)
 		r = -EUCLEAN; /* NS-1 broken */
 	return r;
 }
@@ -1396,23 +1398,10 @@ static int name_inode_read(struct engine_read *rd, void *ctx)
 static int name_inode(struct kvfs *fs, uint64_t parent, const char *name, size_t len,
 		      struct inode *in)
 {
-	if (tl_batch != fs) {
-		struct name_read nr = { fs, parent, name, len, in };
-		return engine_read(fs->e, name_inode_read, &nr);
-	}
-	uint64_t ino, again;
-	unsigned type;
-	int r = dirent_get(fs, parent, name, len, &ino, &type);
-	for (int tries = 0; r == 0; tries++) {
-		if ((r = inode_get(fs, ino, in)) != -ENOENT)
-			return r;
-		if ((r = dirent_get(fs, parent, name, len, &again, &type)) < 0)
-			return r; /* removed meanwhile (-ENOENT), or a read error */
-		if (again == ino || tries == 100)
-			return -EUCLEAN; /* NS-1 broken (or renamed over 100 times in a row) */
-		ino = again;
-	}
-	return r;
+	struct name_read nr = { fs, parent, name, len, in };
+	if (tl_batch == fs) /* ns_lock held: nothing commits between the reads */
+		return name_inode_read(NULL, &nr);
+	return engine_read(fs->e, name_inode_read, &nr);
 }
 
 int kvfs_lookup(struct kvfs *fs, uint64_t parent, const char *name, struct kvfs_stat *st)
@@ -1817,10 +1806,11 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 	if (flags & KVFS_RENAME_EXCHANGE) {
 		dc_note(fs, parent, name, len); /* both names now lead elsewhere */
 		dc_note(fs, newparent, newname, nlen);
-		/* an embedded inode moves with its dirent (inode_put below writes it there) */
-		if (src.embedded)
+		/* an embedded inode moves with its dirent (inode_put below writes it there); a
+		 * non-directory with one name in T_INODE moves into its dirent */
+		if (!sdirp && src.nlink == 1)
 			inode_embed(&src, newparent, newname, nlen);
-		if (dst.embedded)
+		if (!ddirp && dst.nlink == 1)
 			inode_embed(&dst, parent, name, len);
 		if ((r = put_dirent(b, parent, name, len, &dst)) < 0 ||
 		    (r = put_dirent(b, newparent, newname, nlen, &src)) < 0)
@@ -1863,7 +1853,7 @@ int kvfs_rename(struct kvfs *fs, uint64_t parent, const char *name, uint64_t new
 				goto out;
 		}
 		dc_note(fs, newparent, newname, nlen); /* the target, replaced when it existed */
-		if (src.embedded)
+		if (!sdirp && src.nlink == 1) /* (again) embedded in its new dirent */
 			inode_embed(&src, newparent, newname, nlen);
 		if ((r = del_dirent(fs, b, parent, name, len)) < 0 ||
 		    (r = put_dirent(b, newparent, newname, nlen, &src)) < 0)
@@ -2697,21 +2687,22 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 {
 	struct inode d, in;
 	uint64_t ino;
-	unsigned type;
 	int64_t now = now_ns();
 	if (!split && len > PUT_ATOMIC_MAX)
 		return -EFBIG;
 	int r = dir_inode(fs, dir, &d);
 	if (r < 0)
 		return r;
-	r = dirent_get(fs, dir, name, nlen, &ino, &type);
+	r = name_inode(fs, dir, name, nlen, &in);
 	if (r == 0) {
-		if ((r = inode_get(fs, ino, &in)) < 0)
-			return r;
+		ino = in.ino;
 		if (S_ISDIR(in.mode)) {
 			r = -EISDIR;
 			return r;
 		}
+		if (S_ISREG(in.mode) && in.nlink == 1 && !in.embedded)
+			inode_embed(&in, dir, name, nlen); /* one name (again, or a version 3
+							    * store's file): into its dirent */
 		if (!S_ISREG(in.mode)) { /* a symlink or special file: replaced, as rename would */
 			inode_unembed(&in); /* the dirent names the new file */
 			in.nlink--;
