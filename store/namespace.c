@@ -2387,14 +2387,32 @@ void kvfs_release_ino(struct kvfs *fs, uint64_t ino)
 
 /* ---- directories ---- */
 
-int kvfs_readdir(struct kvfs *fs, uint64_t ino, const char *after,
-		 int (*fn)(void *ctx, const char *name, uint64_t ino, unsigned type), void *ctx)
+/* A directory entry as readdir_each hands it out: v[0..vlen) its whole value with an
+ * embedded inode's record (want_value), else the first DIRENT_VALUE bytes. */
+struct dirent_seen {
+	const char *name;
+	size_t nlen;
+	uint64_t ino;
+	unsigned type;
+	const uint8_t *v;
+	size_t vlen;
+};
+
+/* kvfs_readdir's walk, with the values when want_value (scans: the embedded inodes). */
+static int readdir_each(struct kvfs *fs, uint64_t ino, const char *after, bool want_value,
+			int (*fn)(void *ctx, const struct dirent_seen *de), void *ctx)
 {
-	struct inode dir;
-	int r = dir_inode(fs, ino, &dir);
+	struct inode *dir = malloc(sizeof(*dir));
+	if (!dir)
+		return -ENOMEM;
+	int r = dir_inode(fs, ino, dir);
+	free(dir);
 	if (r < 0)
 		return r;
-	uint8_t lo[8 + KVFS_NAME_MAX + 1], hi[8], k[8 + KVFS_NAME_MAX], v[9];
+	uint8_t lo[8 + KVFS_NAME_MAX + 1], hi[8], k[8 + KVFS_NAME_MAX];
+	uint8_t *v = malloc(want_value ? NS_VALUE_MAX : DIRENT_VALUE);
+	if (!v)
+		return -ENOMEM;
 	size_t lolen = 8;
 	ino_key(lo, ino);
 	if (after && *after) {
@@ -2407,22 +2425,60 @@ int kvfs_readdir(struct kvfs *fs, uint64_t ino, const char *after,
 	}
 	ino_key(hi, ino + 1);
 	struct engine_iter *it;
-	if ((r = engine_iter_new(fs->e, T_DIRENT, lo, lolen, hi, 8, &it)) < 0)
+	if ((r = engine_iter_new(fs->e, T_DIRENT, lo, lolen, hi, 8, &it)) < 0) {
+		free(v);
 		return r;
-	size_t klen, vlen;
+	}
+	size_t klen, vlen, cap = want_value ? NS_VALUE_MAX : DIRENT_VALUE;
 	char name[KVFS_NAME_MAX + 1];
-	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
-		if (klen <= 8 || klen > sizeof(k) || vlen < DIRENT_VALUE) {
+	while ((r = engine_iter_next(it, k, sizeof(k), &klen, v, cap, &vlen)) == 0) {
+		if (klen <= 8 || klen > sizeof(k) || vlen < DIRENT_VALUE ||
+		    (want_value && vlen > cap)) {
 			r = -EUCLEAN;
 			break;
 		}
 		memcpy(name, k + 8, klen - 8);
 		name[klen - 8] = 0;
-		if (fn(ctx, name, ld64(v), v[8]))
+		struct dirent_seen de = { name, klen - 8, ld64(v), v[8], v,
+					  want_value ? vlen : DIRENT_VALUE };
+		if (fn(ctx, &de))
 			break;
 	}
 	engine_iter_free(it);
+	free(v);
 	return r == -ENOENT || r > 0 ? 0 : r;
+}
+
+struct readdir_ctx {
+	int (*fn)(void *ctx, const char *name, uint64_t ino, unsigned type);
+	void *ctx;
+};
+
+static int readdir_one(void *ctx, const struct dirent_seen *de)
+{
+	struct readdir_ctx *rc = ctx;
+	return rc->fn(rc->ctx, de->name, de->ino, de->type);
+}
+
+int kvfs_readdir(struct kvfs *fs, uint64_t ino, const char *after,
+		 int (*fn)(void *ctx, const char *name, uint64_t ino, unsigned type), void *ctx)
+{
+	struct readdir_ctx rc = { fn, ctx };
+	return readdir_each(fs, ino, after, false, readdir_one, &rc);
+}
+
+/* The attributes of a directory entry seen by a scan: from its embedded inode (no read), or
+ * by its inode number.  `in` is scratch. */
+static int dirent_stat(struct kvfs *fs, uint64_t dir, const struct dirent_seen *de,
+		       struct inode *in, struct kvfs_stat *st)
+{
+	if (de->vlen > DIRENT_VALUE) {
+		int r = inode_from_dirent(in, dir, de->name, de->nlen, de->v, de->vlen);
+		if (r == 0)
+			to_stat(in, st);
+		return r;
+	}
+	return kvfs_getattr(fs, de->ino, st);
 }
 
 /* ---- xattrs ---- */
@@ -3334,18 +3390,20 @@ struct list_ctx {
 	int (*fn)(void *ctx, const char *name, const struct kvfs_stat *st);
 	void *ctx;
 	int ret;
+	uint64_t dir;
+	struct inode *in; /* scratch for dirent_stat */
 };
 
-static int list_one(void *ctx, const char *name, uint64_t ino, unsigned type)
+static int list_one(void *ctx, const struct dirent_seen *de)
 {
 	struct list_ctx *lc = ctx;
 	struct kvfs_stat st;
-	int r = kvfs_getattr(lc->fs, ino, &st);
+	int r = dirent_stat(lc->fs, lc->dir, de, lc->in, &st);
 	if (r < 0) {
 		lc->ret = r;
 		return 1;
 	}
-	lc->ret = lc->fn(lc->ctx, name, &st);
+	lc->ret = lc->fn(lc->ctx, de->name, &st);
 	return lc->ret;
 }
 
@@ -3365,8 +3423,11 @@ int kvfs_list(struct kvfs *fs, const char *dir,
 		if (r < 0)
 			return r;
 	}
-	struct list_ctx lc = { fs, fn, ctx, 0 };
-	r = kvfs_readdir(fs, ino, NULL, list_one, &lc);
+	struct list_ctx lc = { fs, fn, ctx, 0, ino, malloc(sizeof(struct inode)) };
+	if (!lc.in)
+		return -ENOMEM;
+	r = readdir_each(fs, ino, NULL, true, list_one, &lc);
+	free(lc.in);
 	return r < 0 ? r : lc.ret;
 }
 
@@ -3378,6 +3439,8 @@ struct scan_ctx {
 	char *path;   /* PATH_MAX-ish buffer holding the current directory's key prefix */
 	size_t plen, cap;
 	int ret;
+	uint64_t dir;     /* the directory being walked */
+	struct inode *in; /* scratch for dirent_stat */
 };
 
 static int scan_dir(struct scan_ctx *sc, uint64_t ino, int depth);
@@ -3397,10 +3460,11 @@ static int key_order_cmp(const char *a, const char *b)
 	}
 }
 
-static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
+static int scan_one(void *ctx, const struct dirent_seen *de)
 {
 	struct scan_ctx *sc = ctx;
-	size_t nlen = strlen(name), save = sc->plen;
+	const char *name = de->name;
+	size_t nlen = de->nlen, save = sc->plen;
 	if (sc->plen + nlen + 2 > sc->cap) {
 		sc->ret = -ENAMETOOLONG;
 		return 1;
@@ -3417,12 +3481,14 @@ static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
 		sc->ret = 0;
 		return 1; /* names are in order: everything after is past hi too */
 	}
-	if (type == DT_DIR) {
+	if (de->type == DT_DIR) {
 		/* below lo entirely? "dir/..." keys are < lo only when path + "/\xff" < lo */
-		sc->ret = scan_dir(sc, ino, 1);
+		uint64_t dir = sc->dir;
+		sc->ret = scan_dir(sc, de->ino, 1);
+		sc->dir = dir;
 	} else if (!sc->lo || key_order_cmp(sc->path, sc->lo) >= 0) {
 		struct kvfs_stat st;
-		sc->ret = kvfs_getattr(sc->fs, ino, &st);
+		sc->ret = dirent_stat(sc->fs, sc->dir, de, sc->in, &st);
 		if (sc->ret == 0)
 			sc->ret = sc->fn(sc->ctx, sc->path, &st);
 	}
@@ -3433,7 +3499,8 @@ static int scan_one(void *ctx, const char *name, uint64_t ino, unsigned type)
 
 static int scan_dir(struct scan_ctx *sc, uint64_t ino, int depth)
 {
-	int r = kvfs_readdir(sc->fs, ino, NULL, scan_one, sc);
+	sc->dir = ino;
+	int r = readdir_each(sc->fs, ino, NULL, true, scan_one, sc);
 	return r < 0 ? r : sc->ret;
 }
 
@@ -3449,11 +3516,16 @@ int kvfs_scan(struct kvfs *fs, const char *lo, const char *hi,
 	struct scan_ctx sc = { .fs = fs, .lo = lo, .hi = hi, .fn = fn, .ctx = ctx };
 	sc.cap = 1u << 16;
 	sc.path = malloc(sc.cap);
-	if (!sc.path)
+	sc.in = malloc(sizeof(*sc.in));
+	if (!sc.path || !sc.in) {
+		free(sc.path);
+		free(sc.in);
 		return -ENOMEM;
+	}
 	sc.path[0] = 0;
 	int r = scan_dir(&sc, KVFS_ROOT_INO, 0);
 	free(sc.path);
+	free(sc.in);
 	return r;
 }
 
