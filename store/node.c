@@ -349,6 +349,50 @@ int node_rebalance_tree(struct store_tree *t)
 	return 0;
 }
 
+/*
+ * Cut runs of changed neighbouring leaves into pages together (at commit, before spill).
+ * Spill cuts each node into ceil(size / page) equal pieces: a leaf that random inserts took
+ * to 1.1 pages became two pages 55 % full, and a tree of random keys stayed about 68 % full
+ * (kvfs-check: 100,000 dirents with embedded inodes, where the last checkpoint of a fill adds
+ * a few entries to nearly every leaf).  Leaves that are nodes in this transaction are all
+ * written anyway, so merging a leaf with the changed leaves to its right (their entries are
+ * in key order, the parent's separators between them dropped) costs no write: the run's
+ * bytes are cut into ceil(total / page) pieces instead of the sum of each leaf's.  A run is
+ * at most PACK_RUN_MAX bytes, so that a merged node stays a few pages.  A leaf still a page
+ * (not changed) is never loaded for this: that would cost its rewrite.  node_spill_estimate
+ * still bounds the pages spill takes: ceil(a + b) + 1 <= (ceil(a) + 1) + (ceil(b) + 1).
+ */
+#define PACK_RUN_MAX (8u * PAGE_USABLE)
+
+static void node_pack(struct node *nd)
+{
+	struct node *parent = nd->parent;
+	if (nd->level != 0 || !parent)
+		return;
+	unsigned i = child_index(parent, nd);
+	size_t size = node_size(nd);
+	while (i + 1 < parent->n) {
+		struct node *right = parent->e[i + 1].child_node;
+		if (!right || right->level != 0)
+			break;
+		size_t rs = node_size(right);
+		if (size + rs > PACK_RUN_MAX || node_reserve(nd, nd->n + right->n) < 0)
+			break; /* out of memory: the leaves are cut one by one, as before */
+		memcpy(nd->e + nd->n, right->e, right->n * sizeof(right->e[0]));
+		nd->n += right->n;
+		size += rs;
+		node_remove(parent, i + 1);
+		node_kill(right);
+	}
+}
+
+void node_pack_tree(struct store_tree *t)
+{
+	for (struct node *nd = t->txn->nodes; nd; nd = nd->all_next)
+		if (nd->tree == t && nd->level != ~0u)
+			node_pack(nd);
+}
+
 /* Serialize ents [from, to) of nd as page pgno. */
 static void node_write_page(const struct node *nd, unsigned from, unsigned to, pgno_t pgno,
 			    txnid_t txnid, uint8_t *p)

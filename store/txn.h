@@ -126,6 +126,10 @@ unsigned node_search(const struct node *nd, const void *key, size_t klen, bool *
 #define NODE_SPLIT_ENTRIES 256
 int node_split(struct store_tree *t, struct node *nd);
 int node_rebalance_tree(struct store_tree *t);
+/* Merge runs of neighbouring leaves changed in this transaction, so that spill cuts them into
+ * pages together (node.c node_pack); before spill.  Cannot fail (out of memory leaves them
+ * apart). */
+void node_pack_tree(struct store_tree *t);
 int node_spill_tree(struct store_tree *t);
 /* An upper bound on the pages node_spill_tree will allocate, with `extra` more bytes of
  * cells to be added to the materialized nodes. */
