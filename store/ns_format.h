@@ -26,17 +26,20 @@
  *   T_SUPER      "next_ino"                    -> LE u64, the next inode number to hand out
  *
  * Embedded inodes (format version 4; man/kvfs.5 "Embedded inodes").  A get by path reads one
- * B+tree leaf instead of two when the inode's record sits in its dirent's value.  An inode is
- * embedded when it is not a directory, has exactly one name (nlink 1) and is not an orphan
- * with no name: its one dirent's value is DIRENT_VALUE bytes (ino, type) followed by the
- * INODE RECORD, and its T_INODE value is an INODE REF naming that dirent, so that a read by
- * inode number (FUSE, kvfs_getattr) still finds it, in two reads.  Every other inode
+ * B+tree leaf instead of two when the inode's record sits in its dirent's value.  An inode may
+ * be embedded only when it is not a directory, has exactly one name (nlink 1) and is not an
+ * orphan with no name: its one dirent's value is DIRENT_VALUE bytes (ino, type) followed by
+ * the INODE RECORD, and its T_INODE value is an INODE REF naming that dirent, so that a read
+ * by inode number (FUSE, kvfs_getattr) still finds it, in two reads.  Every other inode
  * (directories, files with hard links, unlinked open files) has its record in T_INODE, and
- * its dirents are plain (DIRENT_VALUE bytes).  An inode may move between the two forms:
- * creation embeds a non-directory; link() moves the record to T_INODE and rewrites the old
- * dirent plain; an unlink that leaves an open orphan moves it to T_INODE; rename moves the
- * embedded record with its dirent and rewrites the REF; a file whose links drop back to one
- * stays in T_INODE (both forms are valid for nlink 1).  Rules (kvfs-check phase 5):
+ * its dirents are plain (DIRENT_VALUE bytes).  namespace.c moves an inode between the two
+ * forms: creating a non-directory embeds it; so do a put (kvfs_put, a batch) of a regular
+ * file with one name and a rename of a non-directory with one name (a version 3 store's
+ * files move into their dirents that way); link() moves the record to T_INODE and rewrites
+ * the old dirent plain; an unlink that leaves an orphan (open, or purged in steps) moves it
+ * to T_INODE; rename moves the embedded record with its dirent and rewrites the REF.  A file
+ * whose links drop back to one stays in T_INODE until one of those embeds it (both forms
+ * are valid for nlink 1).  Rules (kvfs-check phase 5):
  *   EI-1  a dirent value is exactly DIRENT_VALUE bytes (plain), or longer (embedded): then
  *         the bytes after DIRENT_VALUE decode as an INODE RECORD (v2; ns_inode_decode) whose
  *         mode is not a directory, whose nlink is 1, whose type agrees with the dirent's type
@@ -127,7 +130,8 @@ enum { T_INODE = 0, T_DIRENT = 1, T_DATA = 2, T_XATTR = 3, T_ORPHAN = 4, T_SUPER
  *   parent; u32 flags; u32 zero (LE, at 0, 4, 8, 12, 16, 24, ..., 72, 80, 84).  Its mode's
  *   upper 16 bits are always zero, so bytes 2 and 3 are 0: a record whose byte 2 is 0 is v1
  *   (and must then have byte 3 zero and be at least 88 bytes long), one whose byte 2 is 2 is
- *   v2, and any other is corrupt.
+ *   v2, and any other is corrupt, except that a T_INODE value whose byte 2 is NS_INODE_REF (3)
+ *   is not a record but an INODE REF (format version 4, above): test ns_is_ref first.
  */
 #define NS_INODE_V2 2u
 #define NS_INODE_V1_HDR 88u
