@@ -10,11 +10,14 @@
  *            rows marked preen, `-y` exactly the rows marked safe (exit: e2fsck's bit sum of
  *            1 corrected and 4 left); a second `-n` is then clean (exit 0) when everything
  *            was fixed, else still reports the unfixable codes.
- *   clean    the base stores (clean and crashed) check clean with -n, -y and -p.
+ *   clean    the base stores (clean and crashed) check clean with -n, -y and -p; so does one
+ *            with embedded inodes (test_embedded_clean, tests/damage.c dmg_make_embedded).
  *   random   random single-byte corruption (KVFS_CHECK_TRIALS, default 1000; KVFS_SEED):
  *            one byte of a reachable page (meta, tree, overflow value) of the data file or of
  *            a live log record of a crashed store; `-n` must exit non-zero with a problem,
  *            never die by a signal, and change nothing.  Seeds printed on failure.
+ *            test_embedded_random: random damage to embedded inodes (dmg_embed_garbage),
+ *            trials / 10: -n, -y never die, a -y that fixed everything leaves it clean.
  *   intact   -y never loses an intact file: for every damage case, every file that reads
  *            back right through kvfs.h (read-only) before the repair reads back the same
  *            after it.
@@ -87,6 +90,9 @@ static const struct spec spec[] = {
 	{ "NS_BLOCK_ORPHAN", true, true },     { "NS_XATTR_ORPHAN", true, true },
 	{ "NS_BLOCK_BAD", true, false },       { "NS_SIZE", true, false },
 	{ "NS_BLOCKS_COUNT", true, true },     { "NS_NEXT_INO", true, true },
+	{ "NS_EMBED_DIR", true, false },       { "NS_EMBED_REF", true, false },
+	{ "NS_EMBED_LINKS", true, false },     { "NS_REF_DANGLING", true, false },
+	{ "NS_ORPHAN_EMBED", true, false },
 };
 
 static const struct spec *spec_of(const char *code)
@@ -180,6 +186,36 @@ static const struct expect expect[] = {
 	{ "NS_INODE_RECORD", "" },
 	/* the root's children are then named only by dirents of a missing directory */
 	{ "NS_ROOT", "?NS_LOST_INODE" },
+	/* embedded inodes (format version 4): every case starts from a dozen sound ones */
+	{ "NS_EMBED_DIR", "" },
+	{ "NS_EMBED_REF", "" },
+	{ "NS_EMBED_REF/full", "" },
+	{ "NS_EMBED_REF/other", "" },
+	/* one embedded record, two names: its nlink 1 is wrong as well */
+	{ "NS_EMBED_LINKS", "NS_NLINK" },
+	{ "NS_REF_DANGLING", "" },
+	/* the record is gone: the dirent naming the inode plainly dangles */
+	{ "NS_REF_DANGLING/plain", "NS_DIRENT_DANGLING" },
+	{ "NS_REF_DANGLING/other", "NS_DIRENT_DANGLING" },
+	{ "NS_ORPHAN_EMBED", "" },
+	{ "NS_ORPHAN_EMBED/ref", "NS_REF_DANGLING" },
+	{ "NS_INODE_RECORD/embedded", "" },
+	{ "NS_DIRENT_TYPE/embedded", "" },
+	{ "NS_NLINK/embedded", "" },
+	{ "NS_ORPHAN_PENDING/embedded", "" },
+	/* format version 3: the dirent is malformed, so its inode is named by none */
+	{ "NS_DIRENT_BAD/v3", "NS_LOST_INODE" },
+	{ "NS_EMBED_REF/malformed", "" },
+	/* the full record in T_INODE is kept, the embedding dirent rewritten plain */
+	{ "NS_EMBED_REF/newer", "" },
+	{ "NS_EMBED_LINKS/two", "NS_NLINK" },
+	/* removing the dirent moves the record to T_INODE; the inode, named by none, is
+	 * reconnected */
+	{ "NS_DIRENT_BAD/embedded", "NS_LOST_INODE" },
+	/* the same, made by a child that died with them in the log only */
+	{ "NS_REF_DANGLING/log", "" },
+	{ "NS_EMBED_REF/log", "" },
+	{ "NS_NLINK/embedded-log", "" },
 };
 
 static const struct expect *expect_of(const char *name)
@@ -627,6 +663,110 @@ START_TEST(test_clean)
 }
 END_TEST
 
+/* A store with embedded inodes (format version 4, tests/damage.c dmg_make_embedded) checks
+ * clean with -n, -y and -p and is left unchanged: with them in the trees, in the log only,
+ * and in the log of a store whose meta pages still say version 3. */
+START_TEST(test_embedded_clean)
+{
+	char dir[PATH_MAX / 2], path[PATH_MAX], emb[PATH_MAX], msg[512], buf[2048];
+	struct run r = { 0 };
+	struct probs pr;
+	struct hashes h0, h1;
+
+	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
+	snprintf(path, sizeof(path), "%s/store", dir);
+	snprintf(emb, sizeof(emb), "%s/embedded", dir);
+	/* log 0: in the trees; 1: in the log only; 2: in the log only, the meta pages still
+	 * at format version 3 (a crash before the first checkpoint of a version 4 writer) */
+	for (int log = 0; log < 3; log++) {
+		TU_ASSERT_EQ(dmg_copy_store(g_base[DB_CLEAN], emb), 0, "%s", "copy");
+		TU_ASSERT_EQ(dmg_make_embedded(emb, log > 0, msg, sizeof(msg)), 0, "embed: %s",
+			     msg);
+		if (log == 2)
+			TU_ASSERT_EQ(dmg_set_format_version(emb, 3, msg, sizeof(msg)), 0, "v3: %s",
+				     msg);
+		for (const char *m = "nyp"; *m; m++) {
+			TU_ASSERT_EQ(dmg_copy_store(emb, path), 0, "%s", "copy");
+			hash_store(path, &h0);
+			run_mode(&r, &pr, dir, path, *m);
+			hash_store(path, &h1);
+			TU_ASSERT(r.status == 0 && pr.n == 0, "embedded (log %d) -%c: exit %d, "
+				  "reported %s; stderr: %s", log, *m, r.status,
+				  probs_str(&pr, buf, sizeof(buf)), r.err);
+			TU_ASSERT(hashes_eq(&h0, &h1), "embedded (log %d) -%c changed a clean store",
+				  log, *m);
+			if (log && *m == 'n')
+				TU_ASSERT(strstr(r.out, "\"log_records\": 0,") == NULL,
+					  "%s", "the embedding is not in the log");
+			run_free(&r);
+		}
+		fprintf(stderr, "embedded: %s: clean with -n, -y, -p\n", msg);
+	}
+	tu_rmtree(dir);
+}
+END_TEST
+
+/* Random damage to embedded inodes (tests/damage.c dmg_embed_garbage; KVFS_CHECK_TRIALS / 10
+ * trials, KVFS_SEED): -n exits 0 or 4 and changes nothing, -y exits 0, 1, 4 or 5, never by
+ * a signal, and when -y fixed everything (exit 1) a second -n is clean. */
+START_TEST(test_embedded_random)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED);
+	uint64_t trials = tu_seed("KVFS_CHECK_TRIALS", DEFAULT_TRIALS) / 10, by_y[6] = { 0 };
+	char dir[PATH_MAX / 2], path[PATH_MAX], emb[PATH_MAX], msg[512], buf[2048];
+	struct run r = { 0 };
+	struct probs pr;
+	struct hashes h0, h1;
+
+	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
+	snprintf(path, sizeof(path), "%s/store", dir);
+	snprintf(emb, sizeof(emb), "%s/embedded", dir);
+	TU_ASSERT_EQ(dmg_copy_store(g_base[DB_CLEAN], emb), 0, "%s", "copy");
+	TU_ASSERT_EQ(dmg_make_embedded(emb, false, msg, sizeof(msg)), 0, "embed: %s", msg);
+	for (uint64_t t = 0; t < trials; t++) {
+		uint64_t s = seed + t * 0x9e3779b97f4a7c15ull;
+		tu_seed_begin("KVFS_SEED", seed);
+		TU_ASSERT_EQ(dmg_copy_store(emb, path), 0, "%s", "copy");
+		TU_ASSERT_EQ(dmg_embed_garbage(path, s, msg, sizeof(msg)), 0, "trial %" PRIu64
+			     ": %s", t, msg);
+		hash_store(path, &h0);
+		run_mode(&r, &pr, dir, path, 'n');
+		hash_store(path, &h1);
+		TU_ASSERT(r.status == 0 || r.status == 4, "trial %" PRIu64 " (%s): -n exit %d: %s",
+			  t, msg, r.status, r.err);
+		TU_ASSERT(hashes_eq(&h0, &h1), "trial %" PRIu64 ": -n changed the store", t);
+		run_free(&r);
+		run_mode(&r, &pr, dir, path, 'y');
+		int st = r.status;
+		TU_ASSERT(st == 0 || st == 1 || st == 4 || st == 5, "trial %" PRIu64 " (%s): -y "
+			  "exit %d: %s", t, msg, st, r.err);
+		bool all_safe = true, all_fixed = true;
+		for (size_t i = 0; i < pr.n; i++) {
+			const struct spec *sp = spec_of(pr.code[i]);
+			TU_ASSERT(sp, "unknown code %s", pr.code[i]);
+			all_safe &= sp->safe;
+			all_fixed &= pr.fixed[i];
+		}
+		TU_ASSERT(!all_safe || all_fixed, "trial %" PRIu64 " (%s): -y left a safe fix "
+			  "undone: %s", t, msg, probs_str(&pr, buf, sizeof(buf)));
+		by_y[st]++;
+		run_free(&r);
+		run_mode(&r, &pr, dir, path, 'n');
+		TU_ASSERT(st != 1 || (r.status == 0 && pr.n == 0), "trial %" PRIu64 " (%s): -n "
+			  "after -y: exit %d, reported %s", t, msg, r.status,
+			  probs_str(&pr, buf, sizeof(buf)));
+		TU_ASSERT(r.status == 0 || r.status == 4, "trial %" PRIu64 ": second -n exit %d",
+			  t, r.status);
+		run_free(&r);
+		tu_seed_end();
+	}
+	fprintf(stderr, "embedded random: %" PRIu64 " trials; -y exit 0: %" PRIu64 ", 1: %"
+		PRIu64 ", 4: %" PRIu64 ", 5: %" PRIu64 "\n", trials, by_y[0], by_y[1], by_y[4],
+		by_y[5]);
+	tu_rmtree(dir);
+}
+END_TEST
+
 /* ---- random single-byte corruption ---- */
 
 /* True when the file at `path` holds exactly buf[len]. */
@@ -982,10 +1122,12 @@ static Suite *checker_suite(void)
 	tcase_set_timeout(core, 300);
 	tcase_add_test(core, test_usage);
 	tcase_add_test(core, test_clean);
+	tcase_add_test(core, test_embedded_clean);
 	tcase_add_test(core, test_in_use);
 	tcase_add_test(core, test_intact);
 	tcase_set_timeout(random, 600);
 	tcase_add_test(random, test_random);
+	tcase_add_test(random, test_embedded_random);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, codes);
 	suite_add_tcase(s, random);

@@ -10,7 +10,11 @@
  *   - meta pages re-encoded with meta_encode after a field change (leak, free count);
  *   - log records rewritten with their checksum recomputed (a record that decodes badly);
  *   - namespace records put or deleted through the raw engine API (engine_open, a batch,
- *     engine_close: every page and record checksummed, the namespace inconsistent).
+ *     engine_close: every page and record checksummed, the namespace inconsistent);
+ *   - embedded inodes (format version 4, store/ns_format.h) written raw as namespace.c
+ *     writes them (ns_embed: the record in the dirent, an INODE REF in T_INODE), a dozen
+ *     sound ones in every such case, then one broken against a rule EI-1..EI-4; some only
+ *     in the log, by a child that dies without closing (in_log).
  * Every case checks that its target exists in the base store (a branch page, an overflow
  * run, a live log record) and fails with -ENOENT and a message when it does not, so a
  * change in the base store's shape cannot silently turn a case into a no-op.
@@ -411,6 +415,12 @@ static bool page_sound(const uint8_t *p, pgno_t pgno)
 {
 	return ld64(p + PH_CHECKSUM) == XXH3_64bits_withSeed(p + 8, PS - 8, pgno) &&
 	       ld64(p + PH_PGNO) == pgno;
+}
+
+/* A meta page's checksum (store/format.h: XXH3-64 of bytes 8..4095, seed = slot). */
+static bool page_sound_meta(const uint8_t *p, unsigned slot)
+{
+	return ld64(p) == XXH3_64bits_withSeed(p + 8, PS - 8, slot);
 }
 
 void dmg_page_reseal(uint8_t *p, pgno_t pgno)
@@ -1805,6 +1815,580 @@ static int d_orphan_pending(const char *path, uint64_t seed, char *msg, size_t l
 	return 0;
 }
 
+/* ---- embedded inodes (format version 4, store/ns_format.h "Embedded inodes") ---- */
+
+/* ns_embed's variants: how the embedded inode departs from the rules EI-1..EI-4 */
+enum {
+	EMB_NO_REF = 1,     /* T_INODE left as it is (a full record as well) */
+	EMB_DEL_INODE = 2,  /* T_INODE[ino] deleted: no REF */
+	EMB_NLINK2 = 4,     /* the embedded record says nlink 2 */
+	EMB_TYPE_FIFO = 8,  /* the dirent's type byte says DT_FIFO */
+	EMB_CUT = 16,       /* the embedded record cut to 10 bytes */
+	EMB_DEL_DIRENT = 32,/* the dirent deleted after all: only the REF is left */
+	EMB_SIZE_4K = 64,   /* the embedded record says size 4096 (a truncation in steps) */
+	EMB_OLDER = 128,    /* the embedded record's ctime 1 s before T_INODE's (with EMB_NO_REF) */
+	EMB_ALIAS = 256,    /* the same embedded value under links/emb2 too */
+	EMB_BAD_NAME = 512, /* the dirent renamed "a/b" (a name with '/'), its REF naming that */
+	EMB_REF_BAD = 1024, /* the REF's byte 3 (zero) set: a malformed REF */
+};
+
+static int ns_put_ref(struct ns *n, uint64_t ino, uint64_t parent, const char *name)
+{
+	uint8_t k[8], v[NS_REF_MAX];
+	ino_key(k, ino);
+	return engine_batch_put(n->b, T_INODE, k, 8, v, ns_ref_encode(v, parent, name,
+								       strlen(name)));
+}
+
+/*
+ * Embed the inode that the dirent `path` names, as namespace.c does for a non-directory with
+ * one name (format version 4): the dirent's value becomes ino + type + the inode's record
+ * (read from T_INODE), and T_INODE[ino] its INODE REF; `how` (EMB_*) departs from that.
+ * Reads the committed state: call it once per inode in a batch.  *ino_out (may be NULL).
+ */
+static int ns_embed(struct ns *n, const char *path, unsigned how, uint64_t *ino_out)
+{
+	uint8_t rec[NS_INODE_HDR_ANY + SYMLINK_MAX + 1];
+	uint8_t v[DIRENT_VALUE + NS_INODE_HDR_MAX + SYMLINK_MAX + 1];
+	char dir[PATH_MAX];
+	const char *name = strrchr(path, '/');
+	uint64_t parent = NS_ROOT_INO, ino;
+	unsigned type;
+	size_t rlen, vlen;
+	struct ns_inode h;
+	int rc = 0;
+	if (name) {
+		snprintf(dir, sizeof(dir), "%.*s", (int)(name - path), path);
+		rc = ns_path(n, dir, &parent);
+		name++;
+	} else {
+		name = path;
+	}
+	if (rc == 0)
+		rc = ns_lookup(n, parent, name, &ino, &type);
+	if (rc == 0)
+		rc = ns_get_inode(n, ino, rec, sizeof(rec), &rlen);
+	if (rc < 0)
+		return rc;
+	int hl = ns_inode_decode(rec, rlen, &h, NULL);
+	if (hl < 0 || (!(how & EMB_NLINK2) && h.nlink != 1 && !S_ISDIR(h.mode)))
+		return fail(n->msg, n->len, -EINVAL, "%s: not a record with nlink 1", path);
+	if (how & EMB_NLINK2)
+		h.nlink = 2;
+	if (how & EMB_SIZE_4K)
+		h.size = BLOCK;
+	if (how & EMB_OLDER)
+		h.ctime -= 1000000000;
+	st64(v, ino);
+	v[8] = (uint8_t)((how & EMB_TYPE_FIFO) ? S_IFIFO >> 12 : type);
+	vlen = DIRENT_VALUE + ns_inode_encode(&h, v + DIRENT_VALUE);
+	memcpy(v + vlen, rec + hl, rlen - (size_t)hl);
+	vlen += rlen - (size_t)hl;
+	if (how & EMB_CUT)
+		vlen = DIRENT_VALUE + 10;
+	uint8_t k[8 + KVFS_NAME_MAX];
+	size_t klen = dirent_key(k, parent, name, strlen(name));
+	if (how & EMB_BAD_NAME) {
+		rc = engine_batch_del(n->b, T_DIRENT, k, klen);
+		name = "a/b";
+		klen = dirent_key(k, parent, name, strlen(name));
+	}
+	if (rc == 0)
+		rc = engine_batch_put(n->b, T_DIRENT, k, klen, v, vlen);
+	if (rc == 0 && (how & EMB_DEL_DIRENT))
+		rc = engine_batch_del(n->b, T_DIRENT, k, klen);
+	if (rc == 0 && (how & EMB_ALIAS)) {
+		uint64_t links;
+		rc = ns_path(n, "links", &links);
+		if (rc == 0)
+			rc = engine_batch_put(n->b, T_DIRENT, k, dirent_key(k, links, "emb2", 4), v,
+					      vlen);
+	}
+	ino_key(k, ino);
+	if (rc == 0 && (how & EMB_DEL_INODE)) {
+		rc = engine_batch_del(n->b, T_INODE, k, 8);
+	} else if (rc == 0 && (how & EMB_REF_BAD)) {
+		uint8_t ref[NS_REF_MAX];
+		size_t rl = ns_ref_encode(ref, parent, name, strlen(name));
+		ref[3] = 1;
+		rc = engine_batch_put(n->b, T_INODE, k, 8, ref, rl);
+	} else if (rc == 0 && !(how & EMB_NO_REF)) {
+		rc = ns_put_ref(n, ino, parent, name);
+	}
+	if (ino_out)
+		*ino_out = ino;
+	return rc;
+}
+
+/* The sound embedded inodes every embedded case starts from (dmg_make_embedded): files of
+ * each size class, in the root's subdirectories and deeper, a file with blocks and xattrs,
+ * symlinks, a FIFO, a file with holes. */
+static const char *const emb_sound[] = {
+	"f/060", "f/061", "f/062", "f/063", "f/064", "f/065", "f/002", "f/003",
+	"links/sym", "links/longsym", "links/fifo", "docs/readme", "docs/a/b/c/deep.txt",
+	"sparse/holes", "big/one-mib",
+};
+
+static int embed_sound(struct ns *n)
+{
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(emb_sound) / sizeof(emb_sound[0]) && rc == 0; i++)
+		rc = ns_embed(n, emb_sound[i], 0, NULL);
+	return rc;
+}
+
+/*
+ * Run fn (the sound embedded inodes, then a case's damage: one batch) in a forked child that
+ * commits and syncs the batch and dies without engine_close: the changes are only in the
+ * log's records, which kvfs-check replays in its model (phase 4 -> phase 5) and a repair's
+ * engine_open replays for real.
+ */
+static int in_log(const char *path, int (*fn)(struct ns *n), char *msg, size_t len)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return fail(msg, len, -errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		struct ns n;
+		uint64_t lsn = 0;
+		int rc = ns_open(&n, path, NULL, 0);
+		if (rc == 0)
+			rc = embed_sound(&n);
+		if (rc == 0 && fn)
+			rc = fn(&n);
+		if (rc == 0)
+			rc = engine_commit(n.e, n.b, &lsn);
+		if (rc == 0)
+			rc = engine_sync(n.e, lsn);
+		_exit(rc == 0 ? 0 : 11);
+	}
+	int status;
+	if (waitpid(pid, &status, 0) < 0)
+		return fail(msg, len, -errno, "waitpid: %s", strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return fail(msg, len, -EIO, "embedding child: status %#x", status);
+	return 0;
+}
+
+int dmg_make_embedded(const char *path, bool log, char *msg, size_t len)
+{
+	uint64_t seed = 0;
+	if (log) {
+		int rc = in_log(path, NULL, msg, len);
+		say("%zu inodes embedded in their dirents, in the log only",
+		    sizeof(emb_sound) / sizeof(emb_sound[0]));
+		return rc;
+	}
+	NS_BEGIN(path);
+	rc = embed_sound(&n);
+	say("%zu inodes embedded in their dirents", sizeof(emb_sound) / sizeof(emb_sound[0]));
+	return ns_close(&n, rc);
+}
+
+/* The dirent key of path (its parent's inode + the last component), and the ino it names. */
+static int ns_dirent_of(struct ns *n, const char *path, uint8_t *k, size_t *klen,
+			uint64_t *ino)
+{
+	char dir[PATH_MAX];
+	const char *name = strrchr(path, '/');
+	uint64_t parent = NS_ROOT_INO;
+	int rc = 0;
+	if (name) {
+		snprintf(dir, sizeof(dir), "%.*s", (int)(name - path), path);
+		rc = ns_path(n, dir, &parent);
+		name++;
+	} else {
+		name = path;
+	}
+	if (rc == 0)
+		rc = ns_lookup(n, parent, name, ino, NULL);
+	*klen = dirent_key(k, parent, name, strlen(name));
+	return rc;
+}
+
+static uint64_t xs64(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+int dmg_embed_garbage(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	const size_t n_sound = sizeof(emb_sound) / sizeof(emb_sound[0]);
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 0x1234567;
+	uint8_t k[8 + KVFS_NAME_MAX], k2[8 + KVFS_NAME_MAX], ik[8];
+	uint8_t v[DIRENT_VALUE + NS_INODE_HDR_MAX + SYMLINK_MAX + 1];
+	char done[256] = "";
+	size_t klen, k2len, vlen, o = 0;
+	uint64_t ino, ino2;
+	NS_BEGIN(path);
+	unsigned n_mut = 1 + (unsigned)(xs64(&x) % 3);
+	for (unsigned m = 0; m < n_mut && rc == 0; m++) {
+		const char *victim = emb_sound[xs64(&x) % n_sound];
+		unsigned kind = (unsigned)(xs64(&x) % 7);
+		rc = ns_dirent_of(&n, victim, k, &klen, &ino);
+		if (rc == 0)
+			rc = engine_get(n.e, T_DIRENT, k, klen, v, sizeof(v), &vlen);
+		if (rc == 0 && (vlen <= DIRENT_VALUE || vlen > sizeof(v)))
+			rc = fail(msg, len, -ENOENT, "%s: not embedded", victim);
+		if (rc < 0)
+			break;
+		ino_key(ik, ino);
+		switch (kind) {
+		case 0: /* a random record after the dirent's 9 bytes */
+			vlen = DIRENT_VALUE + 1 + xs64(&x) % 120;
+			for (size_t i = DIRENT_VALUE; i < vlen; i++)
+				v[i] = (uint8_t)xs64(&x);
+			if (xs64(&x) & 1)
+				v[DIRENT_VALUE + 2] = NS_INODE_V2;
+			rc = engine_batch_put(n.b, T_DIRENT, k, klen, v, vlen);
+			break;
+		case 1: /* one byte of the embedded record changed */
+			v[DIRENT_VALUE + xs64(&x) % (vlen - DIRENT_VALUE)] ^=
+				(uint8_t)(1 + xs64(&x) % 255);
+			rc = engine_batch_put(n.b, T_DIRENT, k, klen, v, vlen);
+			break;
+		case 2: /* the embedded record cut short */
+			if (vlen - DIRENT_VALUE > 1)
+				vlen = DIRENT_VALUE + 1 + xs64(&x) % (vlen - DIRENT_VALUE - 1);
+			rc = engine_batch_put(n.b, T_DIRENT, k, klen, v, vlen);
+			break;
+		case 3: { /* T_INODE[ino]: random bytes, mostly looking like a REF */
+			uint8_t g[NS_REF_MAX + 40];
+			size_t gl = xs64(&x) % sizeof(g);
+			for (size_t i = 0; i < gl; i++)
+				g[i] = (uint8_t)xs64(&x);
+			if (gl > 3 && (xs64(&x) & 3)) {
+				g[2] = NS_INODE_REF;
+				if (xs64(&x) & 1)
+					g[0] = g[1] = g[3] = 0;
+			}
+			rc = engine_batch_put(n.b, T_INODE, ik, 8, g, gl);
+			break;
+		}
+		case 4: /* the REF names another embedding dirent */
+			rc = ns_dirent_of(&n, emb_sound[xs64(&x) % n_sound], k2, &k2len, &ino2);
+			if (rc == 0) {
+				uint8_t ref[NS_REF_MAX];
+				size_t rl = ns_ref_encode(ref, ldbe64(k2), (const char *)k2 + 8,
+							  k2len - 8);
+				rc = engine_batch_put(n.b, T_INODE, ik, 8, ref, rl);
+			}
+			break;
+		case 5: /* the dirent plain: the record gone */
+			rc = engine_batch_put(n.b, T_DIRENT, k, klen, v, DIRENT_VALUE);
+			break;
+		case 6: /* the dirent's type byte */
+			v[8] = (uint8_t)(xs64(&x) % 16);
+			rc = engine_batch_put(n.b, T_DIRENT, k, klen, v, vlen);
+			break;
+		}
+		o += (size_t)snprintf(done + o, sizeof(done) - o, "%s%s:%u", m ? " " : "", victim,
+				      kind);
+		if (o >= sizeof(done))
+			o = sizeof(done) - 1;
+	}
+	if (rc == 0)
+		say("garbage in embedded inodes (path:kind): %s", done);
+	return ns_close(&n, rc);
+}
+
+#define EMB_BEGIN(path)                                                                      \
+	NS_BEGIN(path);                                                                      \
+	rc = embed_sound(&n)
+
+static int d_embed_dir(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "d05", 0, &ino);
+	say("directory d05 (inode %" PRIu64 ") embedded in its dirent, with its REF", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_ref(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/041", EMB_DEL_INODE, &ino);
+	say("f/041 (inode %" PRIu64 ", 2 blocks) embedded, T_INODE entry deleted (no REF)", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_ref_full(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/042", EMB_NO_REF, &ino);
+	say("f/042 (inode %" PRIu64 ") embedded, its full record left in T_INODE", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_ref_other(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0, f;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/043", EMB_NO_REF, &ino);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/044", 0, NULL);
+	if (rc == 0)
+		rc = ns_path(&n, "f", &f);
+	if (rc == 0)
+		rc = ns_put_ref(&n, ino, f, "044");
+	say("f/043 (inode %" PRIu64 ") embedded, its REF naming f/044 (embedded too)", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_links(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0, links;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/045", 0, &ino);
+	if (rc == 0)
+		rc = ns_path(&n, "links", &links);
+	if (rc == 0)
+		rc = ns_put_dirent(&n, links, "hard3", ino, S_IFREG >> 12);
+	say("f/045 (inode %" PRIu64 ", 1 block) embedded, and named by links/hard3 too", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_ref_dangling(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/048", EMB_DEL_DIRENT, &ino);
+	say("f/048 (inode %" PRIu64 ", empty) embedded, then its dirent deleted: only its REF "
+	    "is left", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_ref_dangling_plain(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0, f;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_path(&n, "f", &f);
+	if (rc == 0)
+		rc = ns_lookup(&n, f, "049", &ino, NULL);
+	if (rc == 0)
+		rc = ns_put_ref(&n, ino, f, "049");
+	say("f/049 (inode %" PRIu64 ", inline): record replaced by a REF, its dirent plain", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_ref_dangling_other(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0, f;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_path(&n, "f", &f);
+	if (rc == 0)
+		rc = ns_lookup(&n, f, "050", &ino, NULL);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/051", 0, NULL);
+	if (rc == 0)
+		rc = ns_put_ref(&n, ino, f, "051");
+	say("f/050 (inode %" PRIu64 ", inline): record replaced by a REF to f/051, which embeds "
+	    "its own inode", ino);
+	return ns_close(&n, rc);
+}
+
+static int put_orphan(struct ns *n, uint64_t ino, const void *v, size_t vlen)
+{
+	uint8_t k[8];
+	ino_key(k, ino);
+	return engine_batch_put(n->b, T_ORPHAN, k, 8, v, vlen);
+}
+
+static int d_orphan_embed(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/052", 0, &ino);
+	if (rc == 0)
+		rc = put_orphan(&n, ino, "", 0);
+	say("f/052 (inode %" PRIu64 ", 3 blocks) embedded, with an empty orphan entry", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_orphan_embed_ref(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/054", EMB_DEL_DIRENT, &ino);
+	if (rc == 0)
+		rc = put_orphan(&n, ino, "", 0);
+	say("f/054 (inode %" PRIu64 ", empty): only its REF left, with an empty orphan entry",
+	    ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_record(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/055", EMB_CUT, &ino);
+	say("f/055 (inode %" PRIu64 ") embedded, the record cut to 10 bytes", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_type(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/056", EMB_TYPE_FIFO, &ino);
+	say("f/056 (inode %" PRIu64 ", inline) embedded, the dirent's type byte DT_FIFO", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_nlink(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/057", EMB_NLINK2, &ino);
+	say("f/057 (inode %" PRIu64 ", 1 block) embedded, the record saying nlink 2", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_trunc(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	uint8_t k[8 + 7], v[8];
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/070", EMB_SIZE_4K, &ino);
+	ino_key(k, ino);
+	memcpy(k + 8, "user.tr", 7);
+	if (rc == 0)
+		rc = engine_batch_put(n.b, T_XATTR, k, sizeof(k), "x", 1);
+	st64(v, BLOCK);
+	if (rc == 0)
+		rc = put_orphan(&n, ino, v, sizeof(v));
+	say("f/070 (inode %" PRIu64 ", 3 blocks, an xattr) embedded, truncated to 4096 bytes in "
+	    "steps: blocks 1 and 2 left, the truncation on the orphan list", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_ref_bad(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/071", EMB_REF_BAD, &ino);
+	say("f/071 (inode %" PRIu64 ", inline) embedded, its REF malformed (byte 3 set)", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_ref_newer(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/072", EMB_NO_REF | EMB_OLDER, &ino);
+	say("f/072 (inode %" PRIu64 ", empty) embedded with a ctime 1 s older than the full "
+	    "record left in T_INODE", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_links_two(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/073", EMB_ALIAS, &ino);
+	say("f/073 (inode %" PRIu64 ", inline) embedded in two dirents, f/073 (its REF) and "
+	    "links/emb2", ino);
+	return ns_close(&n, rc);
+}
+
+static int d_embed_bad_name(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, "f/074", EMB_BAD_NAME, &ino);
+	say("f/074 (inode %" PRIu64 ", 3 blocks) embedded in a dirent renamed f/\"a/b\", its "
+	    "REF naming that", ino);
+	return ns_close(&n, rc);
+}
+
+static int log_ref_dangling(struct ns *n) { return ns_embed(n, "f/066", EMB_DEL_DIRENT, NULL); }
+static int log_embed_ref(struct ns *n) { return ns_embed(n, "f/067", EMB_DEL_INODE, NULL); }
+static int log_embed_nlink(struct ns *n) { return ns_embed(n, "f/069", EMB_NLINK2, NULL); }
+
+static int d_log_ref_dangling(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	(void)seed;
+	int rc = in_log(path, log_ref_dangling, msg, len);
+	say("in the log only: f/066 (empty) embedded, then its dirent deleted: only its REF left");
+	return rc;
+}
+
+static int d_log_embed_ref(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	(void)seed;
+	int rc = in_log(path, log_embed_ref, msg, len);
+	say("in the log only: f/067 (inline) embedded, its T_INODE entry deleted (no REF)");
+	return rc;
+}
+
+static int d_log_embed_nlink(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	(void)seed;
+	int rc = in_log(path, log_embed_nlink, msg, len);
+	say("in the log only: f/069 (1 block) embedded, the record saying nlink 2");
+	return rc;
+}
+
+int dmg_set_format_version(const char *path, uint32_t version, char *msg, size_t len)
+{
+	uint8_t pg[PS];
+	int rc = 0;
+	for (unsigned slot = 0; slot < 2 && rc == 0; slot++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || pread(fd, pg, PS, (off_t)slot * PS) != PS)
+			rc = fail(msg, len, -EIO, "reading meta page %u", slot);
+		if (fd >= 0)
+			close(fd);
+		if (rc == 0 && !page_sound_meta(pg, slot))
+			rc = fail(msg, len, -ENOENT, "meta page %u: checksum", slot);
+		if (rc == 0) {
+			st32(pg + 16, version);
+			dmg_page_reseal(pg, slot);
+			rc = dmg_write_at(path, (uint64_t)slot * PS, pg, PS);
+		}
+	}
+	return rc;
+}
+
+/* An embedded dirent in a store whose meta pages say format version 3: corrupt there. */
+static int d_embed_v3(const char *path, uint64_t seed, char *msg, size_t len)
+{
+	uint64_t ino = 0;
+	NS_BEGIN(path);
+	rc = ns_embed(&n, "f/058", EMB_NO_REF, &ino);
+	rc = ns_close(&n, rc);
+	if (rc == 0)
+		rc = dmg_set_format_version(path, 3, msg, len);
+	if (rc == 0)
+		say("f/058 (inode %" PRIu64 ") embedded (full record kept), meta pages set to "
+		    "format version 3", ino);
+	return rc;
+}
+
 const struct dmg_case dmg_cases[] = {
 	{ "META_SLOT_CORRUPT", "META_SLOT_CORRUPT", DB_CLEAN, d_meta_slot },
 	{ "META_SLOT_CORRUPT/older", "META_SLOT_CORRUPT", DB_CLEAN, d_meta_older },
@@ -1859,6 +2443,28 @@ const struct dmg_case dmg_cases[] = {
 	{ "NS_DIRENT_BAD", "NS_DIRENT_BAD", DB_CLEAN, d_dirent_bad },
 	{ "NS_INODE_RECORD", "NS_INODE_RECORD", DB_CLEAN, d_inode_record },
 	{ "NS_ROOT", "NS_ROOT", DB_CLEAN, d_root },
+	{ "NS_EMBED_DIR", "NS_EMBED_DIR", DB_CLEAN, d_embed_dir },
+	{ "NS_EMBED_REF", "NS_EMBED_REF", DB_CLEAN, d_embed_ref },
+	{ "NS_EMBED_REF/full", "NS_EMBED_REF", DB_CLEAN, d_embed_ref_full },
+	{ "NS_EMBED_REF/other", "NS_EMBED_REF", DB_CLEAN, d_embed_ref_other },
+	{ "NS_EMBED_LINKS", "NS_EMBED_LINKS", DB_CLEAN, d_embed_links },
+	{ "NS_REF_DANGLING", "NS_REF_DANGLING", DB_CLEAN, d_ref_dangling },
+	{ "NS_REF_DANGLING/plain", "NS_REF_DANGLING", DB_CLEAN, d_ref_dangling_plain },
+	{ "NS_REF_DANGLING/other", "NS_REF_DANGLING", DB_CLEAN, d_ref_dangling_other },
+	{ "NS_ORPHAN_EMBED", "NS_ORPHAN_EMBED", DB_CLEAN, d_orphan_embed },
+	{ "NS_ORPHAN_EMBED/ref", "NS_ORPHAN_EMBED", DB_CLEAN, d_orphan_embed_ref },
+	{ "NS_INODE_RECORD/embedded", "NS_INODE_RECORD", DB_CLEAN, d_embed_record },
+	{ "NS_DIRENT_TYPE/embedded", "NS_DIRENT_TYPE", DB_CLEAN, d_embed_type },
+	{ "NS_NLINK/embedded", "NS_NLINK", DB_CLEAN, d_embed_nlink },
+	{ "NS_ORPHAN_PENDING/embedded", "NS_ORPHAN_PENDING", DB_CLEAN, d_embed_trunc },
+	{ "NS_DIRENT_BAD/v3", "NS_DIRENT_BAD", DB_CLEAN, d_embed_v3 },
+	{ "NS_EMBED_REF/malformed", "NS_EMBED_REF", DB_CLEAN, d_embed_ref_bad },
+	{ "NS_EMBED_REF/newer", "NS_EMBED_REF", DB_CLEAN, d_embed_ref_newer },
+	{ "NS_EMBED_LINKS/two", "NS_EMBED_LINKS", DB_CLEAN, d_embed_links_two },
+	{ "NS_DIRENT_BAD/embedded", "NS_DIRENT_BAD", DB_CLEAN, d_embed_bad_name },
+	{ "NS_REF_DANGLING/log", "NS_REF_DANGLING", DB_CLEAN, d_log_ref_dangling },
+	{ "NS_EMBED_REF/log", "NS_EMBED_REF", DB_CLEAN, d_log_embed_ref },
+	{ "NS_NLINK/embedded-log", "NS_NLINK", DB_CLEAN, d_log_embed_nlink },
 };
 const size_t dmg_n_cases = sizeof(dmg_cases) / sizeof(dmg_cases[0]);
 

@@ -44,6 +44,23 @@ int dmg_make_store(const char *path, char *msg, size_t len);
  * new files, a replaced file, a deletion, a rename; with `orphan`, also a file unlinked while
  * open (NS_ORPHAN_PENDING after the crash). */
 int dmg_make_crashed(const char *path, bool orphan, char *msg, size_t len);
+/* Embed, through the raw engine, the records of 15 inodes of the closed store at `path`
+ * (made by dmg_make_store) in their dirents with their INODE REFs, as a format version 4
+ * writer does (store/ns_format.h "Embedded inodes"): files of each size class, one with
+ * blocks and an xattr, one with holes, symlinks, a FIFO.  With `log`, from a forked child
+ * that dies without closing, so that the changes are only in the log.  The store checks
+ * clean. */
+int dmg_make_embedded(const char *path, bool log, char *msg, size_t len);
+/* Change 1..3 of the embedded inodes that dmg_make_embedded made in the closed store at
+ * `path`, at random from `seed`, through the raw engine: random bytes after a dirent's 9,
+ * a byte of an embedded record changed, a record cut short, random bytes (mostly REF-like)
+ * in T_INODE, a REF naming another embedding dirent, a dirent made plain, a random type
+ * byte.  Not one problem code: for kvfs-check's robustness (its model and its repairs). */
+int dmg_embed_garbage(const char *path, uint64_t seed, char *msg, size_t len);
+/* Rewrite the format version of both meta pages of the closed store at `path` (checksums
+ * recomputed), e.g. to 3: a store that a version 4 writer crashed in before its first
+ * checkpoint (store/format.h). */
+int dmg_set_format_version(const char *path, uint32_t version, char *msg, size_t len);
 /* Copy the data file and the log (or remove dst's log when src has none). */
 int dmg_copy_store(const char *src, const char *dst);
 /* Deterministic content of the file `key` (what dmg_make_store wrote), n bytes. */

@@ -1,6 +1,7 @@
 /*
  * tools/check/phase5_namespace.c — phase 5: the file namespace (store/namespace.c's records,
- * store/ns_format.h, man/kvfs.5 "NAMESPACE") against its invariants NS-1..NS-4.
+ * store/ns_format.h, man/kvfs.5 "NAMESPACE") against its invariants NS-1..NS-4 and, from
+ * format version 4, the embedded inodes' EI-1..EI-4.
  *
  * Collection.  Phase 2 hands every entry of the engine trees t0..t5 here in key order
  * (chk_ns_tree_entry; values only of T_INODE, T_DIRENT, T_ORPHAN and T_SUPER), phase 4 every
@@ -8,16 +9,34 @@
  * override the trees' entries.  What is kept (struct chk_ns, freed when the phase ends):
  *   inodes    an array sorted by ino (after collection) + open-addressing index: the header
  *             fields, the record's length, and per ino the counts found in the other trees;
- *   dirents   an array + index by raw key; raw keys in one arena;
+ *             for an INODE REF (format version 4) the (parent, name) it names, in the arena;
+ *   dirents   an array + index by raw key; raw keys in one arena; an embedded inode's record
+ *             (format version 4: a value longer than DIRENT_VALUE) decoded at once into
+ *             `emb`, an array of inode entries, so that a later put or delete of the dirent
+ *             overrides it as it does the dirent;
  *   blocks    the tree's (ino, block) pairs, 16 bytes each, plus the log's puts and deletes
  *             in a small map that overrides them; blocks of the wrong length in a list;
  *   xattrs    the tree's (ino, hash of the name) pairs, overridden the same way;
  *   orphans   flags on the inode entry (listed; with a truncation value or a punched range,
  *             and that value);
  *             next_ino; keys of the wrong length in a list.
- * Cost: 144 bytes per inode, 40 + its key per dirent, 16 per block, plus hash indexes at
- * most half full (measured: 100,000 small files in 1,000 directories, 25 MiB; 100,000
- * blocks, 2.7 MiB).
+ * Cost: 168 bytes per inode (twice for an embedded one), 48 + its key per dirent, 16 per
+ * block, plus hash indexes at most half full (measured before format version 4, at 144 and
+ * 40 bytes: 100,000 small files in 1,000 directories, 25 MiB; 100,000 blocks, 2.7 MiB).
+ *
+ * Embedded inodes (format version 4, store/ns_format.h EI-1..EI-4).  The format version is
+ * read from the meta page checked: before version 4 a dirent value longer than DIRENT_VALUE
+ * in the trees is NS_DIRENT_BAD and a T_INODE value whose byte 2 is NS_INODE_REF a record
+ * that does not decode (NS_INODE_RECORD), exactly as before.  The log's records are read as
+ * version 4 whatever the meta page says: a version 3 writer never wrote those forms, and a
+ * version 4 writer may have logged them before the first checkpoint that raises the meta
+ * page's version (store/format.h), so that a crash then leaves them in the log of a store
+ * whose meta page still says 3.  From version 4, after collection (the log
+ * applied), pair_embedded gives each inode that an embedded dirent names one embedding dirent
+ * (the one its REF names, else the first in key order) and that dirent's record: the inode
+ * entry takes its fields (S_EMB), so every check below sees an embedded inode as one whose
+ * record is in T_INODE.  An inode exists when T_INODE holds its record, or its REF and a
+ * dirent embeds it; a REF that no embedding dirent matches leaves the inode missing.
  *
  * Checks (problem table rows below):
  *   - the root: inode 1 a directory                                         NS_ROOT
@@ -26,7 +45,7 @@
  *     INLINE_MAX for a regular file, 1..4095 for a symbolic link, which is always inline),
  *     the header alone without; an 8-byte key                              NS_INODE_RECORD
  *   - each dirent: a 9..263-byte key, a name without '/' or NUL, not "." or "..", a 9-byte
- *     value                                                                 NS_DIRENT_BAD
+ *     value (from format version 4: or longer, an embedded inode)           NS_DIRENT_BAD
  *   - it lies in an existing directory and names an existing inode (NS-1)   NS_DIRENT_DANGLING
  *   - of the type it records (NS-1)                                         NS_DIRENT_TYPE
  *   - orphans: an unlinked inode (no dirent, nlink 0) still listed          NS_ORPHAN_PENDING
@@ -53,6 +72,18 @@
  *     as many as the inode's blocks field says                              NS_BLOCKS_COUNT
  *   - xattrs of a missing inode, or with a key that names none              NS_XATTR_ORPHAN
  *   - next_ino present, 8 bytes, above every inode                          NS_NEXT_INO
+ *   - EI-1: an embedded record decodes as a record in T_INODE must (header, type, flags,
+ *     tail)                                                                 NS_INODE_RECORD
+ *     is not a directory's                                                  NS_EMBED_DIR
+ *     agrees with its dirent's type byte                                    NS_DIRENT_TYPE
+ *     has nlink 1 (with one name; with more, NS_EMBED_LINKS)                NS_NLINK
+ *   - EI-2: T_INODE[ino] of an embedded inode is an INODE REF naming its dirent (not
+ *     missing, malformed, naming another dirent, or a full record)          NS_EMBED_REF
+ *     and no other dirent names ino                                         NS_EMBED_LINKS
+ *   - EI-3: an INODE REF names a dirent that embeds its inode (not missing, plain or
+ *     embedding another inode), and decodes                                 NS_REF_DANGLING
+ *   - EI-4: an empty orphan entry (an unlinked inode) is not for an embedded inode or an
+ *     inode that is only a REF (a truncation's or punch's entry may be)     NS_ORPHAN_EMBED
  * A damaged inode record (NS_INODE_RECORD, or a value phase 2 could not read) still counts
  * as an inode, but no check is made that would need its fields.
  *
@@ -83,6 +114,26 @@
  * finished as the next open would (namespace.c orphan_finish): the blocks past the size and
  * the orphan entry deleted, the blocks field lowered by their count; a pending punch the
  * same way, with the blocks of its range.
+ *
+ * Repairs of embedded inodes (format version 4): each keeps every record that is sound and
+ * names what it can, and guesses nothing beyond "the later ctime is the later change".
+ *   NS_EMBED_REF    a missing, malformed or wrong REF: write the REF naming the embedding
+ *                   dirent (the record is there, only the pointer to it is wrong).  A full
+ *                   record in T_INODE as well: keep the record with the later ctime (the
+ *                   embedded one on a tie: the one a lookup by name reads): write the REF,
+ *                   or rewrite the dirent plain.
+ *   NS_EMBED_DIR    move the record to T_INODE (replacing the REF), the dirent plain.
+ *   NS_EMBED_LINKS  the same, and every other embedding dirent plain; NS_NLINK then sets
+ *                   the count to the dirents.
+ *   NS_REF_DANGLING delete the REF: the record is gone, the inode missing; a plain dirent
+ *                   naming it dangles (NS_DIRENT_DANGLING) and its blocks and xattrs are
+ *                   orphans (NS_BLOCK_ORPHAN, NS_XATTR_ORPHAN), in the same run.
+ *   NS_ORPHAN_EMBED delete the orphan entry: the inode is named (embedded), or has no record.
+ * Every fix that patches an inode record (nlink, size, blocks, parent, ctime; NS_DIRENT_TYPE
+ * of an embedding dirent) patches it where it lives, in the embedding dirent for an
+ * embedded inode (ap_inode), and a dirent that a fix removes takes no record with it: the
+ * record moves to T_INODE first (the inode is then reconnected, NS_LOST_INODE).  A purge of a
+ * pending orphan deletes T_INODE[ino] whether it holds a record or a REF.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -161,6 +212,27 @@ static const struct chk_def defs[] = {
 #define NS_NEXT_INO (&defs[17])
 	{ "NS_NEXT_INO", SEV_ERROR, true, true,
 	  "next_ino is missing, malformed, or not above every inode", "set it" },
+#define NS_EMBED_DIR (&defs[18])
+	{ "NS_EMBED_DIR", SEV_ERROR, true, false,
+	  "a directory's inode record embedded in its dirent (EI-1)",
+	  "move the record to T_INODE and rewrite the dirent plain" },
+#define NS_EMBED_REF (&defs[19])
+	{ "NS_EMBED_REF", SEV_ERROR, true, false,
+	  "an embedded inode whose T_INODE entry is not an INODE REF naming its dirent: missing, "
+	  "malformed, naming another dirent, or a full record as well (EI-2)",
+	  "write the INODE REF (of a full record as well: keep the record with the later ctime)" },
+#define NS_EMBED_LINKS (&defs[20])
+	{ "NS_EMBED_LINKS", SEV_ERROR, true, false,
+	  "an embedded inode that other dirents name too (EI-2)",
+	  "move the record to T_INODE and rewrite its dirents plain" },
+#define NS_REF_DANGLING (&defs[21])
+	{ "NS_REF_DANGLING", SEV_ERROR, true, false,
+	  "an INODE REF whose dirent is missing, plain or embeds another inode, or a malformed "
+	  "INODE REF: the inode's record is gone (EI-3)", "delete the INODE REF" },
+#define NS_ORPHAN_EMBED (&defs[22])
+	{ "NS_ORPHAN_EMBED", SEV_WARNING, true, false,
+	  "an unlinked-inode orphan entry for an embedded inode or an INODE REF (EI-4)",
+	  "delete the orphan entry" },
 };
 
 /* ---- the model ---- */
@@ -183,13 +255,23 @@ enum {
 	S_TRUNC_OK = 0x2000, /* a pending truncation: its blocks past the size are expected */
 	S_PUNCH = 0x4000,  /* ... its orphan entry holds a punched range (16 bytes: `trunc` is
 			    * its first block, `punch_end` one past its last) */
+	S_REF = 0x8000,    /* T_INODE holds an INODE REF (key in ref_off/ref_klen unless S_REF_BAD) */
+	S_REF_BAD = 0x10000, /* ... that does not decode (ns_ref_decode) */
+	S_EMB = 0x20000,   /* the fields come from the record embedded in dirent emb_de */
+	S_REF_OK = 0x40000,/* ... and the REF names exactly that dirent (EI-2) */
+	S_FULL2 = 0x80000, /* T_INODE holds a full record and a dirent embeds one as well */
 };
 
 /* chk_inode.dirty: fields an approved fix changed, written at the repair */
-enum { F_NLINK = 1, F_PARENT = 2, F_SIZE = 4, F_BLOCKS = 8 };
+enum { F_NLINK = 1, F_PARENT = 2, F_SIZE = 4, F_BLOCKS = 8,
+	F_TYPE = 16,    /* S_EMB: rewrite the embedding dirent's type byte from the mode */
+	F_UNEMBED = 32, /* move the record to T_INODE; the embedding dirent (if kept) plain */
+	F_REF = 64,     /* S_EMB: write the INODE REF naming the embedding dirent */
+};
 
 struct chk_inode {
 	uint64_t ino, size, blocks, parent;
+	int64_t ctime;             /* ns: picks the later of two records (NS_EMBED_REF) */
 	uint64_t trunc;            /* the orphan entry's truncation value (S_TRUNC), or its
 				    * range's first block (S_PUNCH) */
 	uint64_t punch_end;        /* S_PUNCH: one past the range's last block */
@@ -203,7 +285,10 @@ struct chk_inode {
 	uint32_t n_subdirs;        /* counted dirents in it naming directories */
 	uint32_t nl_before;        /* the link count its dirents imply as found */
 	uint32_t first_name, first_child; /* dirent lists: index + 1, 0 = end */
-	uint16_t st;
+	uint32_t emb_de;           /* the dirent embedding its record (index + 1; 0 none) */
+	uint32_t ref_off;          /* S_REF: the REF's (parent, name) as a dirent key in arena */
+	uint16_t ref_klen;
+	uint32_t st;
 	uint8_t dirty;
 	uint8_t hdr_len;           /* the header's bytes (v1 88, v2 5..103) */
 	uint8_t why;               /* S_SHORT: why_text index + 1 (0: unknown) */
@@ -218,6 +303,8 @@ struct ns_dirent {
 	uint64_t parent, ino;
 	uint32_t key_off, vlen;    /* raw key in ns->arena */
 	uint32_t next_name, next_child; /* index + 1 */
+	uint32_t emb;              /* an embedded inode: its record, decoded, in ns->emb
+				    * (index + 1; 0: a plain dirent) */
 	uint16_t klen;
 	uint8_t type, st, fl;
 };
@@ -265,6 +352,9 @@ struct ns_op {
 
 struct chk_ns {
 	bool oom;
+	bool v4;                   /* format version 4 or later: embedded inodes, INODE REFs */
+	struct chk_inode *emb;     /* embedded records (only the decoded fields are used) */
+	size_t n_emb, cap_emb;
 	struct chk_inode *in;
 	size_t n_in, cap_in;
 	struct idx ix_in;
@@ -435,7 +525,7 @@ static uint8_t why_id(const char *why)
 
 static void inode_decode(struct chk_inode *p, const uint8_t *v, size_t vlen)
 {
-	p->st &= (uint16_t)~(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
+	p->st &= ~(uint32_t)(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
 	p->st |= S_PRESENT;
 	p->rec_len = vlen > UINT32_MAX ? UINT32_MAX : (uint32_t)vlen;
 	p->mode = p->nlink = p->flags = 0;
@@ -455,6 +545,7 @@ static void inode_decode(struct chk_inode *p, const uint8_t *v, size_t vlen)
 	}
 	p->hdr_len = (uint8_t)hl;
 	p->mode = h.mode;
+	p->ctime = h.ctime;
 	p->nlink = h.nlink;
 	p->size = h.size;
 	p->blocks = h.blocks;
@@ -550,7 +641,7 @@ static uint32_t de_add(struct chk_ns *ns, const uint8_t *key, size_t klen)
 }
 
 static void de_apply(struct chk_ns *ns, const uint8_t *key, size_t klen, bool del,
-		     const uint8_t *v, size_t vlen)
+		     const uint8_t *v, size_t vlen, bool v4)
 {
 	if (klen > STORE_MAX_KEY)
 		return; /* the engine holds no such key */
@@ -573,7 +664,20 @@ static void de_apply(struct chk_ns *ns, const uint8_t *key, size_t klen, bool de
 	e->parent = klen >= 8 ? ldbe64(key) : 0;
 	e->ino = v && vlen >= 8 ? ld64(v) : 0;
 	e->type = v && vlen >= DIRENT_VALUE ? v[8] : 0;
-	if (v && vlen == DIRENT_VALUE && e->ino > ns->max_ref)
+	if (v && vlen > DIRENT_VALUE && v4) { /* an embedded inode: decode its record now */
+		if (!e->emb) {
+			if (grow(&ns->emb, &ns->cap_emb, ns->n_emb + 1, sizeof(*ns->emb)) < 0) {
+				ns->oom = true;
+				return;
+			}
+			memset(&ns->emb[ns->n_emb], 0, sizeof(*ns->emb));
+			e->emb = (uint32_t)++ns->n_emb;
+		}
+		inode_decode(&ns->emb[e->emb - 1], v + DIRENT_VALUE, vlen - DIRENT_VALUE);
+	} else {
+		e->emb = 0; /* a slot left behind by an overridden put is not looked at */
+	}
+	if (v && (vlen == DIRENT_VALUE || e->emb) && e->ino > ns->max_ref)
 		ns->max_ref = e->ino;
 }
 
@@ -593,8 +697,10 @@ static const char *dirent_why(const struct chk_ns *ns, const struct ns_dirent *e
 		snprintf(buf, cap, "name holds a NUL byte");
 	else if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
 		snprintf(buf, cap, "name \"%.*s\"", (int)n, (const char *)name);
-	else if (e->vlen != DIRENT_VALUE)
-		snprintf(buf, cap, "value of %" PRIu32 " bytes, not %u", e->vlen, DIRENT_VALUE);
+	else if (e->vlen != DIRENT_VALUE && !e->emb)
+		snprintf(buf, cap, "value of %" PRIu32 " bytes, not %u%s", e->vlen, DIRENT_VALUE,
+			 e->vlen > DIRENT_VALUE ? " (an embedded inode in a store of format "
+			 "version 3 or older)" : "");
 	else
 		return NULL;
 	return buf;
@@ -692,10 +798,43 @@ static void odd_apply(struct chk_ns *ns, uint8_t tree, bool log, bool del, const
 
 /* ---- the collector ---- */
 
+/* T_INODE[p->ino] is an INODE REF: no record (the inode exists only if the dirent it names
+ * embeds it: pair_embedded); its (parent, name) kept as a dirent key in the arena. */
+static void ref_apply(struct chk_ns *ns, struct chk_inode *p, const uint8_t *v, size_t vlen)
+{
+	uint64_t parent;
+	const uint8_t *name;
+	size_t n;
+	p->st &= ~(uint32_t)(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
+	p->st |= S_REF;
+	if (ns_ref_decode(v, vlen, &parent, &name, &n) < 0) {
+		p->st |= S_REF_BAD;
+		return;
+	}
+	if (grow(&ns->arena, &ns->cap_arena, ns->n_arena + 8 + n, 1) < 0 ||
+	    ns->n_arena + 8 + n > UINT32_MAX) {
+		ns->oom = true;
+		return;
+	}
+	p->ref_off = (uint32_t)ns->n_arena;
+	p->ref_klen = (uint16_t)(8 + n);
+	stbe64(ns->arena + ns->n_arena, parent);
+	memcpy(ns->arena + ns->n_arena + 8, name, n);
+	ns->n_arena += 8 + n;
+}
+
 static struct chk_ns *ns_of(struct chk *c)
 {
-	if (!c->ns && !ns_alloc_failed && !(c->ns = calloc(1, sizeof(*c->ns))))
-		ns_alloc_failed = true;
+	if (!c->ns && !ns_alloc_failed) {
+		if (!(c->ns = calloc(1, sizeof(*c->ns)))) {
+			ns_alloc_failed = true;
+			return NULL;
+		}
+		/* the format version of the meta page checked (store/format.h): embedded inodes
+		 * and INODE REFs exist from version 4 on, before it they are corruption */
+		uint8_t pg[STORE_PAGE_SIZE];
+		c->ns->v4 = chk_read_page(c, c->slot, pg) == 0 && ld32(pg + 16) >= 4;
+	}
 	return c->ns && !c->ns->oom ? c->ns : NULL;
 }
 
@@ -722,13 +861,16 @@ static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uin
 			ns->oom = true;
 			break;
 		}
+		p->st &= ~(uint32_t)(S_REF | S_REF_BAD);
 		if (del)
-			p->st &= (uint16_t)~(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
+			p->st &= ~(uint32_t)(S_PRESENT | S_BAD | S_UNREAD | S_SHORT);
+		else if (val && (ns->v4 || log) && ns_is_ref(val, vlen))
+			ref_apply(ns, p, val, vlen);
 		else
 			inode_decode(p, val, vlen);
 		break;
 	case T_DIRENT:
-		de_apply(ns, key, klen, del, val, vlen);
+		de_apply(ns, key, klen, del, val, vlen, ns->v4 || log);
 		break;
 	case T_DATA:
 		if (klen != 16) {
@@ -778,7 +920,7 @@ static void ns_entry(struct chk *c, unsigned tree, bool log, bool del, const uin
 			ns->oom = true;
 			break;
 		}
-		p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL | S_PUNCH);
+		p->st &= ~(uint32_t)(S_ORPHAN | S_TRUNC | S_OVAL | S_PUNCH);
 		if (del)
 			break;
 		p->st |= S_ORPHAN;
@@ -832,6 +974,7 @@ static void ns_free(struct chk_ns *ns)
 		free(ns->ops[i].val);
 	}
 	free(ns->in);
+	free(ns->emb);
 	free(ns->ix_in.slot);
 	free(ns->de);
 	free(ns->ix_de.slot);
@@ -853,7 +996,7 @@ static size_t ns_mem(const struct chk_ns *ns)
 	       ns->ix_de.cap * 4 + ns->cap_arena + ns->cap_blk * sizeof(*ns->blk) +
 	       ns->cap_xat * sizeof(*ns->xat) + ns->cap_over * sizeof(*ns->over) +
 	       ns->ix_over.cap * 4 + ns->cap_bad * sizeof(*ns->bad) +
-	       ns->cap_odd * sizeof(*ns->odd) + sizeof(*ns);
+	       ns->cap_odd * sizeof(*ns->odd) + ns->cap_emb * sizeof(*ns->emb) + sizeof(*ns);
 }
 
 /* ---- after collection: the final view ---- */
@@ -879,6 +1022,70 @@ static void count_block(struct chk_inode *p, uint64_t blk, bool good)
 		p->n_badblk++;
 }
 
+static bool ref_names(const struct chk_ns *ns, const struct chk_inode *p,
+		      const struct ns_dirent *e)
+{
+	return (p->st & (S_REF | S_REF_BAD)) == S_REF && p->ref_klen == e->klen &&
+	       memcmp(ns->arena + p->ref_off, de_key(ns, e), e->klen) == 0;
+}
+
+/* The inode entry takes the fields of the record embedded in dirent i. */
+static void adopt(struct chk_ns *ns, struct chk_inode *p, uint32_t i)
+{
+	const struct chk_inode *r = &ns->emb[ns->de[i].emb - 1];
+	const uint32_t rec = S_PRESENT | S_BAD | S_UNREAD | S_SHORT;
+	p->st = (p->st & ~rec) | (r->st & rec) | S_EMB;
+	p->mode = r->mode;
+	p->nlink = r->nlink;
+	p->size = r->size;
+	p->blocks = r->blocks;
+	p->parent = r->parent;
+	p->flags = r->flags;
+	p->ctime = r->ctime;
+	p->rec_len = r->rec_len;
+	p->hdr_len = r->hdr_len;
+	p->why = r->why;
+}
+
+/*
+ * Pair embedded dirents with T_INODE (the log applied): each inode an embedded dirent names
+ * gets one embedding dirent (emb_de: the one its REF names, else the first in key order) and,
+ * unless T_INODE holds a sound full record with a later ctime, that dirent's record (S_EMB),
+ * so that every later check sees the inode as the store will hold it after NS_EMBED_REF's
+ * fix.  An INODE REF no embedding dirent matches leaves the inode missing (NS_REF_DANGLING).
+ */
+static void pair_embedded(struct chk_ns *ns)
+{
+	for (uint32_t i = 0; i < ns->n_de; i++) {
+		const struct ns_dirent *e = &ns->de[i];
+		if (e->st != E_LIVE || !e->emb)
+			continue;
+		struct chk_inode *p = in_find(ns, e->ino);
+		if (!p->emb_de || (ref_names(ns, p, e) && !ref_names(ns, p, &ns->de[p->emb_de - 1])))
+			p->emb_de = i + 1;
+	}
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct chk_inode *p = &ns->in[i];
+		if (!p->emb_de)
+			continue;
+		const struct ns_dirent *e = &ns->de[p->emb_de - 1];
+		const struct chk_inode *r = &ns->emb[e->emb - 1];
+		if (p->st & S_UNREAD) { /* phase 2 could not read T_INODE's value: a REF or not */
+			adopt(ns, p, p->emb_de - 1);
+			p->st |= S_REF_OK;
+			continue;
+		}
+		if (present(p)) {
+			p->st |= S_FULL2;
+			if (known(p) && !(known(r) && r->ctime >= p->ctime))
+				continue; /* T_INODE's record is kept */
+		}
+		adopt(ns, p, p->emb_de - 1);
+		if (ref_names(ns, p, e))
+			p->st |= S_REF_OK;
+	}
+}
+
 /* Sort the inodes by ino, fold the blocks and xattrs (tree overridden by log) into them, and
  * leave in ns->bad the blocks of the wrong length that are there at the end. */
 static int finalize(struct chk_ns *ns)
@@ -893,6 +1100,9 @@ static int finalize(struct chk_ns *ns)
 	for (size_t i = 0; i < ns->n_over; i++)
 		if (!ns->over[i].del && !in_get(ns, ns->over[i].ino))
 			return -ENOMEM;
+	for (size_t i = 0; i < ns->n_de; i++)
+		if (ns->de[i].st == E_LIVE && ns->de[i].emb && !in_get(ns, ns->de[i].ino))
+			return -ENOMEM;
 	/* room for lost+found, so that creating it later moves nothing */
 	if (grow(&ns->in, &ns->cap_in, ns->n_in + 1, sizeof(*ns->in)) < 0 ||
 	    idx_reserve(&ns->ix_in, ns, hash_in) < 0)
@@ -902,6 +1112,7 @@ static int finalize(struct chk_ns *ns)
 	for (size_t i = 0; i < ns->n_in; i++)
 		*in_slot(ns, ns->in[i].ino) = (uint32_t)(i + 1);
 	ns->mem_peak = ns_mem(ns);
+	pair_embedded(ns); /* before the blocks are counted against the sizes */
 
 	size_t nb = 0;
 	for (size_t i = 0; i < ns->n_bad; i++) /* the tree's short blocks the log left */
@@ -1050,6 +1261,9 @@ static int de_remove(struct chk_ns *ns, uint32_t i)
 	if (e->fl & E_REMOVED)
 		return 0;
 	e->fl |= E_REMOVED;
+	struct chk_inode *emb = e->emb ? in_find(ns, e->ino) : NULL;
+	if (emb && emb->emb_de == i + 1 && (emb->st & S_EMB))
+		emb->dirty |= F_UNEMBED; /* its record must not go with the dirent */
 	if (e->fl & E_COUNTED) {
 		struct chk_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
 		t->n_names--;
@@ -1150,7 +1364,14 @@ static void check_records(struct chk *c)
 			continue;
 		if (record_why(p, why, sizeof(why))) {
 			p->st |= S_BAD;
-			chk_report(c, NS_INODE_RECORD, 0, p->ino, "%s", why);
+			char nm[NAME_BUF];
+			if (p->st & S_EMB) /* EI-1: the same rules as a record in T_INODE */
+				chk_report(c, NS_INODE_RECORD, 0, p->ino, "embedded in dirent \"%s\" "
+					   "in directory %" PRIu64 ": %s",
+					   de_name(ns, &ns->de[p->emb_de - 1], nm, sizeof(nm)),
+					   ns->de[p->emb_de - 1].parent, why);
+			else
+				chk_report(c, NS_INODE_RECORD, 0, p->ino, "%s", why);
 		}
 	}
 	for (size_t i = 0; i < ns->n_odd; i++)
@@ -1229,9 +1450,15 @@ static int check_dirents(struct chk *c, bool root_ok)
 					       de_name(ns, e, nm, sizeof(nm)), e->parent, e->type,
 					       e->ino, type_name(t->mode), want);
 			snprintf(act, sizeof(act), "set the dirent's type to %u", want);
-			if (fix_ok(c, id, false, act)) {
+			if (!fix_ok(c, id, false, act))
+				continue;
+			e->type = (uint8_t)want;
+			if ((t->st & S_EMB) && t->emb_de == i + 1) {
+				t->dirty |= F_TYPE; /* ap_inode rewrites the embedding dirent */
+			} else {
+				/* a plain dirent (or an embedded one not chosen: plain, as the
+				 * other fixes leave it) */
 				uint8_t v[DIRENT_VALUE];
-				e->type = (uint8_t)want;
 				st64(v, e->ino);
 				v[8] = (uint8_t)want;
 				if ((r = op_add(ns, OP_PUT, T_DIRENT, 0, de_key(ns, e), e->klen, v,
@@ -1269,6 +1496,115 @@ static int check_dirents(struct chk *c, bool root_ok)
 	return 0;
 }
 
+/* What the dirent a dangling REF names holds, for the message. */
+static void ref_target(struct chk_ns *ns, const struct chk_inode *p, char *buf, size_t cap)
+{
+	char nm[NAME_BUF];
+	if (p->st & S_REF_BAD) {
+		snprintf(buf, cap, "a malformed INODE REF");
+		return;
+	}
+	uint32_t j = de_find(ns, ns->arena + p->ref_off, p->ref_klen);
+	const struct ns_dirent *e = j ? &ns->de[j - 1] : NULL;
+	const struct ns_dirent ref = { .key_off = p->ref_off, .klen = p->ref_klen };
+	int n = snprintf(buf, cap, "an INODE REF to dirent \"");
+	de_name(ns, &ref, nm, sizeof(nm));
+	n += snprintf(buf + n, cap - (size_t)n, "%s\" in directory %" PRIu64 ", which ", nm,
+		      ldbe64(ns->arena + p->ref_off));
+	if (!e || e->st == E_GONE)
+		snprintf(buf + n, cap - (size_t)n, "does not exist");
+	else if (e->st == E_UNREAD)
+		snprintf(buf + n, cap - (size_t)n, "could not be read");
+	else if (e->ino != p->ino)
+		snprintf(buf + n, cap - (size_t)n, "%s inode %" PRIu64,
+			 e->emb ? "embeds" : "names", e->ino);
+	else
+		snprintf(buf + n, cap - (size_t)n, "names it plainly");
+}
+
+/* EI-1 (a directory embedded), EI-2 and EI-3, after the dirents are counted (n_names).
+ * The records that do not decode are NS_INODE_RECORD's (check_records), a type byte that
+ * disagrees NS_DIRENT_TYPE's, an nlink other than 1 with one name NS_NLINK's. */
+static int check_embedded(struct chk *c)
+{
+	struct chk_ns *ns = c->ns;
+	char nm[NAME_BUF], why[NAME_BUF + 160];
+	int r;
+	for (size_t i = 0; i < ns->n_in; i++) {
+		struct chk_inode *p = &ns->in[i];
+		if ((p->st & S_REF) && !p->emb_de && !(p->st & S_PURGED)) {
+			uint8_t k[8];
+			ref_target(ns, p, why, sizeof(why));
+			size_t id = chk_report(c, NS_REF_DANGLING, 0, p->ino, "T_INODE holds %s: "
+					       "the inode's record is gone%s", why, inc(c));
+			ino_key(k, p->ino);
+			/* the model keeps S_REF: the inode is missing either way, and NS_ORPHAN_EMBED
+			 * still names what its orphan entry was for */
+			if (fix_ok(c, id, true, "delete the INODE REF") &&
+			    (r = op_add(ns, OP_DEL, T_INODE, 0, k, 8, NULL, 0)) < 0)
+				return r;
+			continue;
+		}
+		if (!p->emb_de || !present(p))
+			continue;
+		struct ns_dirent *e = &ns->de[p->emb_de - 1];
+		de_name(ns, e, nm, sizeof(nm));
+		if ((p->st & S_EMB) && known(p) && S_ISDIR(p->mode)) {
+			size_t id = chk_report(c, NS_EMBED_DIR, 0, p->ino, "a directory's record is "
+					       "embedded in dirent \"%s\" in directory %" PRIu64, nm,
+					       e->parent);
+			if (fix_ok(c, id, false, "move the record to T_INODE"))
+				p->dirty |= F_UNEMBED;
+			continue;
+		}
+		if (p->n_names > 1) {
+			size_t id = chk_report(c, NS_EMBED_LINKS, 0, p->ino, "embedded in dirent \"%s\" "
+					       "in directory %" PRIu64 ", but %" PRIu32 " dirents name "
+					       "it", nm, e->parent, p->n_names);
+			if (!fix_ok(c, id, false, "move the record to T_INODE"))
+				continue;
+			p->dirty |= F_UNEMBED;
+			for (uint32_t j = p->first_name; j; j = ns->de[j - 1].next_name) {
+				struct ns_dirent *x = &ns->de[j - 1];
+				uint8_t v[DIRENT_VALUE];
+				if (!x->emb || j == p->emb_de || !counted(x))
+					continue;
+				st64(v, x->ino);
+				v[8] = x->type;
+				if ((r = op_add(ns, OP_PUT, T_DIRENT, 0, de_key(ns, x), x->klen, v,
+						sizeof(v))) < 0)
+					return r;
+			}
+			continue;
+		}
+		if (!(p->st & S_EMB)) {
+			size_t id = chk_report(c, NS_EMBED_REF, 0, p->ino, "embedded in dirent \"%s\" "
+					       "in directory %" PRIu64 ", but T_INODE holds a full "
+					       "record as well, with a later ctime", nm, e->parent);
+			if (fix_ok(c, id, false, "keep the record in T_INODE and rewrite the dirent "
+				   "plain"))
+				p->dirty |= F_UNEMBED;
+			continue;
+		}
+		if (p->st & S_REF_OK)
+			continue;
+		if (p->st & S_FULL2)
+			snprintf(why, sizeof(why), "T_INODE holds a full record as well, not later");
+		else if (p->st & S_REF_BAD)
+			snprintf(why, sizeof(why), "T_INODE holds a malformed INODE REF");
+		else if (p->st & S_REF)
+			ref_target(ns, p, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "T_INODE holds no INODE REF");
+		size_t id = chk_report(c, NS_EMBED_REF, 0, p->ino, "embedded in dirent \"%s\" in "
+				       "directory %" PRIu64 ", but %s%s", nm, e->parent, why, inc(c));
+		/* a REF on an unreadable page may be there */
+		if (fix_ok(c, id, true, "write the INODE REF"))
+			p->dirty |= F_REF;
+	}
+	return 0;
+}
+
 /* Does directory d hold a counted dirent (a purge would leave it dangling)? */
 static bool has_children(struct chk_ns *ns, const struct chk_inode *d)
 {
@@ -1285,7 +1621,7 @@ static bool has_children(struct chk_ns *ns, const struct chk_inode *d)
 static int pending_fix(struct chk_ns *ns, struct chk_inode *p, uint16_t what, uint64_t *n_del,
 		       uint8_t op, uint64_t first, uint64_t end)
 {
-	p->st &= (uint16_t)~(S_ORPHAN | what);
+	p->st &= ~(uint32_t)(S_ORPHAN | what);
 	p->n_blk -= *n_del;
 	p->blocks -= *n_del < p->blocks ? *n_del : p->blocks;
 	p->dirty |= F_BLOCKS;
@@ -1309,6 +1645,26 @@ static int check_orphans(struct chk *c)
 			continue;
 		uint8_t k[8];
 		ino_key(k, p->ino);
+		if (!(p->st & (S_TRUNC | S_PUNCH | S_OVAL)) &&
+		    ((p->st & S_EMB) || ((p->st & S_REF) && !present(p)))) {
+			/* EI-4: an unlinked inode has its record in T_INODE */
+			size_t id;
+			if (p->st & S_EMB)
+				id = chk_report(c, NS_ORPHAN_EMBED, 0, p->ino, "an unlinked inode's "
+						"orphan entry, but the inode is embedded in a dirent "
+						"(nlink %" PRIu32 ")", p->nlink);
+			else
+				id = chk_report(c, NS_ORPHAN_EMBED, 0, p->ino, "an unlinked inode's "
+						"orphan entry, but T_INODE holds only an INODE REF%s",
+						inc(c));
+			/* an embedding dirent on an unreadable page may be there */
+			if (fix_ok(c, id, !(p->st & S_EMB), "delete the orphan entry")) {
+				p->st &= ~(uint32_t)S_ORPHAN;
+				if ((r = op_add(ns, OP_DEL, T_ORPHAN, 0, k, 8, NULL, 0)) < 0)
+					return r;
+			}
+			continue;
+		}
 		if (present(p) && !known(p))
 			continue; /* damaged record: nothing sure */
 		if (present(p) && p->n_names == 0 && p->nlink == 0 && p->ino != NS_ROOT_INO) {
@@ -1320,7 +1676,7 @@ static int check_orphans(struct chk *c)
 				continue; /* its dirents would dangle: not purged */
 			snprintf(act, sizeof(act), "purge inode %" PRIu64, p->ino);
 			if (fix_ok(c, id, false, act)) {
-				p->st &= (uint16_t)~(S_PRESENT | S_ORPHAN);
+				p->st &= ~(uint32_t)(S_PRESENT | S_ORPHAN);
 				p->st |= S_PURGED;
 				if ((r = op_add(ns, OP_PURGE, 0, p->ino, NULL, 0, NULL, 0)) < 0)
 					return r;
@@ -1384,7 +1740,7 @@ static int check_orphans(struct chk *c)
 					"nlink %" PRIu32 ": the next open would only drop the entry",
 					p->nlink);
 		if (fix_ok(c, id, false, "delete the orphan entry")) {
-			p->st &= (uint16_t)~(S_ORPHAN | S_TRUNC | S_OVAL | S_PUNCH);
+			p->st &= ~(uint32_t)(S_ORPHAN | S_TRUNC | S_OVAL | S_PUNCH);
 			if ((r = op_add(ns, OP_DEL, T_ORPHAN, 0, k, 8, NULL, 0)) < 0)
 				return r;
 		}
@@ -1665,7 +2021,7 @@ static int check_reach(struct chk *c, bool root_ok)
 		}
 		for (size_t j = 0; j < n; j++) {
 			struct chk_inode *q = in_find(ns, path[j]);
-			q->st = (uint16_t)((q->st & ~S_PATH) | S_DONE);
+			q->st = (q->st & ~(uint32_t)S_PATH) | S_DONE;
 		}
 	}
 	free(path);
@@ -1896,12 +2252,24 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Write the changed fields of inode p (or create it, S_NEW), as a v2 record. */
-static int ap_inode(struct applier *a, const struct chk_inode *p)
+/*
+ * Write the changed fields of inode p (or create it, S_NEW), as a v2 record, where it is to
+ * live: in T_INODE, or (S_EMB, not F_UNEMBED) in its embedding dirent after DIRENT_VALUE
+ * bytes, with the INODE REF written when F_REF asks.  The record is read from where it is
+ * (T_INODE, or the embedding dirent for S_EMB); it is re-encoded only when a header field
+ * changed (then ctime is now), else its bytes are moved as they are.  F_UNEMBED rewrites the
+ * embedding dirent plain unless a fix removed it.
+ */
+static int ap_inode(struct applier *a, struct chk_ns *ns, const struct chk_inode *p)
 {
-	enum { CAP = NS_INODE_HDR_ANY + SYMLINK_MAX + 1 };
-	uint8_t k[8], *buf = malloc(CAP), *out = malloc(NS_INODE_HDR_MAX + SYMLINK_MAX + 1);
-	size_t len = 0, tail = 0;
+	enum { CAP = DIRENT_VALUE + NS_INODE_HDR_ANY + SYMLINK_MAX + 1 };
+	uint8_t k[8], *buf = malloc(CAP), *out = malloc(DIRENT_VALUE + NS_INODE_HDR_MAX +
+							SYMLINK_MAX + 1);
+	size_t len = 0, tail = 0, off = 0, ol = 0;
+	const struct ns_dirent *e = p->emb_de ? &ns->de[p->emb_de - 1] : NULL;
+	bool from_de = (p->st & S_EMB) && e, to_de = from_de && !(p->dirty & F_UNEMBED);
+	bool hdr = (p->st & S_NEW) || (p->dirty & (F_NLINK | F_PARENT | F_SIZE | F_BLOCKS));
+	uint8_t type = known(p) || !e ? (uint8_t)((p->mode & S_IFMT) >> 12) : e->type;
 	int hl = 0;
 	struct ns_inode h;
 	if (!buf || !out) {
@@ -1917,12 +2285,22 @@ static int ap_inode(struct applier *a, const struct chk_inode *p)
 				       .mtime = now, .ctime = now, .gen = 1, .parent = p->parent,
 				       .flags = p->flags };
 	} else {
-		r = engine_get(a->e, T_INODE, k, 8, buf, CAP, &len);
-		if (r == 0 && (len > CAP || (hl = ns_inode_decode(buf, len, &h, NULL)) < 0 ||
-			       len - (size_t)hl > SYMLINK_MAX + 1))
+		if (from_de) {
+			off = DIRENT_VALUE;
+			r = engine_get(a->e, T_DIRENT, de_key(ns, e), e->klen, buf, CAP, &len);
+			if (r == 0 && (len <= DIRENT_VALUE || len > CAP || ld64(buf) != p->ino))
+				r = -EUCLEAN; /* not the dirent checked */
+		} else {
+			r = engine_get(a->e, T_INODE, k, 8, buf, CAP, &len);
+			if (r == 0 && (len > CAP - DIRENT_VALUE || ns_is_ref(buf, len)))
+				r = -EUCLEAN;
+		}
+		/* moved as it is unless a field changes (a damaged record moves too) */
+		if (r == 0 && hdr && ((hl = ns_inode_decode(buf + off, len - off, &h, NULL)) < 0 ||
+				      len - off - (size_t)hl > SYMLINK_MAX + 1))
 			r = -EUCLEAN; /* not the record checked */
-		if (r == 0) {
-			tail = len - (size_t)hl;
+		if (r == 0 && hdr) {
+			tail = len - off - (size_t)hl;
 			if (p->dirty & F_NLINK)
 				h.nlink = p->nlink;
 			if (p->dirty & F_PARENT)
@@ -1934,10 +2312,31 @@ static int ap_inode(struct applier *a, const struct chk_inode *p)
 			h.ctime = now_ns();
 		}
 	}
-	if (r == 0) {
-		size_t ol = ns_inode_encode(&h, out);
-		memcpy(out + ol, buf + hl, tail);
-		r = ap_put(a, T_INODE, k, 8, out, ol + tail);
+	if (r == 0) { /* out: ino + type (room kept in any case), then the record */
+		st64(out, p->ino);
+		out[8] = type;
+		if (hdr) {
+			ol = ns_inode_encode(&h, out + DIRENT_VALUE);
+			memcpy(out + DIRENT_VALUE + ol, buf + off + hl, tail);
+			ol += tail;
+		} else {
+			ol = len - off;
+			memcpy(out + DIRENT_VALUE, buf + off, ol);
+		}
+	}
+	if (r == 0 && to_de) {
+		r = ap_put(a, T_DIRENT, de_key(ns, e), e->klen, out, DIRENT_VALUE + ol);
+		if (r == 0 && (p->dirty & F_REF)) {
+			uint8_t ref[NS_REF_MAX];
+			size_t rl = ns_ref_encode(ref, e->parent, (const char *)de_key(ns, e) + 8,
+						  e->klen - 8u);
+			r = ap_put(a, T_INODE, k, 8, ref, rl);
+		}
+	} else if (r == 0) {
+		if (hdr || from_de)
+			r = ap_put(a, T_INODE, k, 8, out + DIRENT_VALUE, ol);
+		if (r == 0 && e && (p->dirty & F_UNEMBED) && !(e->fl & E_REMOVED))
+			r = ap_put(a, T_DIRENT, de_key(ns, e), e->klen, out, DIRENT_VALUE);
 	}
 	free(buf);
 	free(out);
@@ -2015,7 +2414,7 @@ static int apply(struct chk *c)
 	for (size_t i = 0; i < ns->n_in && r == 0; i++) {
 		const struct chk_inode *p = &ns->in[i];
 		if (present(p) && ((p->st & S_NEW) || p->dirty))
-			r = ap_inode(&a, p);
+			r = ap_inode(&a, ns, p);
 	}
 	if (r == 0 && ns->next_dirty) {
 		uint8_t v[8];
@@ -2064,7 +2463,8 @@ static int run(struct chk *c)
 	check_records(c);
 	check_next_ino(c);
 	bool root_ok = check_root(c);
-	if ((r = check_dirents(c, root_ok)) < 0 || (r = check_orphans(c)) < 0 ||
+	if ((r = check_dirents(c, root_ok)) < 0 || (r = check_embedded(c)) < 0 ||
+	    (r = check_orphans(c)) < 0 ||
 	    (r = check_dir_links(c)) < 0 || (r = check_reach(c, root_ok)) < 0 ||
 	    (r = check_nlink(c)) < 0 || (r = check_blocks(c)) < 0)
 		goto out;
