@@ -48,7 +48,10 @@
  *         exactly (parent, name), and no other dirent names ino;
  *   EI-3  an INODE REF T_INODE[ino] -> (parent, name) has T_DIRENT[(parent, name)] embedded,
  *         naming ino;
- *   EI-4  an orphan with no name (an empty T_ORPHAN value) has a full record in T_INODE.
+ *   EI-4  an orphan with no name (an empty T_ORPHAN value) has a full record in T_INODE; a
+ *         truncation's or punch's entry (8 or 16 bytes) may be an embedded inode's.
+ * (kvfs-check's repair, when T_INODE holds a full record beside an embedded one: the later
+ * ctime wins, the embedded one on a tie: tools/check/phase5_namespace.c.)
  * Data blocks, xattrs and orphan entries are keyed by the inode number as before; an inode
  * exists when T_INODE holds its record or its REF.
  *

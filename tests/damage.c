@@ -232,6 +232,59 @@ static int lookup_path(struct kvfs *fs, const char *path, uint64_t *ino)
 static const size_t f_sizes[6] = { 0, 100, INLINE_MAX, 3000, 9000, 5000 };
 #define N_FILES 300
 
+/*
+ * Move every embedded inode's record back into T_INODE and make its dirent plain (a valid
+ * version 4 store: a file with one name may be in either form, store/ns_format.h).  The cases
+ * below were written for inodes in T_INODE (they edit, cut or orphan records there); the
+ * embedded cases (dmg_make_embedded) embed the inodes they need themselves.  The store is
+ * closed on entry and on return, its log empty.
+ */
+static int unembed_all(const char *path, char *msg, size_t len)
+{
+	struct engine_options eo = { .no_checkpoint_thread = true };
+	struct engine *e;
+	struct engine_iter *it;
+	struct engine_batch *b = engine_batch_new();
+	uint8_t k[8], dk[8 + KVFS_NAME_MAX], v[NS_REF_MAX];
+	uint8_t dv[DIRENT_VALUE + NS_INODE_HDR_ANY + SYMLINK_MAX + INLINE_MAX];
+	size_t klen, vlen, dvlen;
+	int rc = b ? engine_open(path, &eo, &e) : -ENOMEM;
+	if (rc < 0) {
+		engine_batch_free(b);
+		return fail(msg, len, rc, "unembed: engine_open = %d", rc);
+	}
+	if ((rc = engine_iter_new(e, T_INODE, NULL, 0, NULL, 0, &it)) == 0) {
+		while ((rc = engine_iter_next(it, k, sizeof(k), &klen, v, sizeof(v), &vlen)) == 0) {
+			uint64_t parent;
+			const uint8_t *name;
+			size_t nlen;
+			if (klen != 8 || vlen > sizeof(v) || !ns_is_ref(v, vlen))
+				continue;
+			if ((rc = ns_ref_decode(v, vlen, &parent, &name, &nlen)) < 0)
+				break;
+			size_t dkl = dirent_key(dk, parent, (const char *)name, nlen);
+			if ((rc = engine_get(e, T_DIRENT, dk, dkl, dv, sizeof(dv), &dvlen)) < 0)
+				break;
+			if (dvlen <= DIRENT_VALUE || dvlen > sizeof(dv)) {
+				rc = -EUCLEAN;
+				break;
+			}
+			if ((rc = engine_batch_put(b, T_INODE, k, 8, dv + DIRENT_VALUE,
+						   dvlen - DIRENT_VALUE)) < 0 ||
+			    (rc = engine_batch_put(b, T_DIRENT, dk, dkl, dv, DIRENT_VALUE)) < 0)
+				break;
+		}
+		engine_iter_free(it);
+	}
+	if (rc == -ENOENT)
+		rc = engine_commit(e, b, NULL);
+	engine_batch_free(b);
+	int rc2 = engine_close(e);
+	if (rc == 0)
+		rc = rc2;
+	return rc < 0 ? fail(msg, len, rc, "unembed: %d", rc) : 0;
+}
+
 int dmg_make_store(const char *path, char *msg, size_t len)
 {
 	struct engine *e;
@@ -342,6 +395,8 @@ int dmg_make_store(const char *path, char *msg, size_t len)
 		if (rc < 0)
 			return fail(msg, len, rc, "kvfs_close = %d", rc);
 	}
+	if ((rc = unembed_all(path, msg, len)) < 0)
+		return rc;
 
 	struct dmg_layout L;
 	rc = dmg_layout_load(path, &L, msg, len);

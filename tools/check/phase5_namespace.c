@@ -129,6 +129,9 @@
  *                   naming it dangles (NS_DIRENT_DANGLING) and its blocks and xattrs are
  *                   orphans (NS_BLOCK_ORPHAN, NS_XATTR_ORPHAN), in the same run.
  *   NS_ORPHAN_EMBED delete the orphan entry: the inode is named (embedded), or has no record.
+ *   NS_DIRENT_BAD   before version 4, a value longer than DIRENT_VALUE whose inode has its
+ *                   record in T_INODE: rewrite the dirent plain (the file keeps its name:
+ *                   kvfs reads such a dirent, so removing it would lose a readable file).
  * Every fix that patches an inode record (nlink, size, blocks, parent, ctime; NS_DIRENT_TYPE
  * of an embedding dirent) patches it where it lives, in the embedding dirent for an
  * embedded inode (ap_inode), and a dirent that a fix removes takes no record with it: the
@@ -166,7 +169,8 @@ static const struct chk_def defs[] = {
 	  "a dirent records another type than its inode's", "correct the dirent's type" },
 #define NS_DIRENT_BAD (&defs[4])
 	{ "NS_DIRENT_BAD", SEV_ERROR, true, false, "a dirent's key or value is malformed",
-	  "remove the dirent" },
+	  "remove the dirent (a too long value naming an inode kept in T_INODE: rewrite it "
+	  "plain)" },
 #define NS_NLINK (&defs[5])
 	{ "NS_NLINK", SEV_WARNING, true, true, "an inode's link count disagrees with its dirents",
 	  "set nlink" },
@@ -1410,14 +1414,42 @@ static int check_dirents(struct chk *c, bool root_ok)
 		if (e->st != E_LIVE)
 			continue;
 		if (dirent_why(ns, e, why, sizeof(why))) {
-			e->fl |= E_BAD;
+			/* Before version 4, a value longer than DIRENT_VALUE whose inode has its
+			 * record in T_INODE still names that inode in its first bytes (an
+			 * embedded inode written into an older store, whose record was kept):
+			 * the dirent is rewritten plain, and the file keeps its name.  Any
+			 * other malformed dirent is removed (its inode, if any, is then lost
+			 * and reconnected). */
+			struct chk_inode *named = in_find(ns, e->ino);
+			bool keep = e->klen > 8 && e->klen - 8u <= NS_NAME_MAX &&
+				    !memchr(de_key(ns, e) + 8, '/', e->klen - 8u) &&
+				    !memchr(de_key(ns, e) + 8, 0, e->klen - 8u) &&
+				    e->vlen > DIRENT_VALUE && !e->emb && known(named) &&
+				    !(named->st & S_REF);
 			size_t id = chk_report(c, NS_DIRENT_BAD, 0, 0, "dirent \"%s\" in directory %"
 					       PRIu64 ": %s", de_name(ns, e, nm, sizeof(nm)),
 					       e->parent, why);
-			if (fix_ok(c, id, false, "remove the dirent") &&
-			    (r = de_remove(ns, i)) < 0)
-				return r;
-			continue;
+			if (keep) {
+				if (fix_ok(c, id, false, "rewrite the dirent plain (its inode's "
+					   "record is in T_INODE)")) {
+					uint8_t v[DIRENT_VALUE];
+					st64(v, e->ino);
+					v[8] = e->type;
+					e->vlen = DIRENT_VALUE;
+					if ((r = op_add(ns, OP_PUT, T_DIRENT, 0, de_key(ns, e),
+							e->klen, v, sizeof(v))) < 0)
+						return r;
+				} else {
+					e->fl |= E_BAD;
+					continue;
+				}
+			} else {
+				e->fl |= E_BAD;
+				if (fix_ok(c, id, false, "remove the dirent") &&
+				    (r = de_remove(ns, i)) < 0)
+					return r;
+				continue;
+			}
 		}
 		struct chk_inode *par = in_find(ns, e->parent), *t = in_find(ns, e->ino);
 		char dang[96];
