@@ -1,6 +1,7 @@
 /*
  * store/node.c — materializing pages into nodes, and writing nodes back as pages at commit:
- * rebalance (merge underfull nodes), spill (split and write bottom-up).  See node.h.
+ * rebalance (merge underfull nodes), pack (merge runs of changed leaves, so that they are cut
+ * into pages together), spill (split and write bottom-up).  See node.h.
  *
  * Invariants kept here:
  *   N-1  a materialized node's ancestors are all materialized, so a search that reaches a

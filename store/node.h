@@ -5,7 +5,9 @@
  * and every page above it into nodes: growable arrays of entries whose keys and inline values
  * point into the mapping (unchanged entries) or into the transaction's arena (new ones).
  * Changes go to the nodes, which may grow past a page or shrink below a quarter of one.  At
- * commit, node_rebalance() merges underfull nodes with a sibling, then node_spill() writes
+ * commit, node_rebalance() merges underfull nodes with a sibling, node_pack_tree() merges
+ * runs of neighbouring changed leaves (so that a leaf just past a page does not become two
+ * half-empty pages), then node_spill() writes
  * every node bottom-up, splitting it into as many pages as its entries need, allocating each
  * page from the free list, and gives the parent the new child numbers and separators.
  *

@@ -2154,34 +2154,43 @@ int dmg_embed_garbage(const char *path, uint64_t seed, char *msg, size_t len)
 	NS_BEGIN(path);                                                                      \
 	rc = embed_sound(&n)
 
+/* The sound embedded inodes, then `file` embedded with the damage `how` (EMB_*); its inode
+ * number in *ino. */
+static int embed_case(const char *path, char *msg, size_t len, const char *file, unsigned how,
+		      uint64_t *ino)
+{
+	uint64_t seed = 0;
+	EMB_BEGIN(path);
+	if (rc == 0)
+		rc = ns_embed(&n, file, how, ino);
+	return ns_close(&n, rc);
+}
+
 static int d_embed_dir(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "d05", 0, &ino);
+	int rc = embed_case(path, msg, len, "d05", 0, &ino);
+	(void)seed;
 	say("directory d05 (inode %" PRIu64 ") embedded in its dirent, with its REF", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_ref(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/041", EMB_DEL_INODE, &ino);
+	int rc = embed_case(path, msg, len, "f/041", EMB_DEL_INODE, &ino);
+	(void)seed;
 	say("f/041 (inode %" PRIu64 ", 2 blocks) embedded, T_INODE entry deleted (no REF)", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_ref_full(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/042", EMB_NO_REF, &ino);
+	int rc = embed_case(path, msg, len, "f/042", EMB_NO_REF, &ino);
+	(void)seed;
 	say("f/042 (inode %" PRIu64 ") embedded, its full record left in T_INODE", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_ref_other(const char *path, uint64_t seed, char *msg, size_t len)
@@ -2217,12 +2226,11 @@ static int d_embed_links(const char *path, uint64_t seed, char *msg, size_t len)
 static int d_ref_dangling(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/048", EMB_DEL_DIRENT, &ino);
+	int rc = embed_case(path, msg, len, "f/048", EMB_DEL_DIRENT, &ino);
+	(void)seed;
 	say("f/048 (inode %" PRIu64 ", empty) embedded, then its dirent deleted: only its REF "
 	    "is left", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_ref_dangling_plain(const char *path, uint64_t seed, char *msg, size_t len)
@@ -2291,31 +2299,28 @@ static int d_orphan_embed_ref(const char *path, uint64_t seed, char *msg, size_t
 static int d_embed_record(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/055", EMB_CUT, &ino);
+	int rc = embed_case(path, msg, len, "f/055", EMB_CUT, &ino);
+	(void)seed;
 	say("f/055 (inode %" PRIu64 ") embedded, the record cut to 10 bytes", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_type(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/056", EMB_TYPE_FIFO, &ino);
+	int rc = embed_case(path, msg, len, "f/056", EMB_TYPE_FIFO, &ino);
+	(void)seed;
 	say("f/056 (inode %" PRIu64 ", inline) embedded, the dirent's type byte DT_FIFO", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_nlink(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/057", EMB_NLINK2, &ino);
+	int rc = embed_case(path, msg, len, "f/057", EMB_NLINK2, &ino);
+	(void)seed;
 	say("f/057 (inode %" PRIu64 ", 1 block) embedded, the record saying nlink 2", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_trunc(const char *path, uint64_t seed, char *msg, size_t len)
@@ -2340,44 +2345,40 @@ static int d_embed_trunc(const char *path, uint64_t seed, char *msg, size_t len)
 static int d_embed_ref_bad(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/071", EMB_REF_BAD, &ino);
+	int rc = embed_case(path, msg, len, "f/071", EMB_REF_BAD, &ino);
+	(void)seed;
 	say("f/071 (inode %" PRIu64 ", inline) embedded, its REF malformed (byte 3 set)", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_ref_newer(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/072", EMB_NO_REF | EMB_OLDER, &ino);
+	int rc = embed_case(path, msg, len, "f/072", EMB_NO_REF | EMB_OLDER, &ino);
+	(void)seed;
 	say("f/072 (inode %" PRIu64 ", empty) embedded with a ctime 1 s older than the full "
 	    "record left in T_INODE", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_links_two(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/073", EMB_ALIAS, &ino);
+	int rc = embed_case(path, msg, len, "f/073", EMB_ALIAS, &ino);
+	(void)seed;
 	say("f/073 (inode %" PRIu64 ", inline) embedded in two dirents, f/073 (its REF) and "
 	    "links/emb2", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int d_embed_bad_name(const char *path, uint64_t seed, char *msg, size_t len)
 {
 	uint64_t ino = 0;
-	EMB_BEGIN(path);
-	if (rc == 0)
-		rc = ns_embed(&n, "f/074", EMB_BAD_NAME, &ino);
+	int rc = embed_case(path, msg, len, "f/074", EMB_BAD_NAME, &ino);
+	(void)seed;
 	say("f/074 (inode %" PRIu64 ", 3 blocks) embedded in a dirent renamed f/\"a/b\", its "
 	    "REF naming that", ino);
-	return ns_close(&n, rc);
+	return rc;
 }
 
 static int log_ref_dangling(struct ns *n) { return ns_embed(n, "f/066", EMB_DEL_DIRENT, NULL); }
