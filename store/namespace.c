@@ -392,11 +392,27 @@ static int inode_from_dirent(struct inode *in, uint64_t parent, const char *name
 
 /*
  * Read inode `ino`: the batch's pending copy, else its T_INODE record, or through its INODE
- * REF the dirent embedding it.  Inside an engine_read (rd) the REF and the dirent come from
- * one state, so a REF whose dirent does not embed `ino` is corrupt (EI-3).  Alone (rd NULL),
- * a rename may move the inode between the two reads without a lock: the REF is read again.
- * 0, -ENOENT, -EUCLEAN, -errno.
+ * REF the dirent embedding it.  The REF and the dirent are read inside one engine_read (rd, or
+ * one made here), so they come from one committed state: a REF whose dirent does not embed
+ * `ino` there is corrupt (EI-3).  (Two reads of the latest state, with the REF read again
+ * when a rename moved the dirent between them, failed check_concurrency "moves": a writer
+ * waiting on the read lock committed between the two reads of every retry, 100 times in a
+ * row.)  0, -ENOENT, -EUCLEAN, -errno.
  */
+struct ino_read {
+	struct kvfs *fs;
+	uint64_t ino;
+	struct inode *in;
+};
+
+static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, struct inode *in);
+
+static int inode_read_fn(struct engine_read *rd, void *ctx)
+{
+	struct ino_read *ir = ctx;
+	return inode_read(ir->fs, rd, ir->ino, ir->in);
+}
+
 static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, struct inode *in)
 {
 	struct inode *p = tl_batch == fs ? pending_find(fs, ino) : NULL;
@@ -409,29 +425,28 @@ static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, str
 	}
 	uint8_t k[8 + KVFS_NAME_MAX], buf[NS_VALUE_MAX];
 	size_t len;
-	for (int tries = 0;; tries++) {
-		ino_key(k, ino);
-		int r = ns_get(fs, rd, T_INODE, k, 8, buf, sizeof(buf), &len);
-		if (r < 0)
-			return r;
-		if (!ns_is_ref(buf, len))
-			return inode_from_record(in, ino, buf, len);
-		uint64_t parent;
-		const uint8_t *nm;
-		size_t nlen;
-		char name[KVFS_NAME_MAX];
-		if (len > sizeof(buf) || ns_ref_decode(buf, len, &parent, &nm, &nlen) < 0)
-			return -EUCLEAN;
-		memcpy(name, nm, nlen);
-		r = ns_get(fs, rd, T_DIRENT, k, dirent_key(k, parent, name, nlen), buf,
-			   sizeof(buf), &len);
-		if (r == 0 && len > DIRENT_VALUE && len <= sizeof(buf) && ld64(buf) == ino)
-			return inode_from_dirent(in, parent, name, nlen, buf, len);
-		if (r < 0 && r != -ENOENT)
-			return r;
-		if (rd || tries == 100)
-			return -EUCLEAN; /* EI-3 broken (or moved over 100 times in a row) */
+	ino_key(k, ino);
+	int r = ns_get(fs, rd, T_INODE, k, 8, buf, sizeof(buf), &len);
+	if (r < 0)
+		return r;
+	if (!ns_is_ref(buf, len))
+		return inode_from_record(in, ino, buf, len);
+	if (!rd) { /* the REF and its dirent from one state */
+		struct ino_read ir = { fs, ino, in };
+		return engine_read(fs->e, inode_read_fn, &ir);
 	}
+	uint64_t parent;
+	const uint8_t *nm;
+	size_t nlen;
+	char name[KVFS_NAME_MAX];
+	if (len > sizeof(buf) || ns_ref_decode(buf, len, &parent, &nm, &nlen) < 0)
+		return -EUCLEAN;
+	memcpy(name, nm, nlen);
+	r = ns_get(fs, rd, T_DIRENT, k, dirent_key(k, parent, name, nlen), buf, sizeof(buf), &len);
+	if (r == -ENOENT || (r == 0 && (len <= DIRENT_VALUE || len > sizeof(buf) ||
+					ld64(buf) != ino)))
+		return -EUCLEAN; /* EI-3 broken */
+	return r < 0 ? r : inode_from_dirent(in, parent, name, nlen, buf, len);
 }
 
 static int inode_get(struct kvfs *fs, uint64_t ino, struct inode *in)

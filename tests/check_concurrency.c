@@ -1177,6 +1177,104 @@ START_TEST(test_concurrency_uniform)
 }
 END_TEST
 
+/*
+ * Test case "moves": reads by inode number of an embedded inode (store/ns_format.h: its
+ * record in its one dirent, T_INODE an INODE REF naming that dirent) while renames move it.
+ * The writer moves "m" (holding "mm") between the root, "a" and "b", exchanges it with "n"
+ * (holding "nn", embedded too) and rewrites it in place; readers call kvfs_getattr and
+ * kvfs_read with m's inode number, taking no lock: each must find the inode, of size 2, with
+ * "mm".  A getattr reads the REF and then the dirent it names, as two reads: a rename between
+ * them could find the dirent moved: the two are read in one state (namespace.c inode_read).
+ * Two reads of the latest state, the REF read again (up to 100 times) when they disagreed,
+ * failed this case in 2 runs of 5 here (-EUCLEAN: a writer waiting on the read lock committed
+ * between the two reads of every retry); KVFS_CONC_MOVES_STEPS sets the writer's steps.
+ */
+struct moves_shared {
+	struct keys_shared ks;
+	uint64_t ino;
+};
+
+static void *moves_reader(void *p)
+{
+	struct moves_shared *ms = p;
+	struct keys_shared *ks = &ms->ks;
+	char buf[8];
+	for (unsigned i = 1; !atomic_load(&ks->stop); i++) {
+		struct kvfs_stat st;
+		if (i % 4096 == 0)
+			sched_yield(); /* as replace_reader: let the writer in */
+		int r = kvfs_getattr(ks->fs, ms->ino, &st);
+		ssize_t n = r == 0 ? kvfs_read(ks->fs, ms->ino, buf, sizeof(buf), 0) : r;
+		atomic_fetch_add(&ks->reads, 1);
+		if (r != 0 || st.size != 2 || n != 2 || memcmp(buf, "mm", 2) != 0) {
+			keys_failf(ks, "inode %llu: getattr = %d (size %llu), read = %zd",
+				   (unsigned long long)ms->ino, r, (unsigned long long)st.size, n);
+			break;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_concurrency_moves)
+{
+	struct moves_shared ms;
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	pthread_t rt[3];
+	unsigned steps = (unsigned)tu_seed("KVFS_CONC_MOVES_STEPS", 3000);
+	struct kvfs_stat st, sa, sb;
+	memset(&ms, 0, sizeof(ms));
+	pthread_mutex_init(&ms.ks.fail_mu, NULL);
+	TU_ASSERT_EQ(tu_tmpdir(dir, sizeof(dir)), 0, "%s", "tmpdir");
+	snprintf(path, sizeof(path), "%s/moves.kvfs", dir);
+	struct kvfs_options o = { .flags = KVFS_CREATE };
+	TU_ASSERT_EQ(kvfs_open(path, &o, &ms.ks.fs), 0, "%s", "kvfs_open");
+	struct kvfs *fs = ms.ks.fs;
+	TU_ASSERT_EQ(kvfs_put(fs, "m", "mm", 2), 0, "%s", "put m");
+	TU_ASSERT_EQ(kvfs_put(fs, "n", "nn", 2), 0, "%s", "put n");
+	TU_ASSERT_EQ(kvfs_mkdir(fs, KVFS_ROOT_INO, "a", 0755, 0, 0, &sa), 0, "%s", "mkdir a");
+	TU_ASSERT_EQ(kvfs_mkdir(fs, KVFS_ROOT_INO, "b", 0755, 0, 0, &sb), 0, "%s", "mkdir b");
+	TU_ASSERT_EQ(kvfs_lookup(fs, KVFS_ROOT_INO, "m", &st), 0, "%s", "lookup m");
+	ms.ino = st.ino;
+	for (int i = 0; i < 3; i++)
+		TU_ASSERT_EQ(pthread_create(&rt[i], NULL, moves_reader, &ms), 0, "%s", "thread");
+	const uint64_t dirs[3] = { KVFS_ROOT_INO, sa.ino, sb.ino };
+	unsigned at = 0; /* m is in dirs[at], n in the root */
+	for (unsigned s = 0; s < steps && !atomic_load(&ms.ks.stop); s++) {
+		unsigned to = (at + 1 + s % 2) % 3;
+		int r;
+		if (s % 5 == 4 && at != 0) { /* m and n swap: m to the root, named "n" */
+			r = kvfs_rename(fs, dirs[at], "m", KVFS_ROOT_INO, "n", KVFS_RENAME_EXCHANGE);
+			if (r == 0)
+				r = kvfs_rename(fs, KVFS_ROOT_INO, "n", dirs[at], "m",
+						KVFS_RENAME_EXCHANGE); /* and back */
+			if (r == 0)
+				r = kvfs_rename(fs, dirs[at], "m", KVFS_ROOT_INO, "m", 0);
+			to = 0;
+		} else {
+			r = kvfs_rename(fs, dirs[at], "m", dirs[to], "m", 0);
+		}
+		if (r == 0 && s % 7 == 0) { /* rewritten in place, where it is now */
+			struct kvfs_stat set = { .mode = 0600 };
+			r = kvfs_setattr(fs, ms.ino, &set, KVFS_SET_MODE, NULL);
+		}
+		if (r != 0) {
+			keys_failf(&ms.ks, "step %u: writer: %d", s, r);
+			break;
+		}
+		at = to;
+	}
+	atomic_store(&ms.ks.stop, true);
+	for (int i = 0; i < 3; i++)
+		pthread_join(rt[i], NULL);
+	TU_ASSERT(!ms.ks.fail[0], "%s", ms.ks.fail);
+	fprintf(stderr, "moves: %u writer steps, %llu reads by 3 readers\n", steps,
+		(unsigned long long)atomic_load(&ms.ks.reads));
+	TU_ASSERT_EQ(kvfs_close(fs), 0, "%s", "kvfs_close");
+	tu_rmtree(dir);
+	pthread_mutex_destroy(&ms.ks.fail_mu);
+}
+END_TEST
+
 static Suite *concurrency_suite(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -1190,6 +1288,7 @@ static Suite *concurrency_suite(void)
 	tcase_add_test(tk, test_concurrency_keys);
 	tcase_add_test(tk, test_concurrency_replace);
 	tcase_add_test(tk, test_concurrency_uniform);
+	tcase_add_test(tk, test_concurrency_moves);
 	suite_add_tcase(s, tk);
 	return s;
 }
