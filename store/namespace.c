@@ -415,6 +415,9 @@ static int inode_read_fn(struct engine_read *rd, void *ctx)
 
 static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, struct inode *in)
 {
+	struct ino_read ir = { fs, ino, in };
+	if (!rd && tl_batch != fs) /* the REF and its dirent from one state: two lookups */
+		return engine_read(fs->e, inode_read_fn, &ir);
 	struct inode *p = tl_batch == fs ? pending_find(fs, ino) : NULL;
 	if (p) {
 		if (p->mode == 0)
@@ -431,10 +434,8 @@ static int inode_read(struct kvfs *fs, struct engine_read *rd, uint64_t ino, str
 		return r;
 	if (!ns_is_ref(buf, len))
 		return inode_from_record(in, ino, buf, len);
-	if (!rd) { /* the REF and its dirent from one state */
-		struct ino_read ir = { fs, ino, in };
+	if (!rd) /* building a batch: the pending copies first (above), then one state */
 		return engine_read(fs->e, inode_read_fn, &ir);
-	}
 	uint64_t parent;
 	const uint8_t *nm;
 	size_t nlen;

@@ -699,10 +699,8 @@ static int commit_trees(struct store_txn *txn)
 	for (struct store_tree *t = txn->trees; t; t = t->next) {
 		if (!t->dirty || t->dropped)
 			continue;
-		if ((r = node_rebalance_tree(t)) < 0)
-			return r;
-		node_pack_tree(t);
-		if ((r = node_spill_tree(t)) < 0)
+		if ((r = node_rebalance_tree(t)) < 0 || (r = node_pack_tree(t)) < 0 ||
+		    (r = node_spill_tree(t)) < 0)
 			return r;
 		uint8_t rec[TREC_SIZE];
 		trec_encode(&t->rec, rec);

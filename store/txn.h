@@ -127,9 +127,10 @@ unsigned node_search(const struct node *nd, const void *key, size_t klen, bool *
 int node_split(struct store_tree *t, struct node *nd);
 int node_rebalance_tree(struct store_tree *t);
 /* Merge runs of neighbouring leaves changed in this transaction, so that spill cuts them into
- * pages together (node.c node_pack); before spill.  Cannot fail (out of memory leaves them
- * apart). */
-void node_pack_tree(struct store_tree *t);
+ * pages together (node.c node_pack), then rebalance the parents that lost entries; after
+ * node_rebalance_tree, before spill.  0 or -errno (node_rebalance_tree's: a page read, out
+ * of memory; out of memory in the merge itself only leaves leaves apart). */
+int node_pack_tree(struct store_tree *t);
 int node_spill_tree(struct store_tree *t);
 /* An upper bound on the pages node_spill_tree will allocate, with `extra` more bytes of
  * cells to be added to the materialized nodes. */

@@ -52,6 +52,7 @@
 #include "store/io_fault.h"
 #include "store/page.h"
 #include "store/store.h"
+#include "store/txn.h" /* struct store_tree: a tree's depth (test_pack_collapse) */
 #include "tests/testutil.h"
 
 static char g_msg[16384];
@@ -2015,6 +2016,54 @@ START_TEST(test_random_fill)
 END_TEST
 
 /*
+ * Packing (node_pack) that merges the last two leaves under a branch into one page leaves no
+ * branch with a single child: the parents that lost entries are rebalanced after it.  60 keys
+ * of 100 bytes make two leaves under a root; deleting 3 of every 5 leaves each ~35 % full
+ * (above rebalance's quarter-page threshold), and packing merges them: the tree must be one
+ * leaf, depth 1.  Rebalancing only before the packing left a root branch with one leaf, for
+ * good (review H19: depth 2 after three more commits).
+ */
+START_TEST(test_pack_collapse)
+{
+	struct tu_env e;
+	struct store *st = fresh(&e, 32);
+	struct tu_model m;
+	char k[8], v[100];
+
+	tu_model_init(&m);
+	memset(v, 'v', sizeof(v));
+	struct store_txn *w = wbegin(st);
+	struct store_tree *t = topen(w, "pk", true);
+	for (int i = 0; i < 60; i++) {
+		snprintf(k, sizeof(k), "k%03d", i);
+		put_ok(t, k, 4, v, sizeof(v));
+		tu_model_put(&m, k, 4, v, sizeof(v));
+	}
+	TU_ASSERT(t->rec.depth >= 1, "%s", "depth");
+	commit_ok(w, 0);
+	w = wbegin(st);
+	t = topen(w, "pk", false);
+	TU_ASSERT_EQ(t->rec.depth, 2, "%s", "60 keys of 100 bytes: two leaves and a root");
+	for (int i = 0; i < 60; i++)
+		if (i % 5 < 3) {
+			snprintf(k, sizeof(k), "k%03d", i);
+			OK(store_del(t, k, 4));
+			tu_model_del(&m, k, 4);
+		}
+	commit_ok(w, 0);
+	tu_verify_ok(st);
+	w = wbegin(st);
+	t = topen(w, "pk", false);
+	TU_ASSERT_EQ(t->rec.depth, 1, "%s", "24 keys in one page: a root leaf, no branch above it");
+	store_txn_abort(w);
+	store_cmp_ok(st, "pk", &m);
+	tu_close_ok(st);
+	tu_model_free(&m);
+	tu_env_fini(&e);
+}
+END_TEST
+
+/*
  * store_get_near: lookups through a finger (the last leaf) agree with store_get for every
  * key — present, missing inside a leaf's span, in the gap between two leaves, before the
  * first key and after the last, longer and shorter keys — in ascending, descending and random
@@ -3045,6 +3094,7 @@ static Suite *btree_suite(void)
 	tcase_add_test(tc, test_deep_tree);
 	tcase_add_test(tc, test_ordered_inserts);
 	tcase_add_test(tc, test_random_fill);
+	tcase_add_test(tc, test_pack_collapse);
 	tcase_add_test(tc, test_finger);
 	suite_add_tcase(s, tc);
 
