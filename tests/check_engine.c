@@ -1024,6 +1024,70 @@ START_TEST(test_checkpoint_stat)
 }
 END_TEST
 
+/* The end of a three-tree test: the trees (not the overlay) equal the models, the store
+ * verifies (`what` names the moment), close, reopen, the models read back, close; the models
+ * and env are freed. */
+static void trees_ok_reopen_end(struct engine *e, struct tu_env *env,
+				const struct engine_options *o, struct tu_model *m, const char *what)
+{
+	for (unsigned t = 0; t < 3; t++)
+		store_tree_ok(e, t * 3, &m[t]);
+	verify_ok(e, what);
+	eclose_ok(e);
+	e = eopen_ok(env, o);
+	three_ok(e, m);
+	eclose_ok(e);
+	for (unsigned t = 0; t < 3; t++)
+		tu_model_free(&m[t]);
+	tu_env_fini(env);
+}
+
+/* The log flush of a checkpoint (engine.c wal_rule): none when the checkpoint commits once,
+ * with its LSN (the meta page then says the tree holds those records); exactly one, before
+ * the first, when it commits in pieces that keep the old LSN, however many pieces. */
+START_TEST(test_checkpoint_log_flush)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct tu_model m[3] = { { 0 } };
+
+	tu_env_fault(&env, 16);
+	opts_init(&o, &env, STORE_CREATE);
+	o.no_checkpoint_thread = true;
+	struct engine *e = eopen_ok(&env, &o);
+	for (int round = 0; round < 2; round++) {
+		fill_three(e, m, round);
+		struct engine_stat s0 = estat(e);
+		OK(engine_checkpoint(e));
+		struct engine_stat s1 = estat(e);
+		TU_ASSERT_EQ(s1.n_checkpoints, s0.n_checkpoints + 1, "round %d", round);
+		TU_ASSERT(s1.n_fdatasync == s0.n_fdatasync, "round %d: a checkpoint in one commit "
+			  "flushed the log: n_fdatasync %" PRIu64 " -> %" PRIu64, round,
+			  s0.n_fdatasync, s1.n_fdatasync);
+		TU_ASSERT(s1.store.durable_txnid == s0.store.durable_txnid + 1, "round %d: %" PRIu64
+			  " commits, want 1", round, s1.store.durable_txnid - s0.store.durable_txnid);
+		three_ok(e, m);
+	}
+	eclose_ok(e);
+
+	o.flags = 0;
+	o.ckpt_piece_pages = 1; /* a piece after every copied page */
+	e = eopen_ok(&env, &o);
+	three_ok(e, m);
+	fill_three(e, m, 2);
+	struct engine_stat s0 = estat(e);
+	OK(engine_checkpoint(e));
+	struct engine_stat s1 = estat(e);
+	uint64_t commits = s1.store.durable_txnid - s0.store.durable_txnid;
+	TU_ASSERT(commits >= 3, "a checkpoint in pieces of one page made %" PRIu64 " commits",
+		  commits);
+	TU_ASSERT_EQ(s1.n_fdatasync, s0.n_fdatasync + 1, "log flushes of a checkpoint of %" PRIu64
+		     " commits", commits);
+	three_ok(e, m);
+	trees_ok_reopen_end(e, &env, &o, m, "after a checkpoint in pieces");
+}
+END_TEST
+
 /* Commit the log-only workload: three trees, deletes, values up to 100 KiB. */
 static void log_only_fill(struct engine *e, struct tu_model *m, uint64_t seed)
 {
@@ -1089,16 +1153,7 @@ START_TEST(test_log_only_power_cut)
 		  " entries, log %" PRIu64 " bytes", s.overlay_entries, s.log_bytes);
 	/* The replayed records checkpoint into the tree like any others. */
 	OK(engine_checkpoint(e));
-	for (unsigned t = 0; t < 3; t++)
-		store_tree_ok(e, t * 3, &m[t]);
-	verify_ok(e, "checkpoint after replay");
-	eclose_ok(e);
-	e = eopen_ok(&env, &o);
-	three_ok(e, m);
-	eclose_ok(e);
-	for (unsigned t = 0; t < 3; t++)
-		tu_model_free(&m[t]);
-	tu_env_fini(&env);
+	trees_ok_reopen_end(e, &env, &o, m, "checkpoint after replay");
 }
 END_TEST
 
@@ -3271,6 +3326,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_iterate_bounds);
 	tcase_add_test(tc, test_iterate_changes);
 	tcase_add_test(tc, test_checkpoint_stat);
+	tcase_add_test(tc, test_checkpoint_log_flush);
 	tcase_add_test(tc, test_log_only_power_cut);
 	tcase_add_test(tc, test_log_only_reboot);
 	tcase_add_test(tc, test_sync_every_write);
