@@ -184,6 +184,9 @@ struct engine_stat {
 	uint64_t n_sync_calls;    /* engine_sync calls */
 	uint64_t n_commits;       /* engine_commit calls that logged a record */
 	uint64_t n_backpressure;  /* commits that waited for a checkpoint */
+	uint64_t n_bufs_new;      /* big batch buffers (>= ENGINE_HUGE_PAGE) engine_batch_reserve
+				     allocated afresh, no spare being left (engine.c "Big batches") */
+	uint64_t n_bufs_grown;    /* spares it grew, being too small for the batch */
 };
 int engine_stat(struct engine *e, struct engine_stat *out);
 

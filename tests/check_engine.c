@@ -1503,6 +1503,70 @@ START_TEST(test_big_batches)
 }
 END_TEST
 
+/* Keys and value lengths of round r of test_spare_reuse: 48 values of 64 KiB (3 MiB, a
+ * buffer of huge pages) and one that grows by 300 bytes a round; the last round 48 more of
+ * 64 KiB (a batch twice as big). */
+#define SR_ROUNDS 8
+static int sr_keys(int r)
+{
+	return r == SR_ROUNDS - 1 ? 97 : 49;
+}
+
+static size_t sr_len(int r, int i)
+{
+	return i == 48 ? 100u + (size_t)r * 300u : 64u << 10;
+}
+
+/* A big batch takes the buffer a checkpoint gave back (engine.c "Big batches", huge_round),
+ * as it is when the batch is a few bytes bigger than the last one, grown when it is much
+ * bigger: one buffer allocated afresh in all the rounds, not one a round.  Every value reads back,
+ * before and after a reopen. */
+START_TEST(test_spare_reuse)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine_batch *b = engine_batch_new();
+	static uint8_t v[64u << 10];
+
+	tu_env_fault(&env, 32);
+	opts_init(&o, &env, STORE_CREATE);
+	o.ckpt_overlay_bytes = 8u << 20; /* spares: at most 16 MiB */
+	o.log_ring_bytes = 16u << 20;    /* a record may take half */
+	o.no_checkpoint_thread = true;
+	struct engine *e = eopen_ok(&env, &o);
+	for (int r = 0; r < SR_ROUNDS; r++) {
+		size_t rec = 0;
+		for (int i = 0; i < sr_keys(r); i++)
+			rec += 8 + 4 + sr_len(r, i);
+		engine_batch_clear(b);
+		OK(engine_batch_reserve(e, b, rec));
+		for (int i = 0; i < sr_keys(r); i++) {
+			uint32_t k = (uint32_t)(r * 100 + i);
+			tf_value_fill(v, sr_len(r, i), k);
+			bput(b, 0, &k, sizeof(k), v, sr_len(r, i));
+		}
+		commit_ok(e, b);
+		OK(engine_checkpoint(e)); /* the buffer becomes a spare */
+		struct engine_stat st = estat(e);
+		TU_ASSERT_EQ(st.n_bufs_new, 1, "round %d: big batch buffers allocated afresh", r);
+		TU_ASSERT_EQ(st.n_bufs_grown, r == SR_ROUNDS - 1, "round %d: spares grown", r);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (int r = 0; r < SR_ROUNDS; r++)
+			for (int i = 0; i < sr_keys(r); i++) {
+				uint32_t k = (uint32_t)(r * 100 + i);
+				tf_value_fill(v, sr_len(r, i), k);
+				get_expect(e, 0, &k, sizeof(k), v, sr_len(r, i), SIZE_MAX);
+			}
+		eclose_ok(e);
+		if (pass == 0)
+			e = eopen_ok(&env, &o);
+	}
+	engine_batch_free(b);
+	tu_env_fini(&env);
+}
+END_TEST
+
 /* engine_batch_reserve on a batch that holds a few ops already (a single put's dirent and
  * inode): the buffer it moves them into, a spare a checkpoint gave back or a new one on huge
  * pages, must hold them unchanged, and the big batch then logs and reads back whole, before
@@ -3334,6 +3398,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_failed_engine);
 	tcase_add_test(tc, test_efbig);
 	tcase_add_test(tc, test_big_batches);
+	tcase_add_test(tc, test_spare_reuse);
 	tcase_add_test(tc, test_reserve_keeps_ops);
 	suite_add_tcase(s, tc);
 
