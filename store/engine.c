@@ -169,7 +169,7 @@ struct engine {
 	_Atomic uint64_t ring_short;
 	_Atomic uint64_t last_lsn;
 	_Atomic uint64_t n_checkpoints, n_sync_calls, n_commits, n_backpressure, n_bufs_new,
-		n_bufs_grown;
+		n_bufs_grown, n_iter_tombstones;
 };
 
 static void eng_logf(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1214,6 +1214,7 @@ static int iter_fill(struct engine_iter *it)
 		r = ov_first(it, e->frozen, &cf, &fi);
 	if (r == 0 && cur)
 		r = cur_first(it, cur, &ct);
+	uint64_t tombstones = 0;
 	while (r == 0 && it->n_ents < it->want && it->run_len < ITER_RUN_BYTES) {
 		struct cand *best = NULL;
 		struct cand *order[3] = { &ca, &cf, &ct };
@@ -1224,6 +1225,7 @@ static int iter_fill(struct engine_iter *it)
 			it->at_end = true;
 			break;
 		}
+		tombstones += best->tombstone;
 		if (!best->tombstone && (r = run_add(it, &best->key, &best->val)) < 0)
 			break;
 		memcpy(it->last, best->key.data, best->key.len);
@@ -1242,6 +1244,8 @@ static int iter_fill(struct engine_iter *it)
 	if (txn)
 		store_txn_abort(txn);
 	pthread_rwlock_unlock(&e->ov_lock);
+	if (tombstones)
+		atomic_fetch_add(&e->n_iter_tombstones, tombstones);
 	if (it->want < ITER_RUN_MAX)
 		it->want *= 2;
 	if (r < 0 && it->n_ents) {
@@ -1634,6 +1638,7 @@ int engine_stat(struct engine *e, struct engine_stat *out)
 	out->n_backpressure = atomic_load(&e->n_backpressure);
 	out->n_bufs_new = atomic_load(&e->n_bufs_new);
 	out->n_bufs_grown = atomic_load(&e->n_bufs_grown);
+	out->n_iter_tombstones = atomic_load(&e->n_iter_tombstones);
 	return 0;
 }
 

@@ -187,6 +187,9 @@ struct engine_stat {
 	uint64_t n_bufs_new;      /* big batch buffers (>= ENGINE_HUGE_PAGE) engine_batch_reserve
 				     allocated afresh, no spare being left (engine.c "Big batches") */
 	uint64_t n_bufs_grown;    /* spares it grew, being too small for the batch */
+	uint64_t n_iter_tombstones; /* deletions (overlay tombstones) iterators stepped over
+				       without returning them: work a scan pays for deletes
+				       not yet checkpointed */
 };
 int engine_stat(struct engine *e, struct engine_stat *out);
 

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "store/engine.h"
 #include "store/io.h"
 #include "store/kvfs.h"
 
@@ -33,5 +34,9 @@ struct kvfs_engine_tuning {
  */
 int kvfs_open_env(const char *path, const struct kvfs_options *opt, struct io_env *io,
 		  const struct kvfs_engine_tuning *tune, struct kvfs **out);
+
+/* The engine's counters under `fs` (store/engine.h engine_stat), for tests that count work
+ * rather than time it.  0 or engine_stat's error.  Any thread. */
+int kvfs_env_engine_stat(struct kvfs *fs, struct engine_stat *out);
 
 #endif

@@ -725,12 +725,13 @@ static uint64_t bnote_end(struct kvfs *fs, uint64_t ino, uint64_t first, uint64_
 
 /* Queue the deletion of the blocks of ino at index >= first (and < end; UINT64_MAX: to the
  * last), at most `limit` of them, lowest first; adds their count to *removed and sets *more
- * when blocks are left in the range.  The engine shows the committed state; while a
+ * when blocks are left in the range, and then *next (when not NULL) to the index of the first
+ * of them (where a next step of the same deletion starts).  The engine shows the committed state; while a
  * kvfs_batch is being built, the blocks its earlier operations deleted are skipped and the
  * ones they put are deleted too (fs->bnotes: a delete after a put of the same key in one
  * batch wins), outside `limit` (the batch's own puts bound them). */
 static int del_blocks(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uint64_t first,
-		      uint64_t end, uint64_t limit, uint64_t *removed, bool *more)
+		      uint64_t end, uint64_t limit, uint64_t *removed, bool *more, uint64_t *next)
 {
 	uint8_t lo[16], hi[16], k[16];
 	block_key(lo, ino, first);
@@ -750,6 +751,8 @@ static int del_blocks(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uin
 			continue; /* deleted earlier in the batch, or put by it: below */
 		if (n == limit) {
 			*more = true;
+			if (next)
+				*next = ldbe64(k + 8);
 			break;
 		}
 		if ((r = engine_batch_del(b, T_DATA, k, 16)) < 0 ||
@@ -986,7 +989,7 @@ static int set_size_z(struct kvfs *fs, struct engine_batch *b, struct inode *in,
 		uint64_t removed = 0;
 		bool more;
 		if ((r = del_blocks(fs, b, in->ino, (size + BLOCK - 1) / BLOCK, UINT64_MAX,
-				    dels_left(fs), &removed, &more)) < 0)
+				    dels_left(fs), &removed, &more, NULL)) < 0)
 			return r;
 		dels_spend(fs, removed);
 		in->blocks -= removed < in->blocks ? removed : in->blocks;
@@ -1054,7 +1057,8 @@ static int purge(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	if (S_ISREG(in->mode) && !(in->flags & INODE_INLINE)) {
 		uint64_t removed = 0;
 		bool more;
-		int r = del_blocks(fs, b, in->ino, 0, UINT64_MAX, dels_left(fs), &removed, &more);
+		int r = del_blocks(fs, b, in->ino, 0, UINT64_MAX, dels_left(fs), &removed, &more,
+				   NULL);
 		if (r < 0)
 			return r;
 		dels_spend(fs, removed);
@@ -1123,6 +1127,11 @@ static int orphan_finish(struct kvfs *fs, uint64_t ino)
 	bool range = false;
 	uint64_t rfirst = 0, rlast = 0;
 	int r = orphan_range_get(fs, ino, &range, &rfirst, &rlast);
+	/* Where each kind of deletion goes on at the next step: the blocks before it are deleted
+	 * by the steps before (no one else changes this inode's blocks meanwhile), and an
+	 * iterator started from the range's beginning again would pass over all of their
+	 * tombstones, each step more: quadratic in the steps of a multi-GiB purge. */
+	uint64_t at_purge = 0, at_range = rfirst, at_tail = 0;
 	while (r == 0) {
 		struct inode in;
 		engine_batch_clear(b);
@@ -1140,16 +1149,20 @@ static int orphan_finish(struct kvfs *fs, uint64_t ino)
 			rlast = rfirst; /* not a range a punch makes: no block of it is deleted
 					 * (kvfs-check reports it, NS_ORPHAN_STALE) */
 		if (S_ISREG(in.mode) && !(in.flags & INODE_INLINE)) {
-			if (purge_it)
-				r = del_blocks(fs, b, ino, 0, UINT64_MAX, fs->purge_step, &removed,
-					       &more);
-			else if (range && rfirst < rlast)
-				r = del_blocks(fs, b, ino, rfirst, rlast, fs->purge_step, &removed,
-					       &more);
+			if (purge_it) {
+				r = del_blocks(fs, b, ino, at_purge, UINT64_MAX, fs->purge_step,
+					       &removed, &more, &at_purge);
+			} else if (range && at_range < rlast) {
+				r = del_blocks(fs, b, ino, at_range, rlast, fs->purge_step, &removed,
+					       &more, &at_range);
+				if (r == 0 && !more)
+					at_range = rlast;
+			}
+			uint64_t tail = (in.size + BLOCK - 1) / BLOCK;
 			if (r == 0 && !purge_it && !more)
-				r = del_blocks(fs, b, ino, (in.size + BLOCK - 1) / BLOCK,
+				r = del_blocks(fs, b, ino, at_tail > tail ? at_tail : tail,
 					       UINT64_MAX, fs->purge_step - removed, &removed,
-					       &more);
+					       &more, &at_tail);
 			if (r < 0)
 				break;
 		}
@@ -2300,7 +2313,7 @@ int kvfs_fallocate(struct kvfs *fs, uint64_t ino, int mode, uint64_t off, uint64
 				 * steps under a range orphan entry (top of file) */
 				if (first < last &&
 				    (r = del_blocks(fs, b, ino, first, last, dels_left(fs), &removed,
-						    &more)) < 0)
+						    &more, NULL)) < 0)
 					goto out;
 				in.blocks -= removed < in.blocks ? removed : in.blocks;
 				if (more && ((r = orphan_range_put(b, ino, first, last)) < 0 ||
@@ -3546,6 +3559,11 @@ int kvfs_scan(struct kvfs *fs, const char *lo, const char *hi,
 }
 
 /* ---- statistics ---- */
+
+int kvfs_env_engine_stat(struct kvfs *fs, struct engine_stat *out)
+{
+	return engine_stat(fs->e, out);
+}
 
 int kvfs_stats(struct kvfs *fs, struct kvfs_stats *out)
 {
