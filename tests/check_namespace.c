@@ -4864,11 +4864,14 @@ static void add_batch_tests(TCase *core, TCase *edge)
 
 #define STEP 4u /* purge_step_blocks for these tests: a 40-block file takes 10 steps */
 
-static void ns_open_tuned(struct ns *n, unsigned flags, uint64_t step, uint64_t ring)
+/* Open n's store on its environment (posix, or an io_fault machine) with purge steps of
+ * `step` blocks, a log ring of `ring` bytes (0: sized to the store) and, when `no_thread`, no
+ * checkpoint thread (checkpoints at close only: deterministic).  kvfs_open_env's return. */
+static int ns_open_with(struct ns *n, unsigned flags, uint64_t step, uint64_t ring,
+			bool no_thread)
 {
 	struct kvfs_options o;
 	struct kvfs_engine_tuning t;
-	int rc;
 
 	memset(&o, 0, sizeof(o));
 	memset(&t, 0, sizeof(t));
@@ -4876,8 +4879,14 @@ static void ns_open_tuned(struct ns *n, unsigned flags, uint64_t step, uint64_t 
 	o.log = tu_log_cb;
 	t.purge_step_blocks = step;
 	t.log_ring_bytes = ring;
+	t.no_checkpoint_thread = no_thread;
 	n->fs = NULL;
-	rc = kvfs_open_env(n->env.path, &o, NULL, &t, &n->fs);
+	return kvfs_open_env(n->env.path, &o, tu_env_io(&n->env), &t, &n->fs);
+}
+
+static void ns_open_tuned(struct ns *n, unsigned flags, uint64_t step, uint64_t ring)
+{
+	int rc = ns_open_with(n, flags, step, ring, false);
 	TU_ASSERT_EQ(rc, 0, "kvfs_open_env(%s)", n->env.path);
 }
 
@@ -5623,6 +5632,12 @@ END_TEST
  * bytes around the hole stay; a write into the hole afterwards stays (no later step deletes
  * it); an unlinked open file keeps its orphan entry through a punch and is purged at its
  * release.  Then no orphan entry is left, and kvfs-check finds the store clean. */
+/* ns_open_with: steps of STEP blocks, no checkpoint thread. */
+static int ns_open_steps(struct ns *n, unsigned flags)
+{
+	return ns_open_with(n, flags, STEP, 0, true);
+}
+
 /* Tombstones that engine iterators stepped over since the last call (n->fs's engine). */
 static uint64_t tombstones_since(struct ns *n, uint64_t *last)
 {
@@ -5644,8 +5659,6 @@ START_TEST(test_steps_linear)
 {
 	enum { NB = 256 };
 	struct ns n;
-	struct kvfs_options o;
-	struct kvfs_engine_tuning t;
 	size_t len = NB * 4096;
 	uint8_t *buf = malloc(len), *want = malloc(len);
 	uint64_t last = 0;
@@ -5653,13 +5666,7 @@ START_TEST(test_steps_linear)
 	TU_ASSERT(buf && want, "%s", "malloc");
 	pat(buf, len, 11, 0);
 	tu_env_posix(&n.env);
-	memset(&o, 0, sizeof(o));
-	memset(&t, 0, sizeof(t));
-	o.flags = KVFS_CREATE;
-	o.log = tu_log_cb;
-	t.purge_step_blocks = STEP;
-	t.no_checkpoint_thread = true;
-	OK(kvfs_open_env(n.env.path, &o, NULL, &t, &n.fs));
+	OK(ns_open_steps(&n, KVFS_CREATE));
 	struct kvfs *fs = n.fs;
 	OK(kvfs_put(fs, "t", buf, len));
 	OK(kvfs_put(fs, "u", buf, len));
@@ -5863,22 +5870,6 @@ START_TEST(test_steps_punch_cut_short)
 }
 END_TEST
 
-/* Open n's store on its io_fault machine, with a step of STEP blocks. */
-static int ns_open_fault(struct ns *n, unsigned flags)
-{
-	struct kvfs_options o;
-	struct kvfs_engine_tuning t;
-
-	memset(&o, 0, sizeof(o));
-	memset(&t, 0, sizeof(t));
-	o.flags = flags;
-	o.log = tu_log_cb;
-	t.purge_step_blocks = STEP;
-	t.no_checkpoint_thread = true;
-	n->fs = NULL;
-	return kvfs_open_env(n->env.path, &o, tu_env_io(&n->env), &t, &n->fs);
-}
-
 /*
  * A punch of 36 blocks (9 steps) with the Nth I/O call failing (ENOSPC, then EIO), for N = 1,
  * 2, ... until the call succeeds: the error is returned; the store, reopened on the same disk
@@ -5900,7 +5891,7 @@ START_TEST(test_steps_punch_fault)
 			struct ns n;
 			struct kvfs_stat st;
 			tu_env_fault(&n.env, at);
-			OK(ns_open_fault(&n, KVFS_CREATE));
+			OK(ns_open_steps(&n, KVFS_CREATE));
 			OK(kvfs_put(n.fs, "p", buf, len));
 			uint64_t p = ino_ok(n.fs, "p");
 			io_fault_fail_at(n.env.m, at, (enum io_fault_kind)kind);
@@ -5911,7 +5902,7 @@ START_TEST(test_steps_punch_fault)
 				  "kvfs_fallocate = %d", (unsigned long long)at, kind, fired, rc);
 			(void)kvfs_close(n.fs); /* the store is failed: errors expected */
 			n.fs = NULL;
-			OK(ns_open_fault(&n, 0)); /* the next open finishes a punch cut short */
+			OK(ns_open_steps(&n, 0)); /* the next open finishes a punch cut short */
 			st = attr_ok(n.fs, p);
 			uint8_t *got = malloc(len);
 			TU_ASSERT(got != NULL, "%s", "malloc");
