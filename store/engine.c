@@ -97,34 +97,26 @@
 #define NOSPC_PUT_BYTES (2u * 4096u + 512u)
 
 /* A batch's buffer is its log record being built, so that engine_commit logs it without a copy
- * (wal_append_inplace): BATCH_HEAD bytes (room for the record header, then the u32 op count),
+ * (wal_append_mapped): BATCH_HEAD bytes (room for the record header, then the u32 op count),
  * the `len` bytes of encoded ops, and BATCH_TAIL bytes of room for the record's padding. */
 #define BATCH_HEAD (WAL_REC_HDR + 4u)
 #define BATCH_TAIL 8u
-_Static_assert(BATCH_HEAD >= OVERLAY_BUF_LINK, "an adopted record's link fits its header room");
 
 /*
- * Big batches: no copy into the overlay, no memory given back.  A batch whose buffer holds at
- * least ADOPT_MIN bytes of record is not copied value by value into the active overlay after it is
- * logged: the overlay adopts the buffer (overlay_adopt; the record's header room, no longer
- * needed once the record is written, takes the overlay's link) and its entries point into it
- * (overlay_put_ref), and the batch gets a new buffer when it grows again.  When a checkpoint
- * drops the frozen overlay, its adopted buffers become spares of the active one
- * (overlay_free_into, at most spare_max(e) bytes), and engine_batch_reserve hands them to the
- * next big batch: the memory is reused warm instead of freed (glibc trims the heap and
- * unmaps big blocks, and the kernel faults in and zeroes every page of the next batch: with
- * 64 KiB values, page faults and clearing were most of a put).  Measured: see issue 3.
- * Small batches (single puts, the FUSE path) are copied as before: adopting a few hundred
- * bytes would keep a whole buffer alive per commit for the sake of one value.  A buffer of
- * huge pages has room up to its last whole huge page (huge_round), and a spare still too
- * small is grown in place of being dropped, so that batches of about the same size keep
- * reusing the same memory (engine_stat n_bufs_new, n_bufs_grown; check_engine
- * test_spare_reuse).
+ * Values stay in the log.  Once a batch's record is written, the overlay's entries point at
+ * its values where they lie in the log's read-only mapping of its file (wal_append_mapped,
+ * overlay_put_ref), instead of holding copies: the log keeps a record's bytes until a
+ * checkpoint has written them into the tree and released them (wal_release), and the engine
+ * drops the overlay that points into a record (the frozen one) before it releases it (ck_run;
+ * INV-E2 keeps readers out of a dropped overlay).  So a commit copies no value into memory
+ * of its own, and the batch keeps its buffer, warm, for the next commit.  Before, small
+ * batches copied each value into a malloc of its own, and big ones handed their whole buffer
+ * to the overlay and took a fresh one: with 64 KiB values the kernel zeroed 2 MiB pages for
+ * most of the puts (kvfs-bench fillrandom: clear_page was a third of a run in perf).  The
+ * values live in the page cache instead, which the log's pwrite filled anyway; the overlay's
+ * bytes are its nodes and keys.  Without a mapping (the log could not map its file) values are
+ * copied as before.  Measured: see the closing note of issue 3.
  */
-#define ADOPT_MIN (64u << 10)
-/* engine_batch_reserve takes a spare (or a huge-page-aligned buffer) for a batch that holds up
- * to this many bytes of ops already, copying them: a single put's dirent and inode. */
-#define RESERVE_COPY_MAX 4096u
 
 struct engine_batch {
 	uint8_t *buf;        /* NULL, or BATCH_HEAD + len + BATCH_TAIL <= cap bytes */
@@ -168,8 +160,8 @@ struct engine {
 	 * of this one is refused with -ENOSPC, not -EFBIG (engine_commit). */
 	_Atomic uint64_t ring_short;
 	_Atomic uint64_t last_lsn;
-	_Atomic uint64_t n_checkpoints, n_sync_calls, n_commits, n_backpressure, n_bufs_new,
-		n_bufs_grown, n_iter_tombstones;
+	_Atomic uint64_t n_checkpoints, n_sync_calls, n_commits, n_backpressure,
+		n_iter_tombstones;
 };
 
 static void eng_logf(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -219,10 +211,9 @@ void engine_batch_clear(struct engine_batch *b)
 }
 
 /*
- * Huge pages for big buffers (engine_alloc_huge).  A big batch's buffer is mostly fresh memory
- * (it goes to the overlay, and a spare comes back only when a checkpoint ends), and the kernel
- * faulted it in 4 KiB at a time: with 64 KiB values, 16,000 faults for 62.5 MiB, about a
- * fifth of the writer's time (kvfs-bench fillrandom, perf).  With the range advised
+ * Huge pages for big buffers (engine_alloc_huge, a big batch's buffer).  The kernel faulted
+ * such a buffer in 4 KiB at a time when it was fresh: with 64 KiB values, 16,000 faults for
+ * 62.5 MiB, about a fifth of the writer's time (kvfs-bench fillrandom, perf).  With the range advised
  * MADV_HUGEPAGE (transparent huge pages in "madvise" mode, the usual default), each 2 MiB of it
  * is one fault.  Only whole 2 MiB pages inside the buffer are advised, so nothing outside it
  * is touched or counted; only buffers the engine and the batches allocate themselves are
@@ -365,93 +356,28 @@ static int overlay_ref_op(void *ctx, unsigned tree, bool del, const void *key, s
 }
 
 /* Apply an encoded batch (nops ops in buf[0..len)) to an overlay: 0, -EUCLEAN, -ENOMEM.  With
- * `ref`, the values are not copied: buf lies in a buffer the overlay adopted. */
+ * `ref`, the values are not copied: buf is the record in the log's mapping ("Values stay in
+ * the log"). */
 static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, size_t len,
 		       bool ref)
 {
 	return ops_decode(nops, buf, len, ref ? overlay_ref_op : overlay_op, ov);
 }
 
-/* The most bytes of spare buffers the active overlay keeps (see "Big batches"): about what the
- * writers fill between two checkpoints, so that in a steady stream of big batches each one
- * takes a buffer a checkpoint gave back. */
-static size_t spare_max(const struct engine *e)
-{
-	return 2 * (size_t)e->opt.ckpt_overlay_bytes;
-}
-
-/* A big buffer's capacity: `n` rounded up to whole huge pages.  The tail past what is written
- * is never touched (no memory, no fault), but a batch a few bytes bigger than the last one
- * still fits the spare the last one left (kvfs-bench fillrandom, 64 KiB values: batches differ
- * by a few hundred bytes, and each spare a little short was dropped for 16 MiB of fresh
- * memory: 72 huge-page faults per run, each zeroed by the kernel). */
-static size_t huge_round(size_t n)
-{
-	return (n + ENGINE_HUGE_PAGE - 1) & ~(size_t)(ENGINE_HUGE_PAGE - 1);
-}
-
 int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes)
 {
+	(void)e;
 	size_t need = BATCH_HEAD + b->len + bytes + BATCH_TAIL;
 	if (need < bytes)
 		return -ENOMEM;
 	if (need <= b->cap)
 		return 0;
-	/* what the batch holds already (a single put's dirent and inode) is copied over */
-	size_t keep = b->len ? BATCH_HEAD + b->len : 0;
-	if (b->len <= RESERVE_COPY_MAX && need >= ADOPT_MIN && !e->rdonly) {
-		size_t size;
-		pthread_rwlock_wrlock(&e->ov_lock);
-		uint8_t *p = overlay_take_spare(e->active, &size);
-		pthread_rwlock_unlock(&e->ov_lock);
-		if (p && size < need) {
-			/* A little short (the last batch was a few bytes smaller): grow it, which
-			 * keeps its pages (mremap), rather than drop it for fresh memory. */
-			uint8_t *q = realloc(p, huge_round(need));
-			if (q) {
-				buf_huge(q, need);
-				p = q;
-				size = huge_round(need);
-				atomic_fetch_add(&e->n_bufs_grown, 1);
-			}
-		}
-		if (p && size > b->cap) {
-			if (keep)
-				memcpy(p, b->buf, keep);
-			free(b->buf);
-			b->buf = p;
-			b->cap = size;
-		} else {
-			free(p);
-		}
-		if (need <= b->cap)
-			return 0;
-	}
-	uint8_t *p;
-	if (b->len <= RESERVE_COPY_MAX && need >= ENGINE_HUGE_PAGE) { /* aligned on a huge page */
-		/* Whole huge pages of slack, advised only up to `need`: the part a batch writes
-		 * is huge pages, the last one partly written stays 4 KiB pages (a partly used
-		 * huge page would be faulted in whole: +15 MiB of RSS with 4 KiB values). */
-		if (posix_memalign((void **)&p, ENGINE_HUGE_PAGE, huge_round(need)) != 0)
-			p = NULL;
-		buf_huge(p, need);
-		if (p) {
-			need = huge_round(need);
-			atomic_fetch_add(&e->n_bufs_new, 1);
-		}
-		if (p && keep)
-			memcpy(p, b->buf, keep);
-		if (p)
-			free(b->buf);
-	} else {
-		if (b->len && need < 2 * b->cap)
-			need = 2 * b->cap; /* reserved op by op: linear, not quadratic */
-		p = realloc(b->buf, need); /* else exactly: the caller knows its size */
-		if (p)
-			buf_huge(p, need);
-	}
+	if (b->len && need < 2 * b->cap)
+		need = 2 * b->cap; /* reserved op by op: linear, not quadratic */
+	uint8_t *p = realloc(b->buf, need); /* else exactly: the caller knows its size */
 	if (!p)
 		return -ENOMEM;
+	buf_huge(p, need);
 	b->buf = p;
 	b->cap = need;
 	return 0;
@@ -643,9 +569,8 @@ static int ck_run(struct engine *e)
 			return r;
 		}
 		overlay_set_lsn(e->frozen, overlay_lsn(e->active));
-		overlay_free_into(e->active, fresh, spare_max(e)); /* its values are copied */
+		overlay_free(e->active); /* its values are copied */
 	} else {
-		overlay_move_spares(fresh, e->active, spare_max(e));
 		e->frozen = e->active;
 	}
 	e->active = fresh;
@@ -690,8 +615,9 @@ static int ck_run(struct engine *e)
 		pthread_rwlock_wrlock(&e->ov_lock);
 		int sr = snap_refresh(e);
 		if (sr == 0) { /* else the frozen overlay stays: reads stay right, memory waits */
-			/* No reader is in it (ov_lock exclusive): its buffers are spares now. */
-			overlay_free_into(e->frozen, e->active, spare_max(e));
+			/* No reader is in it (ov_lock exclusive), and the log's records that its
+			 * entries point into are released only below ("Values stay in the log"). */
+			overlay_free(e->frozen);
 			e->frozen = NULL;
 		}
 		pthread_rwlock_unlock(&e->ov_lock);
@@ -716,13 +642,15 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Is a checkpoint due by size?  When what waits for it, the overlay's own bytes and the
+ * values it reads from the log ("Values stay in the log": the log's unreleased bytes), reaches
+ * ckpt_overlay_bytes, or the log is half full. */
 static bool ck_due(struct engine *e)
 {
-	uint64_t ring = 0;
 	struct wal_stat ws;
 	wal_stat(e->wal, &ws);
-	ring = ws.ring_bytes;
-	return overlays_bytes(e) >= e->opt.ckpt_overlay_bytes || wal_used(e->wal) >= ring / 2;
+	uint64_t used = ws.end - ws.released;
+	return overlays_bytes(e) + used >= e->opt.ckpt_overlay_bytes || used >= ws.ring_bytes / 2;
 }
 
 static void *ck_thread(void *arg)
@@ -822,8 +750,16 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		pthread_mutex_unlock(&e->commit_lock);
 		return -EIO;
 	}
+	/* A record the ring has no room for waits for a checkpoint to release some: make sure
+	 * one comes.  ck_due need not say so: a log under half full and under
+	 * ckpt_overlay_bytes may still lack room for a big record pushed to the next lap past a
+	 * pad (check_engine test_big_batch_stream). */
+	if (e->has_thread && !wal_has_room(e->wal, 4 + (uint64_t)b->len))
+		ck_kick(e);
 	lsn_t end;
-	int r = wal_append_inplace(e->wal, ENGINE_REC_BATCH, b->buf, 4 + (uint64_t)b->len, &end);
+	const void *mapped = NULL;
+	int r = wal_append_mapped(e->wal, ENGINE_REC_BATCH, b->buf, 4 + (uint64_t)b->len, &end,
+				  &mapped);
 	if (r < 0) {
 		pthread_mutex_unlock(&e->commit_lock);
 		if (r == -EFBIG) {
@@ -832,32 +768,14 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		}
 		return eng_fail(e, r == -ENOSPC ? r : -EIO);
 	}
-	/* A big batch's buffer goes to the overlay (see "Big batches"): the batch is left empty.
-	 * One that grew by doubling is cut to its record first, so that the overlay does not
-	 * count (and a spare does not keep) up to twice what it holds. */
-	bool adopt = BATCH_HEAD + b->len >= ADOPT_MIN;
-	size_t used = BATCH_HEAD + b->len + BATCH_TAIL;
-	if (used >= ENGINE_HUGE_PAGE)
-		used = huge_round(used); /* the untouched tail costs nothing, and fits the next */
-	if (adopt && b->cap > used && b->cap - used > used / 4) {
-		uint8_t *p = realloc(b->buf, used);
-		if (p) {
-			b->buf = p;
-			b->cap = used;
-		}
-	}
+	/* The entries point into the record in the log's mapping ("Values stay in the log"): its
+	 * ops after the op count, the same bytes as b->buf's. */
+	const uint8_t *ops = mapped ? (const uint8_t *)mapped + 4 : b->buf + BATCH_HEAD;
 	pthread_rwlock_wrlock(&e->ov_lock);
-	if (adopt)
-		overlay_adopt(e->active, b->buf, b->cap);
-	r = batch_apply(e->active, b->nops, b->buf + BATCH_HEAD, b->len, adopt);
+	r = batch_apply(e->active, b->nops, ops, b->len, mapped != NULL);
 	if (r == 0)
 		overlay_set_lsn(e->active, end);
 	pthread_rwlock_unlock(&e->ov_lock);
-	if (adopt) {
-		b->buf = NULL;
-		b->cap = 0;
-		engine_batch_clear(b);
-	}
 	if (r < 0) { /* logged but not applied: reads would not show it; stop here */
 		pthread_mutex_unlock(&e->commit_lock);
 		return eng_fail(e, r);
@@ -1636,8 +1554,6 @@ int engine_stat(struct engine *e, struct engine_stat *out)
 	out->n_sync_calls = atomic_load(&e->n_sync_calls);
 	out->n_commits = atomic_load(&e->n_commits);
 	out->n_backpressure = atomic_load(&e->n_backpressure);
-	out->n_bufs_new = atomic_load(&e->n_bufs_new);
-	out->n_bufs_grown = atomic_load(&e->n_bufs_grown);
 	out->n_iter_tombstones = atomic_load(&e->n_iter_tombstones);
 	return 0;
 }

@@ -90,18 +90,16 @@ int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, siz
 void engine_batch_clear(struct engine_batch *b);
 /*
  * Make room in b for `bytes` more bytes of encoded ops (per op: 8 + klen + vlen) without a
- * reallocation while they are added.  On a batch that holds at most 4 KiB of ops and will be
- * big (64 KiB or more of record), the buffer is one a checkpoint gave back (engine.c "Big
- * batches") when there is one, so its pages are not faulted in again; else one of 2 MiB or
- * more is allocated on huge pages (engine_alloc_huge).  A batch that holds more grows at least
- * twofold, so that reserving op by op stays linear.  Takes ov_lock exclusively for a moment;
- * no other lock may be held but the caller's own.  0, or -ENOMEM (b unchanged but maybe for
- * its buffer, which may have been replaced by a larger one: its contents are kept).
+ * reallocation while they are added.  The buffer grows to exactly that (at least twofold on
+ * a batch that holds ops already, so that reserving op by op stays linear); 2 MiB or more of
+ * it is advised onto huge pages (engine.c "Huge pages").  The batch keeps its buffer across
+ * commits and clears ("Values stay in the log"), so a batch reused for big commits reserves
+ * once.  `e` is not used (kept for the callers' sake).  0, or -ENOMEM (b unchanged).
  */
 int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes);
 
 /* A heap buffer of `size` bytes aligned on ENGINE_HUGE_PAGE and advised to be backed by
- * transparent huge pages (engine.c "Huge pages"), for big buffers written once through, so
+ * transparent huge pages (engine.c "Huge pages"), for big buffers (a kvfs_batch's chunks), so
  * that they fault in 2 MiB at a time (only a hint: nothing more when THP is off).  Freed with
  * free(); realloc keeps neither the alignment nor the advice.  NULL on out of memory.  Thread
  * safe. */
@@ -117,10 +115,9 @@ void *engine_alloc_huge(size_t size);
  *   a delete and at most 4 KiB of values is logged (so that files can be removed), nothing
  *   else is changed; the engine is not failed and takes writes again once a checkpoint
  *   succeeds.
- * After a successful commit of a batch of 64 KiB or more of record, the batch is empty (its
- * buffer went to the overlay: engine.c "Big batches"); a smaller one is left as it was, and so
- * is any batch on an error before it was logged (after that the engine is failed).  Either
- * way, clear it before adding the next batch's ops.
+ * The batch is left as it was (committed or not; after an error once it was logged the
+ * engine is failed): clear it before adding the next batch's ops.  The overlay does not keep
+ * pointers into it (its values are read from the log: engine.c "Values stay in the log").
  */
 int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn);
 
@@ -184,9 +181,6 @@ struct engine_stat {
 	uint64_t n_sync_calls;    /* engine_sync calls */
 	uint64_t n_commits;       /* engine_commit calls that logged a record */
 	uint64_t n_backpressure;  /* commits that waited for a checkpoint */
-	uint64_t n_bufs_new;      /* big batch buffers (>= ENGINE_HUGE_PAGE) engine_batch_reserve
-				     allocated afresh, no spare being left (engine.c "Big batches") */
-	uint64_t n_bufs_grown;    /* spares it grew, being too small for the batch */
 	uint64_t n_iter_tombstones; /* deletions (overlay tombstones) iterators stepped over
 				       without returning them: work a scan pays for deletes
 				       not yet checkpointed */

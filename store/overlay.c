@@ -16,8 +16,8 @@
  * not do").  A malloc and a free per node cost ~300 instructions of the ~2,000 of a put, and
  * the frees were most of overlay_free.  The value is a separate malloc of exactly vlen bytes
  * (none for an empty value or a tombstone), so replacing a value frees the old one and keeps
- * the node.  A value may instead point into a buffer the overlay adopted (INV-8): the engine
- * gives it a big batch's log record, whose values then need no copy.  A sentinel head node
+ * the node.  A value may instead point into memory the overlay does not own (INV-8): the
+ * engine's log record, in the log's mapping, whose values then need no copy.  A sentinel head node
  * of OV_MAX_LEVEL pointers precedes every entry.  Level 0 also links backwards (`prev`),
  * which makes prev O(1); last and seek_le search from the head for the rightmost node <= a
  * bound.
@@ -61,8 +61,8 @@
  *          table), where ov_cost is the allocator's footprint for a request (see
  *          ov_alloc_cost): what the entries hold of the heap, up to the newest chunk's tail
  *          (less than OV_CHUNK), which is not theirs yet.  ov->count is the number of entries.
- *          Both change only together with the allocations, in overlay_put; adopted buffers
- *          (INV-8) count whole, in overlay_adopt, and the values in them nothing more.
+ *          Both change only together with the allocations, in overlay_put; a value put by
+ *          reference (INV-8) counts nothing: it is not the overlay's memory.
  *   INV-6  Every entry has exactly one slot in the hash table, found from its hash by linear
  *          probing without crossing an empty slot; 2 * count <= cap.  Enforced in ov_index_add
  *          and ov_index_grow (the table only grows; nothing is removed).
@@ -75,12 +75,9 @@
  *          level with a node between n and a greater key has one on every level below: the
  *          finger search (ov_find_after_finger) moves on levels 0..L-1 only.  Set only in
  *          overlay_put, at each insertion (replacing a value changes no link).
- *   INV-8  A node with `ref` set points its value into a buffer on ov->adopted (its caller's
- *          promise, overlay_put_ref), which is freed (or becomes a spare of another overlay:
- *          overlay_free_into) only with the overlay; a node without it owns its malloc'd
- *          value.  No entry points into a spare (ov->spares): spares come from overlays
- *          already freed, and overlay_take_spare hands them out whole.  spare_bytes is the
- *          sum of the spares' sizes, kept within the bound the caller gives.
+ *   INV-8  A node with `ref` set points its value at memory its caller keeps valid and
+ *          unchanged until the overlay is freed (overlay_put_ref), which the overlay never
+ *          frees; a node without it owns its malloc'd value.
  * tests/check_overlay.c attacks INV-1/2 by comparing every iteration forward and backward with
  * a reference model, INV-3 in "edge", INV-4 by the accounting tests.
  */
@@ -109,7 +106,7 @@ struct ov_node {
 	uint16_t klen;        /* 1..STORE_MAX_KEY */
 	uint8_t height;       /* 1..OV_MAX_LEVEL: pointers in next[] */
 	bool tombstone;
-	bool ref;             /* val points into an adopted buffer (INV-8), not its own malloc */
+	bool ref;             /* val is the caller's (INV-8), not the overlay's own malloc */
 	unsigned tree;
 	struct ov_node *next[]; /* height pointers, then klen key bytes */
 };
@@ -130,18 +127,8 @@ _Static_assert(sizeof(struct ov_node) + OV_MAX_LEVEL * sizeof(struct ov_node *) 
 		       _Alignof(struct ov_node) <= OV_CHUNK_DATA,
 	       "the largest node fits an arena chunk");
 
-/* The overlay's bookkeeping at the start of an adopted or spare buffer (INV-8). */
-struct ov_buf {
-	struct ov_buf *next;
-	size_t size; /* bytes of the malloc block, this header included */
-};
-_Static_assert(sizeof(struct ov_buf) <= OVERLAY_BUF_LINK, "OVERLAY_BUF_LINK holds the link");
-
 struct overlay {
 	struct ov_node *head; /* sentinel: OV_MAX_LEVEL pointers, no key, never returned */
-	struct ov_buf *adopted; /* INV-8: buffers entries may point into; newest first */
-	struct ov_buf *spares;  /* INV-8: buffers no entry points into, for overlay_take_spare */
-	size_t spare_bytes;     /* sum of the spares' sizes */
 	struct ov_chunk *arena; /* newest chunk first; NULL until the first entry */
 	struct ov_node *finger[OV_MAX_LEVEL]; /* INV-7 */
 	struct ov_node *last;                 /* INV-7: the last node inserted */
@@ -373,14 +360,6 @@ struct overlay *overlay_new(void)
 	return ov;
 }
 
-static void ov_bufs_free(struct ov_buf *b)
-{
-	for (struct ov_buf *next; b; b = next) {
-		next = b->next;
-		free(b);
-	}
-}
-
 void overlay_free(struct overlay *ov)
 {
 	if (!ov)
@@ -392,88 +371,9 @@ void overlay_free(struct overlay *ov)
 		next = c->next;
 		free(c);
 	}
-	ov_bufs_free(ov->adopted);
-	ov_bufs_free(ov->spares);
 	free(ov->slots);
 	free(ov->head);
 	free(ov);
-}
-
-/* Keep b (no entry points into it) as a spare of ov while the spares stay within max_bytes,
- * else free it (INV-8). */
-static void ov_spare_add(struct overlay *ov, struct ov_buf *b, size_t max_bytes)
-{
-	if (b->size > max_bytes || ov->spare_bytes > max_bytes - b->size) {
-		free(b);
-		return;
-	}
-	b->next = ov->spares;
-	ov->spares = b;
-	ov->spare_bytes += b->size;
-}
-
-void overlay_adopt(struct overlay *ov, void *buf, size_t size)
-{
-	struct ov_buf *b = buf;
-
-	assert(ov && buf && size >= OVERLAY_BUF_LINK);
-	b->next = ov->adopted;
-	b->size = size;
-	ov->adopted = b;
-	ov->bytes += ov_alloc_cost(size); /* INV-4 */
-}
-
-void *overlay_take_spare(struct overlay *ov, size_t *size)
-{
-	struct ov_buf **best = NULL;
-
-	for (struct ov_buf **p = &ov->spares; *p; p = &(*p)->next)
-		if (!best || (*p)->size > (*best)->size)
-			best = p;
-	if (!best) {
-		*size = 0;
-		return NULL;
-	}
-	struct ov_buf *b = *best;
-	*best = b->next;
-	ov->spare_bytes -= b->size;
-	*size = b->size;
-	return b;
-}
-
-void overlay_move_spares(struct overlay *dst, struct overlay *src, size_t max_bytes)
-{
-	struct ov_buf *b = src->spares, *next;
-
-	src->spares = NULL;
-	src->spare_bytes = 0;
-	for (; b; b = next) {
-		next = b->next;
-		ov_spare_add(dst, b, max_bytes);
-	}
-}
-
-void overlay_free_into(struct overlay *ov, struct overlay *dst, size_t max_bytes)
-{
-	struct ov_buf *b, *next;
-
-	if (!ov)
-		return;
-	assert(dst && dst != ov);
-	overlay_move_spares(dst, ov, max_bytes);
-	/* After the free below no entry points into them any more: they become spares. */
-	b = ov->adopted;
-	ov->adopted = NULL;
-	overlay_free(ov);
-	for (; b; b = next) {
-		next = b->next;
-		ov_spare_add(dst, b, max_bytes);
-	}
-}
-
-size_t overlay_spare_bytes(const struct overlay *ov)
-{
-	return ov->spare_bytes;
 }
 
 /* overlay_put (ref false: the value is copied) and overlay_put_ref (ref true). */
@@ -501,8 +401,7 @@ static int ov_put(struct overlay *ov, unsigned tree, const void *key, size_t kle
 			return -ENOMEM;
 		memcpy(nv, val, vlen);
 	}
-	/* INV-4: an owned value counts its allocation; a referenced one is in an adopted buffer,
-	 * which overlay_adopt counted whole. */
+	/* INV-4: an owned value counts its allocation; a referenced one is not ours (INV-8) */
 	size_t cost = ref ? 0 : ov_alloc_cost(vlen);
 
 	uint64_t hash = ov_hash(tree, key, klen);

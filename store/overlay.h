@@ -9,13 +9,9 @@
  *
  * Implementation: a skip list (ordered, O(log n) insert and seek, forward and backward
  * iteration; an insertion just after the previous one is O(log distance)); entries own copies
- * of their keys, and of their values unless put with overlay_put_ref into a buffer the overlay
- * adopted (overlay_adopt: the engine hands it a big batch's log record instead of copying
- * each value out of it).  Adopted buffers outlive the entries: when the overlay is dropped
- * after a checkpoint they become spares of the next overlay (overlay_free_into), which the
- * engine takes back for the next big batch (overlay_take_spare), so that the memory of a
- * batch is not given back to malloc (and by glibc to the kernel) and faulted in again, zeroed,
- * for the next one.
+ * of their keys, and of their values unless put with overlay_put_ref, which points at memory
+ * the caller keeps (the engine: the value where it lies in the log's mapping, so that a
+ * commit copies no value).
  *
  * Thread safety: none inside; the engine holds its own lock (readers shared, writers
  * exclusive) around every call.  A frozen overlay (no more writers) may be read without a lock
@@ -35,7 +31,8 @@ struct overlay_iter;
 
 /* A new empty overlay, or NULL on out of memory. */
 struct overlay *overlay_new(void);
-/* Free the overlay and everything in it (adopted buffers and spares too).  NULL is ignored. */
+/* Free the overlay and everything it owns (not the values put by reference).  NULL is
+ * ignored. */
 void overlay_free(struct overlay *ov);
 
 /*
@@ -48,45 +45,13 @@ int overlay_put(struct overlay *ov, unsigned tree, const void *key, size_t klen,
 		const void *val, size_t vlen, bool tombstone);
 
 /*
- * overlay_put without the copy: the entry points at val, which must lie in a buffer adopted
- * by this overlay (overlay_adopt), past its first OVERLAY_BUF_LINK bytes, so that it stays
- * valid as long as the entry (until the overlay is freed).  Nothing is added to
- * overlay_bytes for the value (the buffer was counted whole).  Errors as overlay_put.
+ * overlay_put without the copy: the entry points at val, whose vlen bytes the caller keeps
+ * valid and unchanged until the overlay is freed (replacing the entry does not end that: the
+ * overlay does not know when the last reader of it is gone).  Nothing is added to
+ * overlay_bytes for the value (it is not the overlay's memory).  Errors as overlay_put.
  */
 int overlay_put_ref(struct overlay *ov, unsigned tree, const void *key, size_t klen,
 		    const void *val, size_t vlen, bool tombstone);
-
-/* The bytes at the start of an adopted or spare buffer that the overlay keeps its bookkeeping
- * in (a link and the size): the caller's data there is overwritten. */
-#define OVERLAY_BUF_LINK 16u
-
-/*
- * Take ownership of buf, a malloc block of `size` bytes (>= OVERLAY_BUF_LINK), so that entries
- * may point into it (overlay_put_ref).  Its first OVERLAY_BUF_LINK bytes are overwritten at
- * once; the rest is not touched.  overlay_bytes grows by the block's footprint (the same rule
- * as for every other allocation).  It is freed with the overlay, or becomes a spare of the
- * next one (overlay_free_into).  Cannot fail.
- */
-void overlay_adopt(struct overlay *ov, void *buf, size_t size);
-
-/*
- * The largest spare buffer (one an earlier overlay adopted: overlay_free_into), now the
- * caller's malloc block of *size bytes, all of whose bytes are the caller's again; NULL
- * (*size 0) when there is none.  Spares are not in overlay_bytes (they hold no entry), and
- * overlay_spare_bytes sums them.
- */
-void *overlay_take_spare(struct overlay *ov, size_t *size);
-size_t overlay_spare_bytes(const struct overlay *ov);
-
-/* Move src's spares to dst, keeping dst's spares within max_bytes (the rest is freed). */
-void overlay_move_spares(struct overlay *dst, struct overlay *src, size_t max_bytes);
-
-/*
- * overlay_free(ov), but its adopted buffers and its spares become spares of dst (!= ov), as
- * long as dst's spares stay within max_bytes; the rest is freed.  The caller guarantees that
- * nobody reads ov any more (its values point into those buffers).  NULL ov is ignored.
- */
-void overlay_free_into(struct overlay *ov, struct overlay *dst, size_t max_bytes);
 
 /*
  * Look (tree, key) up.  Returns 1 with *val pointing at the value (owned by the overlay, valid
@@ -99,8 +64,7 @@ int overlay_get(const struct overlay *ov, unsigned tree, const void *key, size_t
 
 /* Bytes of memory the entries take (keys, values, node overhead, the allocator's per-chunk
  * overhead and rounding as glibc malloc does it; nodes are carved from 32 KiB chunks, counted
- * as they are handed out; an adopted buffer whole, from its adoption): what the engine
- * bounds.  0 when empty; excludes the fixed overlay header and iterators. */
+ * as they are handed out; nothing for values put by reference): what the engine bounds.  0 when empty; excludes the fixed overlay header and iterators. */
 size_t overlay_bytes(const struct overlay *ov);
 /* Entries (values and tombstones). */
 size_t overlay_count(const struct overlay *ov);

@@ -415,30 +415,24 @@ START_TEST(test_accounting)
 END_TEST
 
 /*
- * Adopted buffers (INV-8 of store/overlay.c): values put with overlay_put_ref are not copied
- * (get returns the very address) and cost nothing beyond the buffer, counted whole at
- * adoption; replacing them frees nothing of the buffer, replacing a copied value by a
- * referenced one frees the copy; overlay_free_into makes the buffers spares of another
- * overlay within the bound, and overlay_take_spare hands each out once, largest first, whole
- * and writable.  Under ASan a spare still referenced, freed twice, or freed as an interior
- * pointer is reported; LeakSanitizer reports a spare that overlay_free forgot.
+ * Values by reference (INV-8 of store/overlay.c): overlay_put_ref does not copy (get returns
+ * the very address) and counts nothing for the value; replacing a copied value by a
+ * referenced one frees the copy (bytes fall); replacing a referenced one by a copy, a
+ * tombstone or another reference frees nothing of the caller's memory, and neither does
+ * overlay_free (under ASan a free of the caller's block, or of an interior pointer, is
+ * reported; the caller frees it after the overlay, which LeakSanitizer checks).
  */
-START_TEST(test_adopt)
+START_TEST(test_put_ref)
 {
-	struct overlay *ov = ov_new_ok(), *next = ov_new_ok();
-	const size_t big = 200u << 10, small = 100u << 10;
-	uint8_t *buf = malloc(big), *buf2 = malloc(small);
+	struct overlay *ov = ov_new_ok();
+	const size_t big = 200u << 10;
+	uint8_t *buf = malloc(big);
 	struct store_val v;
 
-	TU_ASSERT(buf && buf2, "%s", "malloc");
+	TU_ASSERT(buf != NULL, "%s", "malloc");
 	memset(buf, 'a', big);
-	memset(buf2, 'b', small);
 	OK(overlay_put(ov, 0, "copied", 6, "xyz", 3, false));
-	size_t b0 = overlay_bytes(ov);
-	overlay_adopt(ov, buf, big);
 	size_t b1 = overlay_bytes(ov);
-	/* An mmap-sized block: big + 16 rounded up to 4 KiB (ov_alloc_cost). */
-	EXPECT(b1 - b0, (big + 16 + 4095) & ~(size_t)4095);
 	OK(overlay_put_ref(ov, 0, "ref", 3, buf + 1000, 50000, false));
 	TU_ASSERT(overlay_bytes(ov) - b1 < 512, "a referenced value cost %zu bytes",
 		  overlay_bytes(ov) - b1);
@@ -451,64 +445,21 @@ START_TEST(test_adopt)
 	EXPECT(overlay_get(ov, 0, "copied", 6, &v), 1);
 	TU_ASSERT(v.data == buf + 60000, "%s", "replacement by reference");
 	/* A referenced value replaced by a copy, by a tombstone, by another reference: nothing
-	 * of the buffer is freed (ASan: a free of an interior pointer). */
+	 * of the caller's block is freed. */
 	size_t b3 = overlay_bytes(ov);
 	OK(overlay_put(ov, 0, "ref", 3, "q", 1, false));
 	EXPECT(overlay_bytes(ov), b3 + 32);
 	OK(overlay_put(ov, 0, "ref", 3, NULL, 0, true));
 	EXPECT(overlay_bytes(ov), b3);
-	overlay_adopt(ov, buf2, small);
-	OK(overlay_put_ref(ov, 1, "two", 3, buf2 + 64, 1000, false));
-	OK(overlay_put_ref(ov, 0, "ref", 3, buf2 + 2000, 10, false));
+	OK(overlay_put_ref(ov, 1, "two", 3, buf + 64, 1000, false));
+	OK(overlay_put_ref(ov, 0, "ref", 3, buf + 2000, 10, false));
 	EXPECT(overlay_get(ov, 0, "ref", 3, &v), 1);
-	TU_ASSERT(v.data == buf2 + 2000 && v.len == 10 && ((const uint8_t *)v.data)[0] == 'b',
+	TU_ASSERT(v.data == buf + 2000 && v.len == 10 && ((const uint8_t *)v.data)[0] == 'a',
 		  "%s", "re-reference");
-	/* The walk sees the referenced bytes too. */
 	EXPECT(overlay_count(ov), 3);
-
-	/* Dropped into `next`: both become spares; taken largest first, each once. */
-	EXPECT(overlay_spare_bytes(next), 0);
-	overlay_free_into(ov, next, big + small);
-	EXPECT(overlay_spare_bytes(next), big + small);
-	EXPECT(overlay_count(next), 0);
-	EXPECT(overlay_bytes(next), 0);
-	size_t sz = 0;
-	uint8_t *p = overlay_take_spare(next, &sz);
-	TU_ASSERT(p == buf && sz == big, "spare %p of %zu", (void *)p, sz);
-	memset(p, 0, sz); /* whole and writable (ASan: a freed spare) */
-	EXPECT(overlay_spare_bytes(next), small);
-	uint8_t *p2 = overlay_take_spare(next, &sz);
-	TU_ASSERT(p2 == buf2 && sz == small, "spare %p of %zu", (void *)p2, sz);
-	memset(p2, 0, sz);
-	EXPECT(overlay_spare_bytes(next), 0);
-	TU_ASSERT(overlay_take_spare(next, &sz) == NULL && sz == 0, "%s", "a spare twice");
-	buf2 = p2;
-
-	/* The two again, through two overlays: largest first; move_spares keeps the bound. */
-	ov = ov_new_ok();
-	overlay_adopt(ov, p, big);
-	overlay_adopt(ov, buf2, small);
-	overlay_free_into(ov, next, big + small);
-	EXPECT(overlay_spare_bytes(next), big + small);
-	struct overlay *third = ov_new_ok();
-	overlay_move_spares(third, next, big + small);
-	EXPECT(overlay_spare_bytes(next), 0);
-	EXPECT(overlay_spare_bytes(third), big + small);
-	p = overlay_take_spare(third, &sz);
-	TU_ASSERT(p != NULL && sz == big, "largest first: %zu", sz);
-	free(p);
-	overlay_move_spares(next, third, small - 1); /* the small one does not fit: freed */
-	EXPECT(overlay_spare_bytes(next), 0);
-	EXPECT(overlay_spare_bytes(third), 0);
-	/* Spares left in an overlay are freed with it (LeakSanitizer). */
-	buf = malloc(small);
-	TU_ASSERT(buf != NULL, "%s", "malloc");
-	ov = ov_new_ok();
-	overlay_adopt(ov, buf, small);
-	overlay_free_into(ov, third, small);
-	EXPECT(overlay_spare_bytes(third), small);
-	overlay_free(third);
-	overlay_free(next);
+	overlay_free(ov);
+	memset(buf, 0, big); /* still the caller's, whole (ASan: freed by the overlay) */
+	free(buf);
 }
 END_TEST
 
@@ -1343,7 +1294,7 @@ static Suite *overlay_suite(void)
 	tcase_add_test(tc, test_iteration);
 	tcase_add_test(tc, test_walk);
 	tcase_add_test(tc, test_accounting);
-	tcase_add_test(tc, test_adopt);
+	tcase_add_test(tc, test_put_ref);
 	tcase_add_test(tc, test_lsn);
 	suite_add_tcase(s, tc);
 

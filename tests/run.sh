@@ -119,7 +119,7 @@ if stage tsan; then
 		build build-tsan -DCMAKE_BUILD_TYPE=Debug -DKVFS_TSAN=ON
 	ctest --test-dir build-tsan --output-on-failure -R 'concurrency|wal_perturb'
 	# the concurrent cases of the log and the engine: group commit, checkpoints vs writers,
-	# big batches adopted by the overlay while a reader runs (core), the directory-entry
+	# big batches read from the log's mapping while a reader runs (core), the directory-entry
 	# cache's invalidations against lookups (race)
 	for t in "check_wal groupcommit" "check_engine groupcommit" "check_engine backpressure" \
 		"check_engine core" "check_dcache race"; do

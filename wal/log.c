@@ -162,6 +162,13 @@ struct wal {
 	_Atomic uint32_t sleepers; /* threads in futex_wait on flush_seq, or about to be */
 	_Atomic uint64_t n_waits; /* wal_wait_durable calls that did not find their LSN durable */
 	uint64_t n_appends, bytes_appended, n_syncs, n_full_waits; /* protected by mu */
+
+	/* The file mapped read-only, header and ring (writable logs), so that
+	 * wal_append_mapped can say where a record's payload lies: map NULL when mapping failed
+	 * (appends go on; the caller copies).  Set at open, and again by reset_ring (under mu,
+	 * the log empty: no one holds a pointer into it) when the ring changes. */
+	const uint8_t *map;
+	size_t map_len;
 };
 
 /* ---- little helpers ------------------------------------------------------------------- */
@@ -273,6 +280,27 @@ static void rec_header(uint8_t *hdr, uint32_t size, uint32_t type, lsn_t lsn, co
 static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
 {
 	return WAL_HDR_SIZE + lsn % w->ring;
+}
+
+/* Map the file's header and ring, [0, WAL_HDR_SIZE + ring), in place of the old mapping
+ * (w->map).  Under mu, or before the first append.  A failure leaves map NULL, said once:
+ * wal_append_mapped then hands out no pointers, and its callers copy. */
+static void ring_map(struct wal *w)
+{
+	const void *p;
+	size_t len = (size_t)(WAL_HDR_SIZE + w->ring);
+
+	if (w->map)
+		io_unmap(w->f, w->map, w->map_len);
+	w->map = NULL;
+	w->map_len = 0;
+	int rc = io_map(w->f, len, &p);
+	if (rc < 0) {
+		wlog(w, "cannot map the log (%s): values are copied out of it", strerror(-rc));
+		return;
+	}
+	w->map = p;
+	w->map_len = len;
 }
 
 /* A thread in wal_wait_durable, queued on w->waiters (on its stack). */
@@ -473,6 +501,8 @@ static int create_log(struct wal *w, uint64_t ring)
 
 static void wal_free(struct wal *w)
 {
+	if (w->map)
+		io_unmap(w->f, w->map, w->map_len);
 	if (w->f)
 		io_close(w->f);
 	free(w->path);
@@ -622,6 +652,8 @@ int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 		}
 	}
 	free(h);
+	if (!opt->rdonly)
+		ring_map(w);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->wq_mu, NULL);
 	pthread_cond_init(&w->room, NULL);
@@ -1067,6 +1099,18 @@ static lsn_t place(uint64_t ring, lsn_t end, uint64_t padded, bool *pad)
 	return end + rem;
 }
 
+bool wal_has_room(struct wal *w, uint64_t len)
+{
+	uint64_t padded = round8(WAL_REC_HDR + len);
+	bool pad;
+
+	pthread_mutex_lock(&w->mu);
+	lsn_t lsn = place(w->ring, w->end, padded, &pad);
+	bool room = lsn + padded - w->released <= w->ring;
+	pthread_mutex_unlock(&w->mu);
+	return room;
+}
+
 /*
  * Write a record of `len` bytes at file offset `off` so that a process killed during the write
  * leaves the whole record or none of its first page.  Linux stops a write to a file between
@@ -1102,6 +1146,12 @@ static bool too_big(uint64_t len, uint64_t ring)
 }
 
 int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end)
+{
+	return wal_append_mapped(w, type, rec, len, end, NULL);
+}
+
+int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end,
+		      const void **mapped)
 {
 	uint64_t padded;
 	bool pad, waited = false;
@@ -1164,6 +1214,9 @@ int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len,
 	w->n_appends++;
 	if (end)
 		*end = w->end;
+	if (mapped)
+		*mapped = w->map && file_off(w, lsn) + padded <= w->map_len
+				  ? w->map + file_off(w, lsn) + WAL_REC_HDR : NULL;
 out:
 	pthread_mutex_unlock(&w->mu);
 	return rc;
@@ -1438,6 +1491,8 @@ static int reset_ring(struct wal *w, uint64_t ring)
 	w->ring = ring;
 	w->salt = salt;
 	w->durable = w->end; /* the sync covered every record written before it */
+	if (ring != old)
+		ring_map(w); /* the log is empty: no pointer into the old mapping is held */
 	if (ring < old) {
 		/* INV-7: after the header.  Not synced: a crash may keep either length, and a
 		 * file longer than its ring is trimmed at open. */

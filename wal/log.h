@@ -154,6 +154,26 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end);
 
 /*
+ * wal_append_inplace, and on success *mapped (when not NULL) receives where the record's
+ * payload now lies in the log's read-only mapping of its file (the len bytes as written), or
+ * NULL when the log is not mapped (read-only, or the mapping failed: said once through the
+ * log callback).  The pointer stays valid, and its bytes unchanged, until a wal_release past
+ * the record's end LSN (*end) lets the ring's space be written again, and never past
+ * wal_close.  Reading it may fault the page in from the file (a file read error is SIGBUS, as
+ * for any mapped file).  On error *mapped is not set.  Errors as wal_append_inplace.
+ */
+int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end,
+		      const void **mapped);
+
+/*
+ * Would an append of a record of `len` bytes of payload find room in the ring now, without
+ * waiting for a wal_release (its padding and any pad record before it counted, as the append
+ * places it)?  Room only grows until the next append, so a caller that is the only appender
+ * may rely on a yes; a no is its cue to get a checkpoint going (the engine).  Never fails.
+ */
+bool wal_has_room(struct wal *w, uint64_t len);
+
+/*
  * Wait until every record ending at or before `lsn` is durable (fdatasync).  Group commit: one
  * waiter runs fdatasync for everything appended so far while the others sleep; N concurrent
  * waiters cost about one flush.  0, or -EIO when a sync failed (then every later append and
