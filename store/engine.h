@@ -58,7 +58,12 @@ struct engine_options {
 	uint64_t ckpt_piece_pages; /* a checkpoint commits in pieces of about this many pages
 				      copied or freed (store_txn_pages); 0:
 				      ENGINE_DEFAULT_PIECE_PAGES (see engine.c) */
-	bool no_checkpoint_thread; /* tests: checkpoints only through engine_checkpoint() */
+	bool no_checkpoint_thread; /* tests, kvfs-check: checkpoints only through
+				      engine_checkpoint(), at close, and when a commit finds no
+				      room left in the log */
+	bool no_log_map;          /* tests: the log not mapped, values copied into the overlay
+				     (the path of a log whose mapping failed; engine.c "Values
+				     stay in the log") */
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 };
@@ -86,6 +91,16 @@ void engine_batch_free(struct engine_batch *b);
 int engine_batch_put(struct engine_batch *b, unsigned tree, const void *key, size_t klen,
 		     const void *val, size_t vlen);
 int engine_batch_del(struct engine_batch *b, unsigned tree, const void *key, size_t klen);
+/*
+ * engine_batch_put without copying the value (when it is 1 KiB or more; a shorter one is
+ * copied): its vlen bytes are read where they lie when engine_commit logs the batch, so they
+ * must stay valid and unchanged until that engine_commit returns (or the batch is cleared or
+ * freed).  engine_commit writes them to the log in the same record as the rest (one gathered
+ * write), and the overlay then reads them from the log, never from val.  Errors as
+ * engine_batch_put.
+ */
+int engine_batch_put_ref(struct engine_batch *b, unsigned tree, const void *key, size_t klen,
+			 const void *val, size_t vlen);
 /* Empty the batch for reuse. */
 void engine_batch_clear(struct engine_batch *b);
 /*

@@ -22,9 +22,12 @@
 #ifndef KVFS_STORE_IO_H
 #define KVFS_STORE_IO_H
 
+#include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 struct io_file;
 struct io_env;
@@ -47,6 +50,12 @@ struct io_methods {
 	 * or -errno (-EIO, -ENOSPC, -EFBIG, ...).  After an error some prefix may have been
 	 * written. */
 	ssize_t (*pwrite)(struct io_file *f, const void *buf, size_t len, uint64_t off);
+	/* Write the iovcnt (>= 0) buffers of iov, in order, as one run of bytes from `off`
+	 * (pwritev(2), in pieces of at most IOV_MAX buffers, looping over short writes and
+	 * EINTR), as pwrite would their concatenation.  Returns the sum of their lengths, or
+	 * -errno as pwrite (-EINVAL also for iovcnt < 0 or a sum over SSIZE_MAX); after an
+	 * error some prefix may have been written. */
+	ssize_t (*pwritev)(struct io_file *f, const struct iovec *iov, int iovcnt, uint64_t off);
 	/* Make every completed write (and the file size) durable: fdatasync(2).  0 or -errno. */
 	int (*sync)(struct io_file *f);
 	/* Current file size in bytes through *size.  0 or -errno. */
@@ -92,6 +101,25 @@ static inline ssize_t io_pread(struct io_file *f, void *b, size_t n, uint64_t of
 static inline ssize_t io_pwrite(struct io_file *f, const void *b, size_t n, uint64_t off)
 { return f->m->pwrite(f, b, n, off); }
 static inline int io_sync(struct io_file *f) { return f->m->sync(f); }
+/* For the implementations of pwritev: the sum of iov's lengths, or -EINVAL (iovcnt < 0, iov
+ * NULL with buffers, or a sum over SSIZE_MAX). */
+static inline ssize_t io_iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t sum = 0;
+
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - sum)
+			return -EINVAL;
+		sum += iov[i].iov_len;
+	}
+	return (ssize_t)sum;
+}
+
+static inline ssize_t io_pwritev(struct io_file *f, const struct iovec *iov, int iovcnt,
+				 uint64_t off)
+{ return f->m->pwritev(f, iov, iovcnt, off); }
 static inline int io_size(struct io_file *f, uint64_t *s) { return f->m->size(f, s); }
 static inline int io_truncate(struct io_file *f, uint64_t s) { return f->m->truncate(f, s); }
 static inline int io_allocate(struct io_file *f, uint64_t off, uint64_t len)

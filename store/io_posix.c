@@ -129,6 +129,53 @@ static ssize_t posix_pwrite(struct io_file *f, const void *buf, size_t len, uint
 	return write_all(pf(f)->fd, buf, len, off);
 }
 
+static ssize_t posix_pwritev(struct io_file *f, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	int fd = pf(f)->fd;
+	struct iovec cur[64]; /* the piece being written, its first buffer advanced past what was */
+	ssize_t total = io_iov_total(iov, iovcnt);
+	size_t done = 0;
+	int i = 0, rc;
+
+	if (pf(f)->flags & IO_OPEN_RDONLY)
+		return -EBADF; /* INV-3 */
+	if (total < 0)
+		return total;
+	rc = check_range(off, (uint64_t)total);
+	if (rc < 0)
+		return rc;
+	size_t skip = 0; /* bytes of iov[i] already written */
+	while (i < iovcnt) {
+		int n = 0;
+		for (int j = i; j < iovcnt && n < (int)(sizeof(cur) / sizeof(cur[0])); j++) {
+			cur[n] = iov[j];
+			if (j == i) {
+				cur[n].iov_base = (uint8_t *)cur[n].iov_base + skip;
+				cur[n].iov_len -= skip;
+			}
+			n++;
+		}
+		ssize_t w = pwritev(fd, cur, n, (off_t)(off + done));
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0 && total > 0)
+			return -EIO; /* a regular file never accepts nothing; do not spin */
+		done += (size_t)w;
+		/* step over what was written */
+		size_t left = (size_t)w;
+		while (i < iovcnt && left >= iov[i].iov_len - skip) {
+			left -= iov[i].iov_len - skip;
+			skip = 0;
+			i++;
+		}
+		skip += left;
+	}
+	return (ssize_t)done;
+}
+
 static int posix_sync(struct io_file *f)
 {
 	/* Restart only on EINTR, which reports that nothing was decided; any other error is
@@ -263,6 +310,7 @@ static void posix_close(struct io_file *f)
 static const struct io_methods posix_methods = {
 	.pread = posix_pread,
 	.pwrite = posix_pwrite,
+	.pwritev = posix_pwritev,
 	.sync = posix_sync,
 	.size = posix_size,
 	.truncate = posix_truncate,

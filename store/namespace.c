@@ -699,13 +699,15 @@ static void bnote_clear(struct kvfs *fs)
 }
 
 /* Put data block blk of ino (BLOCK bytes) into the batch, noting it while a kvfs_batch is
- * being built. */
+ * being built.  With `stable`, buf is not copied (engine_batch_put_ref): its bytes must stay
+ * as they are until the batch is committed. */
 static int data_put(struct kvfs *fs, struct engine_batch *b, uint64_t ino, uint64_t blk,
-		    const uint8_t *buf)
+		    const uint8_t *buf, bool stable)
 {
 	uint8_t k[16];
 	block_key(k, ino, blk);
-	int r = engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
+	int r = stable ? engine_batch_put_ref(b, T_DATA, k, 16, buf, BLOCK)
+		       : engine_batch_put(b, T_DATA, k, 16, buf, BLOCK);
 	if (r < 0 || !fs->batching)
 		return r;
 	uint64_t end = bnote_get(fs, ino, BN_END);
@@ -939,7 +941,7 @@ static int zero_in_block(struct kvfs *fs, struct engine_batch *b, struct inode *
 	if (r < 0 || !exists)
 		return r;
 	memset(buf + from % BLOCK, 0, to - from);
-	return data_put(fs, b, in->ino, blk, buf);
+	return data_put(fs, b, in->ino, blk, buf, false);
 }
 
 /* Move an inline file's bytes into block 0. */
@@ -954,7 +956,7 @@ static int uninline(struct kvfs *fs, struct engine_batch *b, struct inode *in)
 	memset(buf, 0, BLOCK);
 	memcpy(buf, in->data, in->size);
 	in->blocks = 1;
-	return data_put(fs, b, in->ino, 0, buf);
+	return data_put(fs, b, in->ino, 0, buf, false);
 }
 
 static int set_size_z(struct kvfs *fs, struct engine_batch *b, struct inode *in, uint64_t size,
@@ -2796,9 +2798,11 @@ int kvfs_exists(struct kvfs *fs, const char *key)
 /* Puts up to this size are one batch (atomic: a reader sees the old or the new contents);
  * larger ones are written in several and are not atomic. */
 #define PUT_ATOMIC_MAX (16u << 20)
-/* The record bytes of `len` bytes of data blocks (per block an op header, its 16-byte key,
- * BLOCK bytes), and 1 KiB for the file's dirent, inode and directory. */
-#define PUT_RESERVE(len) (((len) + BLOCK - 1) / BLOCK * (8 + 16 + BLOCK) + 1024)
+/* The bytes of the batch's buffer that `len` bytes of data blocks take (per block an op
+ * header and its 16-byte key; the whole blocks' bytes go to the log from the value itself,
+ * engine_batch_put_ref; a partial last block is copied), and 1 KiB for the file's dirent,
+ * inode and directory. */
+#define PUT_RESERVE(len) (((len) + BLOCK - 1) / BLOCK * (8 + 16) + BLOCK + 1024)
 
 /*
  * Add to `b` the creation or replacement of the regular file `name` (nlen bytes) in `dir` with
@@ -2909,9 +2913,8 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 		in.blocks -= have < in.blocks ? have : in.blocks;
 	}
 	in.size = len;
-	/* room for the blocks at once (a hint): a single put's batch grew by doubling, its new
-	 * pages faulted in again, where a big batch now takes a buffer a checkpoint gave back
-	 * (engine_batch_reserve; a kvfs_batch reserved its whole record already) */
+	/* room for the blocks' ops at once (a hint), not a buffer grown by doubling (a
+	 * kvfs_batch reserved its whole record already) */
 	size_t piece = len < PUT_ATOMIC_MAX ? len : PUT_ATOMIC_MAX;
 	if (!fs->batching)
 		(void)engine_batch_reserve(fs->e, b, PUT_RESERVE(piece));
@@ -2924,7 +2927,9 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 			memset(block + n, 0, BLOCK - n);
 			src = block;
 		}
-		if ((r = data_put(fs, b, in.ino, off / BLOCK, src)) < 0)
+		/* a whole block by reference (the value outlives the commit: the caller's, or
+		 * in the kvfs_batch's chunks), the tail copied from the stack */
+		if ((r = data_put(fs, b, in.ino, off / BLOCK, src, src != block)) < 0)
 			return r;
 		in.blocks++;
 		if (off + n < len && (off + n) % PUT_ATOMIC_MAX == 0) {
@@ -3088,6 +3093,7 @@ struct kvfs_batch {
 	struct batch_op *ops;
 	size_t n, cap, bytes;
 	size_t rec;             /* the record's estimated bytes */
+	size_t rec_ref;         /* of them, whole data blocks, logged from the values in place */
 	struct batch_dir *dirs; /* open addressing; cap_dirs a power of 2 */
 	size_t n_dirs, cap_dirs;
 	struct batch_chunk *chunks; /* the newest first */
@@ -3152,7 +3158,7 @@ void kvfs_batch_clear(struct kvfs_batch *b)
 	b->new_bytes = 0;
 	b->n = 0;
 	b->bytes = 0;
-	b->rec = 0;
+	b->rec = b->rec_ref = 0;
 	if (b->n_dirs)
 		memset(b->dirs, 0, b->cap_dirs * sizeof(*b->dirs));
 	b->n_dirs = 0;
@@ -3257,6 +3263,8 @@ static int batch_add(struct kvfs_batch *b, const char *key, const void *val, siz
 	b->n++;
 	b->bytes += len;
 	b->rec += rec;
+	if (!del && len > INLINE_MAX)
+		b->rec_ref += len / BLOCK * BLOCK;
 	return 0;
 }
 
@@ -3328,11 +3336,11 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 	uint64_t *dirs = calloc(b->n, sizeof(*dirs));
 	struct engine_batch *eb = engine_batch_new();
 	int r = kp && dirs && eb ? 0 : -ENOMEM;
-	/* The record's size is known (b->rec, an upper bound): one buffer, which for a big batch
-	 * is one the engine kept from an earlier one (engine.c "Big batches"), not a doubling
-	 * realloc of fresh pages.  Only a hint: a failure here is not one of the commit. */
+	/* The buffer's size is known (b->rec, an upper bound, less the whole data blocks, which
+	 * go to the log from the values in place: put_file_b): one buffer, not a doubling
+	 * realloc.  Only a hint: a failure here is not one of the commit. */
 	if (r == 0 && b->rec <= KVFS_BATCH_RECORD_MAX)
-		(void)engine_batch_reserve(fs->e, eb, b->rec);
+		(void)engine_batch_reserve(fs->e, eb, b->rec - b->rec_ref);
 	/*
 	 * Parents first, each its own change (as kvfs_put: directories are prefixes).  A put's
 	 * parent is walked first (through the dcache), and created (make_parents) only when

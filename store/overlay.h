@@ -55,7 +55,8 @@ int overlay_put_ref(struct overlay *ov, unsigned tree, const void *key, size_t k
 
 /*
  * Look (tree, key) up.  Returns 1 with *val pointing at the value (owned by the overlay, valid
- * until the entry is replaced or the overlay freed), 0 for a tombstone (*val = {NULL, 0}),
+ * until the entry is replaced or the overlay freed; for a value put by reference, the
+ * caller's memory, valid as long as the caller keeps it), 0 for a tombstone (*val = {NULL, 0}),
  * -ENOENT when the overlay has no entry for the key (also for klen 0 or > STORE_MAX_KEY).  An
  * empty value has a non-NULL data pointer.  val may be NULL (existence only).
  */

@@ -2028,7 +2028,7 @@ START_TEST(test_pack_collapse)
 	struct tu_env e;
 	struct store *st = fresh(&e, 32);
 	struct tu_model m;
-	char k[8], v[100];
+	char k[16], v[100];
 
 	tu_model_init(&m);
 	memset(v, 'v', sizeof(v));

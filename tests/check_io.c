@@ -289,6 +289,44 @@ START_TEST(core_read_write)
 }
 END_TEST
 
+/* pwritev: the buffers land in order as one run (empty ones too, and more of them than one
+ * system call takes: io_posix writes in pieces), a write of none writes nothing, and the
+ * bad arguments and a read-only file are refused. */
+START_TEST(core_writev)
+{
+	struct io_env *env = env_at(_i);
+	struct io_file *f = open_ok(env, path_of("wv"), IO_OPEN_CREATE);
+	enum { N = 300 };
+	uint8_t *b = malloc(N * 64);
+	struct iovec iov[N];
+	size_t sum = 0;
+
+	ck_assert_ptr_nonnull(b);
+	/* lengths 0..63 cycling: buffer i holds the pattern of the bytes it becomes */
+	for (int i = 0; i < N; i++) {
+		size_t len = (size_t)(i * 7) % 64;
+		pattern(b + i * 64, len, 1000 + sum, 5);
+		iov[i] = (struct iovec){ b + i * 64, len };
+		sum += len;
+	}
+	ck_assert_int_eq(io_pwritev(f, iov, N, 1000), (ssize_t)sum);
+	ck_assert_int_eq(size_ok(f), 1000 + sum);
+	expect_bytes(f, 0, 1000, -1);
+	expect_bytes(f, 1000, sum, 5);
+	ck_assert_int_eq(io_pwritev(f, iov, 0, 1u << 20), 0);
+	ck_assert_int_eq(size_ok(f), 1000 + sum);
+	ck_assert_int_eq(io_pwritev(f, iov, -1, 0), -EINVAL);
+	struct iovec huge[2] = { { b, SSIZE_MAX }, { b, 2 } };
+	ck_assert_int_eq(io_pwritev(f, huge, 2, 0), -EINVAL);
+	io_close(f);
+	f = open_ok(env, path_of("wv"), IO_OPEN_RDONLY);
+	ck_assert_int_eq(io_pwritev(f, iov, 2, 0), -EBADF);
+	expect_bytes(f, 1000, sum, 5);
+	io_close(f);
+	free(b);
+}
+END_TEST
+
 START_TEST(core_map)
 {
 	struct io_env *env = env_at(_i);
@@ -1111,6 +1149,7 @@ static Suite *io_suite(void)
 	/* loop index 0: io_posix, 1: io_fault */
 	tcase_add_loop_test(core, core_read_write, 0, 2);
 	tcase_add_loop_test(core, core_map, 0, 2);
+	tcase_add_loop_test(core, core_writev, 0, 2);
 	tcase_add_loop_test(core, core_lock, 0, 2);
 	tcase_add_test(core, core_posix_only);
 	tcase_add_test(core, core_fault_only);

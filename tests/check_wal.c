@@ -1511,6 +1511,11 @@ static ssize_t slow_pwrite(struct io_file *f, const void *b, size_t n, uint64_t 
 	return io_pwrite(inner(f), b, n, off);
 }
 
+static ssize_t slow_pwritev(struct io_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	return io_pwritev(inner(f), iov, n, off);
+}
+
 static int slow_sync(struct io_file *f)
 {
 	int rc = io_sync(inner(f));
@@ -1556,7 +1561,8 @@ static void slow_close(struct io_file *f)
 }
 
 static const struct io_methods slow_methods = {
-	.pread = slow_pread, .pwrite = slow_pwrite, .sync = slow_sync, .size = slow_size,
+	.pread = slow_pread, .pwrite = slow_pwrite, .pwritev = slow_pwritev, .sync = slow_sync,
+	.size = slow_size,
 	.truncate = slow_truncate, .allocate = slow_allocate, .map = slow_map,
 	.unmap = slow_unmap, .lock = slow_lock, .close = slow_close,
 };

@@ -169,6 +169,7 @@ struct wal {
 	 * the log empty: no one holds a pointer into it) when the ring changes. */
 	const uint8_t *map;
 	size_t map_len;
+	bool no_map;      /* wal_options.no_map */
 };
 
 /* ---- little helpers ------------------------------------------------------------------- */
@@ -267,6 +268,21 @@ uint64_t wal_record_checksum(const uint8_t *hdr, const void *payload, size_t len
 	return XXH3_64bits_digest(&st);
 }
 
+/* wal_record_checksum of a payload in pieces, iov[0..iovcnt). */
+static uint64_t record_checksumv(const uint8_t *hdr, const struct iovec *iov, int iovcnt,
+				 uint64_t salt)
+{
+	XXH3_state_t st;
+
+	memset(&st, 0, sizeof(st)); /* as wal_record_checksum */
+	XXH3_64bits_reset_withSeed(&st, salt);
+	XXH3_64bits_update(&st, hdr, 16);
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			XXH3_64bits_update(&st, iov[i].iov_base, iov[i].iov_len);
+	return XXH3_64bits_digest(&st);
+}
+
 /* Fill a record header (24 bytes) for a record of `size` bytes (header + payload). */
 static void rec_header(uint8_t *hdr, uint32_t size, uint32_t type, lsn_t lsn, const void *payload,
 		       size_t len, uint64_t salt)
@@ -283,8 +299,8 @@ static inline uint64_t file_off(const struct wal *w, lsn_t lsn)
 }
 
 /* Map the file's header and ring, [0, WAL_HDR_SIZE + ring), in place of the old mapping
- * (w->map).  Under mu, or before the first append.  A failure leaves map NULL, said once:
- * wal_append_mapped then hands out no pointers, and its callers copy. */
+ * (w->map).  Under mu, or before the first append.  A failure leaves map NULL, said through
+ * the log callback: wal_append_mapped then hands out no pointers, and its callers copy. */
 static void ring_map(struct wal *w)
 {
 	const void *p;
@@ -652,7 +668,8 @@ int wal_open(const char *path, const struct wal_options *opt, struct wal **out)
 		}
 	}
 	free(h);
-	if (!opt->rdonly)
+	w->no_map = opt->no_map;
+	if (!opt->rdonly && !w->no_map)
 		ring_map(w);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->wq_mu, NULL);
@@ -1111,6 +1128,17 @@ bool wal_has_room(struct wal *w, uint64_t len)
 	return room;
 }
 
+/* write_full of the run iov[0..iovcnt), len bytes in all. */
+static int write_fullv(struct wal *w, const struct iovec *iov, int iovcnt, size_t len,
+		       uint64_t off)
+{
+	ssize_t n = io_pwritev(w->f, iov, iovcnt, off);
+
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
 /*
  * Write a record of `len` bytes at file offset `off` so that a process killed during the write
  * leaves the whole record or none of its first page.  Linux stops a write to a file between
@@ -1138,6 +1166,23 @@ static int write_record(struct wal *w, const uint8_t *rec, size_t len, uint64_t 
 	return rc < 0 ? rc : write_full(w, rec, head, off);
 }
 
+/*
+ * A record in pieces (wal_append_gather): its body, payload and padding, in one pwritev, then
+ * its header alone.  Until the header's write the place holds no valid record (INV-5: no stale
+ * header there carries this LSN), so a failed or killed write of the body leaves the log
+ * ending cleanly before it, and the header (24 bytes; a kill may tear it only where it
+ * crosses a page, and then its checksum cannot match) is all or nothing as well.  A single
+ * write of a record's pieces could not promise that: io_fault fails or cuts a run of buffers
+ * between any two of them, and a header followed by a failed write of bytes already there
+ * (zeros of a fresh ring under zero padding) made a record valid whose append had failed.
+ */
+static int write_record_gather(struct wal *w, const uint8_t *hdr, const struct iovec *body,
+			       int n, size_t len, uint64_t off)
+{
+	int rc = write_fullv(w, body, n, len, off + WAL_REC_HDR);
+	return rc < 0 ? rc : write_full(w, hdr, WAL_REC_HDR, off);
+}
+
 /* Is a record of `len` bytes of payload refused by a ring of `ring` bytes (-EFBIG)? */
 static bool too_big(uint64_t len, uint64_t ring)
 {
@@ -1150,24 +1195,48 @@ int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len,
 	return wal_append_mapped(w, type, rec, len, end, NULL);
 }
 
-int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end,
-		      const void **mapped)
+/* Zeros for a record's padding (up to 7 bytes). */
+static const uint8_t zero_pad[8];
+
+/*
+ * The append behind all the others: the payload is iov[0..iovcnt) (len bytes); with `rec`
+ * it is contiguous in rec after the header's room, with WAL_APPEND_ROOM(len) bytes there
+ * (padding included), and the record goes out in one write (two across a page: write_record);
+ * else the header is built in hdr and the record goes out in pieces (write_record_gather).
+ */
+static int append(struct wal *w, unsigned type, uint8_t *rec, uint8_t *hdr,
+		  const struct iovec *iov, int iovcnt, lsn_t *end, const void **mapped)
 {
-	uint64_t padded;
+	uint64_t len = 0, padded;
 	bool pad, waited = false;
 	lsn_t lsn;
 	int rc;
 
-	if (type == WAL_PAD || !rec)
+	if (type == WAL_PAD || !hdr || iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 	if (w->rdonly)
 		return -EROFS;
 	/* An early check against the ring as it is now; the one that counts is made again
 	 * under mu, since wal_resize may change the ring meanwhile. */
-	if (too_big(len, w->ring))
+	uint64_t ring_now = w->ring;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > ring_now || (len += iov[i].iov_len) > ring_now)
+			return -EFBIG;
+	}
+	if (too_big(len, ring_now))
 		return -EFBIG;
 	padded = round8(WAL_REC_HDR + len);
-	memset(rec + WAL_REC_HDR + len, 0, (size_t)(padded - WAL_REC_HDR - len));
+	/* the body as written by pieces: payload, then padding */
+	struct iovec small[8], *body = small;
+	if (rec) {
+		memset(rec + WAL_REC_HDR + len, 0, (size_t)(padded - WAL_REC_HDR - len));
+	} else {
+		if (iovcnt + 1 > 8 && !(body = malloc(((size_t)iovcnt + 1) * sizeof(*body))))
+			return -ENOMEM;
+		if (iovcnt)
+			memcpy(body, iov, (size_t)iovcnt * sizeof(*iov));
+		body[iovcnt] = (struct iovec){ (void *)zero_pad, (size_t)(padded - WAL_REC_HDR - len) };
+	}
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
@@ -1201,9 +1270,15 @@ int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, 
 			goto out;
 		}
 	}
-	rec_header(rec, (uint32_t)(WAL_REC_HDR + len), type, lsn, rec + WAL_REC_HDR, (size_t)len,
-		   w->salt);
-	rc = write_record(w, rec, (size_t)padded, file_off(w, lsn));
+	st32(hdr + R_SIZE, (uint32_t)(WAL_REC_HDR + len));
+	st32(hdr + R_TYPE, type);
+	st64(hdr + R_LSN, lsn);
+	st64(hdr + R_CHECKSUM, record_checksumv(hdr, iov, iovcnt, w->salt));
+	if (rec)
+		rc = write_record(w, rec, (size_t)padded, file_off(w, lsn));
+	else
+		rc = write_record_gather(w, hdr, body, iovcnt + 1, (size_t)(padded - WAL_REC_HDR),
+					 file_off(w, lsn));
 	if (rc < 0) {
 		fail_locked(w, rc, "writing a record");
 		goto out;
@@ -1219,41 +1294,30 @@ int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, 
 				  ? w->map + file_off(w, lsn) + WAL_REC_HDR : NULL;
 out:
 	pthread_mutex_unlock(&w->mu);
+	if (body != small)
+		free(body);
 	return rc;
+}
+
+int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end,
+		      const void **mapped)
+{
+	if (!rec)
+		return -EINVAL;
+	struct iovec iov = { rec + WAL_REC_HDR, (size_t)len };
+	return append(w, type, rec, rec, &iov, 1, end, mapped);
 }
 
 int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end)
 {
-	uint64_t len = 0;
-	uint8_t *buf, *q;
+	uint8_t hdr[WAL_REC_HDR];
+	return append(w, type, NULL, hdr, iov, iovcnt, end, NULL);
+}
 
-	if (type == WAL_PAD || iovcnt < 0 || (iovcnt > 0 && !iov))
-		return -EINVAL;
-	if (w->rdonly)
-		return -EROFS;
-	uint64_t ring_now = w->ring; /* checked again by wal_append_inplace, under mu */
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > ring_now)
-			return -EFBIG;
-		len += iov[i].iov_len;
-		if (len > ring_now)
-			return -EFBIG;
-	}
-	if (too_big(len, ring_now))
-		return -EFBIG;
-	/* Gather the payload outside the lock; the header needs the LSN, known under it. */
-	buf = malloc((size_t)WAL_APPEND_ROOM(len));
-	if (!buf)
-		return -ENOMEM;
-	q = buf + WAL_REC_HDR;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len)
-			memcpy(q, iov[i].iov_base, iov[i].iov_len);
-		q += iov[i].iov_len;
-	}
-	int rc = wal_append_inplace(w, type, buf, len, end);
-	free(buf);
-	return rc;
+int wal_append_gather(struct wal *w, unsigned type, uint8_t *hdr, const struct iovec *iov,
+		      int iovcnt, lsn_t *end, const void **mapped)
+{
+	return append(w, type, NULL, hdr, iov, iovcnt, end, mapped);
 }
 
 /* ---- durability ---------------------------------------------------------------------- */
@@ -1491,7 +1555,7 @@ static int reset_ring(struct wal *w, uint64_t ring)
 	w->ring = ring;
 	w->salt = salt;
 	w->durable = w->end; /* the sync covered every record written before it */
-	if (ring != old)
+	if (ring != old && !w->no_map)
 		ring_map(w); /* the log is empty: no pointer into the old mapping is held */
 	if (ring < old) {
 		/* INV-7: after the header.  Not synced: a crash may keep either length, and a

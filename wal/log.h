@@ -79,6 +79,7 @@ struct wal_options {
 	bool rdonly;         /* read-only: wal_recover only, appends return -EROFS */
 	uint64_t ring_bytes; /* for a new log; 0: WAL_DEFAULT_RING; rounded up to a multiple of
 				4096 and to at least WAL_MIN_RING; at most WAL_MAX_RING */
+	bool no_map;         /* do not map the file (wal_append_mapped then hands out NULL) */
 	/* diagnostics, one line each; NULL: stderr */
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
@@ -144,11 +145,11 @@ int wal_recover(struct wal *w, lsn_t from,
 int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt, lsn_t *end);
 
 /*
- * wal_append without copying the payload: rec[0..WAL_REC_HDR) is room for the record's header,
- * rec[WAL_REC_HDR..WAL_REC_HDR + len) the payload, and rec must hold WAL_APPEND_ROOM(len) bytes
- * (the header, the payload and up to 7 bytes of padding).  The header and the padding are
- * written into rec (the payload is not changed); the caller owns rec before and after, and
- * must not touch it during the call.  Errors as wal_append (-EINVAL also for rec NULL).
+ * wal_append of one contiguous payload: rec[0..WAL_REC_HDR) is room for the record's header,
+ * rec[WAL_REC_HDR..WAL_REC_HDR + len) the payload.  The header is written into rec (the
+ * payload is not changed; the padding comes from elsewhere); the caller owns rec before and
+ * after, and must not touch it during the call.  Errors as wal_append (-EINVAL also for rec
+ * NULL).  WAL_APPEND_ROOM(len) is the record's size in the ring: header, payload, padding.
  */
 #define WAL_APPEND_ROOM(len) ((((uint64_t)(len) + WAL_REC_HDR) + 7) & ~(uint64_t)7)
 int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end);
@@ -164,6 +165,18 @@ int wal_append_inplace(struct wal *w, unsigned type, uint8_t *rec, uint64_t len,
  */
 int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, lsn_t *end,
 		      const void **mapped);
+
+/*
+ * wal_append of a payload in pieces, iov[0..iovcnt), written from where they lie (no copy):
+ * the payload and padding in one pwritev, then the header, built in hdr (WAL_REC_HDR bytes of
+ * the caller's), so that a failed or killed write leaves the whole record or none of it.
+ * iov's buffers must not change during the call (the checksum and the write read them).
+ * *end and *mapped (each may be NULL) as wal_append_mapped: *mapped is the payload's bytes,
+ * contiguous, in the log's mapping.  Errors as wal_append (-EINVAL also for hdr NULL;
+ * -ENOMEM for more than 7 buffers when no memory is left to list them with the padding).
+ */
+int wal_append_gather(struct wal *w, unsigned type, uint8_t *hdr, const struct iovec *iov,
+		      int iovcnt, lsn_t *end, const void **mapped);
 
 /*
  * Would an append of a record of `len` bytes of payload find room in the ring now, without
