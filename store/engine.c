@@ -116,7 +116,12 @@
  * most of the puts (kvfs-bench fillrandom: clear_page was a third of a run in perf).  The
  * values live in the page cache instead, which the log's pwrite filled anyway; the overlay's
  * bytes are its nodes and keys.  Without a mapping (the log could not map its file) values are
- * copied as before.  Measured: see the closing note of issue 3.
+ * copied as before.  And a big value need not be copied into the batch either: put by
+ * reference (engine_batch_put_ref: the namespace's whole data blocks, from the caller's value
+ * or a kvfs_batch's chunk), it goes from where it lies into the log, the record gathered from
+ * the batch's buffer and those values (batch_log_gather, wal_append_gather).  A 64 KiB put
+ * then costs one copy into the page cache where it cost three, and the batch's buffer holds
+ * only headers and keys.  Measured: see the closing note of issue 3.
  */
 
 /* A value of engine_batch_put_ref, not copied into the buffer: it goes into the record at
