@@ -807,13 +807,16 @@ static int batch_log_gather(struct engine *e, struct engine_batch *b, lsn_t *end
 	return wal_append_gather(e->wal, ENGINE_REC_BATCH, b->buf, v, (int)n, end, mapped);
 }
 
-/* The batch's ops in one piece, values by reference copied in (for a log without a
- * mapping); NULL on out of memory.  The caller frees it. */
+/* The batch as one record, values by reference copied in: BATCH_HEAD bytes of room (the
+ * header and the op count), the ops, BATCH_TAIL bytes of room (for a log without a mapping,
+ * whose gathered appends would take their checksum from the values, which a racing caller
+ * may change: log.h wal_append_gather).  NULL on out of memory.  The caller frees it. */
 static uint8_t *batch_flatten(const struct engine_batch *b)
 {
-	uint8_t *f = malloc(b->len ? b->len : 1), *q = f;
+	uint8_t *f = malloc(BATCH_HEAD + b->len + BATCH_TAIL), *q = f + BATCH_HEAD;
 	if (!f)
 		return NULL;
+	st32(f + WAL_REC_HDR, b->nops);
 	size_t from = 0;
 	for (size_t k = 0; k < b->n_ext; k++) {
 		memcpy(q, b->buf + BATCH_HEAD + from, b->ext[k].at - from);
@@ -863,10 +866,20 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		ck_kick(e);
 	lsn_t end;
 	const void *mapped = NULL;
-	int r = b->n_ext ? batch_log_gather(e, b, &end, &mapped)
+	/* Values by reference go from where they lie on a mapped log; without a mapping the
+	 * record is flattened first (batch_flatten), and its values are copied from there. */
+	uint8_t *flat = NULL;
+	if (b->n_ext && !wal_mapped(e->wal) && !(flat = batch_flatten(b))) {
+		pthread_mutex_unlock(&e->commit_lock);
+		return -ENOMEM;
+	}
+	int r = flat ? wal_append_mapped(e->wal, ENGINE_REC_BATCH, flat, 4 + (uint64_t)b->len,
+					 &end, &mapped)
+	      : b->n_ext ? batch_log_gather(e, b, &end, &mapped)
 			 : wal_append_mapped(e->wal, ENGINE_REC_BATCH, b->buf, 4 + (uint64_t)b->len,
 					     &end, &mapped);
 	if (r < 0) {
+		free(flat);
 		pthread_mutex_unlock(&e->commit_lock);
 		if (r == -EFBIG) {
 			uint64_t want = atomic_load(&e->ring_short);
@@ -875,16 +888,12 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		return eng_fail(e, r == -ENOSPC ? r : -EIO);
 	}
 	/* The entries point into the record in the log's mapping ("Values stay in the log"): its
-	 * ops after the op count, the same bytes as the batch's.  Without a mapping, values are
-	 * copied from the batch (gathered into one piece first when some are by reference). */
-	uint8_t *flat = NULL;
-	const uint8_t *ops = mapped ? (const uint8_t *)mapped + 4 : b->buf + BATCH_HEAD;
-	if (!mapped && b->n_ext) {
-		flat = batch_flatten(b);
-		ops = flat;
-	}
+	 * ops after the op count, the bytes as written.  Without a mapping, values are copied
+	 * from the record as built (the batch's buffer, or its flattened copy). */
+	const uint8_t *ops = mapped ? (const uint8_t *)mapped + 4
+			   : (flat ? flat : b->buf) + BATCH_HEAD;
 	pthread_rwlock_wrlock(&e->ov_lock);
-	r = ops ? batch_apply(e->active, b->nops, ops, b->len, mapped != NULL) : -ENOMEM;
+	r = batch_apply(e->active, b->nops, ops, b->len, mapped != NULL);
 	if (r == 0)
 		overlay_set_lsn(e->active, end);
 	pthread_rwlock_unlock(&e->ov_lock);

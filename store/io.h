@@ -51,7 +51,7 @@ struct io_methods {
 	 * written. */
 	ssize_t (*pwrite)(struct io_file *f, const void *buf, size_t len, uint64_t off);
 	/* Write the iovcnt (>= 0) buffers of iov, in order, as one run of bytes from `off`
-	 * (pwritev(2), in pieces of at most IOV_MAX buffers, looping over short writes and
+	 * (pwritev(2), in pieces of at most 256 buffers, looping over short writes and
 	 * EINTR), as pwrite would their concatenation.  Returns the sum of their lengths, or
 	 * -errno as pwrite (-EINVAL also for iovcnt < 0 or a sum over SSIZE_MAX); after an
 	 * error some prefix may have been written. */

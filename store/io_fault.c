@@ -641,7 +641,7 @@ out:
 }
 
 /* Each buffer is a write of its own (a pending write op, a call for the fault counter): a
- * power cut may keep any prefix of them, as of any other run of writes. */
+ * power cut keeps, drops or tears each of them on its own, as any other run of writes. */
 static ssize_t fault_pwritev(struct io_file *f, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	ssize_t total = io_iov_total(iov, iovcnt);

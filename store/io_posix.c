@@ -132,7 +132,8 @@ static ssize_t posix_pwrite(struct io_file *f, const void *buf, size_t len, uint
 static ssize_t posix_pwritev(struct io_file *f, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	int fd = pf(f)->fd;
-	struct iovec cur[64]; /* the piece being written, its first buffer advanced past what was */
+	struct iovec cur[256]; /* the piece being written (256 < IOV_MAX), its first buffer
+				* advanced past what was written */
 	ssize_t total = io_iov_total(iov, iovcnt);
 	size_t done = 0;
 	int i = 0, rc;

@@ -17,9 +17,9 @@
 struct kvfs_engine_tuning {
 	uint64_t log_ring_bytes;   /* ring of a new log (nonzero: never resized); 0: sized to
 				      the data file (store/engine.h) */
-	bool no_checkpoint_thread; /* checkpoints only at close (deterministic tests); writers
-				      then wait for ever once the overlay reaches memory_limit,
-				      so keep such workloads below it */
+	bool no_checkpoint_thread; /* checkpoints only at close, and when a change finds no room
+				      left in the log (deterministic tests); the overlay's
+				      memory_limit is not enforced then */
 	uint64_t ckpt_piece_pages; /* a checkpoint commits every this many pages copied (engine.c
 				      "Pieces"); 0: the engine's default */
 	uint64_t purge_step_blocks; /* data blocks a change deletes at most: a bigger purge or

@@ -1693,6 +1693,70 @@ START_TEST(test_values_in_log)
 }
 END_TEST
 
+/* tu_wrap_env's before_pwritev for test_put_ref_race, when armed: scribbles over the buffers
+ * of 4 KiB or more of every pwritev before they are written, as a caller changing a value put
+ * by reference while its commit writes it. */
+static _Atomic bool scribble_armed;
+
+static void scribble(const struct iovec *iov, int n)
+{
+	for (int i = 0; atomic_load(&scribble_armed) && i < n; i++)
+		if (iov[i].iov_len >= 4096)
+			memset(iov[i].iov_base, 'M', 64);
+}
+
+/*
+ * A value put by reference that its caller changes while the commit writes it (review H21):
+ * the record must hold the bytes as written, with a checksum that matches them, so that after
+ * the process dies (every write kept: io_fault_cut_copy KEEP_ALL) the log replays past it.
+ * When the checksum was taken from the caller's bytes before the write, the record failed it,
+ * the replay stopped there, and a later put whose engine_sync had returned was lost.
+ */
+START_TEST(test_put_ref_race)
+{
+	struct tu_env env;
+	struct engine_options o;
+	static uint8_t v[64u << 10], want[64u << 10];
+
+	tu_env_fault(&env, 37);
+	struct tu_wrap_env sc;
+	tu_wrap_init(&sc, io_fault_env(env.m));
+	sc.before_pwritev = scribble;
+	opts_init(&o, &env, STORE_CREATE);
+	o.io = &sc.base;
+	o.no_checkpoint_thread = true;
+	struct engine *e = eopen_ok(&env, &o);
+	struct engine_batch *b = engine_batch_new();
+	memset(v, 'a', sizeof(v));
+	OK(engine_batch_put_ref(b, 0, "big", 3, v, sizeof(v)));
+	atomic_store(&scribble_armed, true);
+	commit_ok(e, b);
+	atomic_store(&scribble_armed, false);
+	memcpy(want, v, sizeof(v)); /* as written: scribbled */
+	TU_ASSERT(want[0] == 'M', "%s", "the scribbler did not run");
+	get_expect(e, 0, "big", 3, want, sizeof(want), SIZE_MAX);
+	engine_batch_clear(b);
+	bput(b, 0, "after", 5, "synced", 6);
+	commit_ok(e, b);
+	OK(engine_sync(e, 0));
+
+	struct tu_env killed = env;
+	killed.m = io_fault_cut_copy(env.m, IO_CUT_KEEP_ALL, 1, NULL);
+	TU_ASSERT(killed.m != NULL, "%s", "cut copy");
+	struct engine_options ko;
+	opts_init(&ko, &killed, 0);
+	ko.no_checkpoint_thread = true;
+	struct engine *k = eopen_ok(&killed, &ko);
+	get_expect(k, 0, "after", 5, "synced", 6, SIZE_MAX);
+	get_expect(k, 0, "big", 3, want, sizeof(want), SIZE_MAX);
+	eclose_ok(k);
+	io_fault_free(killed.m);
+	eclose_ok(e);
+	engine_batch_free(b);
+	tu_env_fini(&env);
+}
+END_TEST
+
 /* Without a checkpoint thread (kvfs-check -y), commits of more than the log's ring hold: a
  * commit that finds no room checkpoints first, where it waited for ever before (review H20;
  * the test's timeout fails it).  Every value reads back, and after a reopen. */
@@ -3617,6 +3681,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_big_batches);
 	tcase_add_test(tc, test_values_in_log);
 	tcase_add_test(tc, test_put_ref);
+	tcase_add_test(tc, test_put_ref_race);
 	tcase_add_test(tc, test_no_thread_ring_full);
 	tcase_add_test(tc, test_big_batch_stream);
 	tcase_add_test(tc, test_reserve_keeps_ops);

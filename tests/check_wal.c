@@ -1488,113 +1488,12 @@ START_TEST(crash_cut_every_sync)
 }
 END_TEST
 
-/* A slow sync: an io_env that forwards to another but sleeps after each sync has taken
- * effect, as a real fdatasync returns some time after its flush point — the window in which
- * a flusher must not count records appended after its sync began. */
-struct slow_file {
-	struct io_file base;
-	struct io_file *in;
-};
-
-static struct io_file *inner(struct io_file *f)
+/* A slow sync (tu_wrap_env's after_sync): sleep after each sync has taken effect, as a real
+ * fdatasync returns some time after its flush point — the window in which a flusher must not
+ * count records appended after its sync began. */
+static void slow_after_sync(void)
 {
-	return ((struct slow_file *)f)->in;
-}
-
-static ssize_t slow_pread(struct io_file *f, void *b, size_t n, uint64_t off)
-{
-	return io_pread(inner(f), b, n, off);
-}
-
-static ssize_t slow_pwrite(struct io_file *f, const void *b, size_t n, uint64_t off)
-{
-	return io_pwrite(inner(f), b, n, off);
-}
-
-static ssize_t slow_pwritev(struct io_file *f, const struct iovec *iov, int n, uint64_t off)
-{
-	return io_pwritev(inner(f), iov, n, off);
-}
-
-static int slow_sync(struct io_file *f)
-{
-	int rc = io_sync(inner(f));
-
 	usleep(200);
-	return rc;
-}
-
-static int slow_size(struct io_file *f, uint64_t *sz)
-{
-	return io_size(inner(f), sz);
-}
-
-static int slow_truncate(struct io_file *f, uint64_t sz)
-{
-	return io_truncate(inner(f), sz);
-}
-
-static int slow_allocate(struct io_file *f, uint64_t off, uint64_t len)
-{
-	return io_allocate(inner(f), off, len);
-}
-
-static int slow_map(struct io_file *f, size_t reserve, const void **addr)
-{
-	return io_map(inner(f), reserve, addr);
-}
-
-static void slow_unmap(struct io_file *f, const void *addr, size_t reserve)
-{
-	io_unmap(inner(f), addr, reserve);
-}
-
-static int slow_lock(struct io_file *f, int mode)
-{
-	return io_lock(inner(f), mode);
-}
-
-static void slow_close(struct io_file *f)
-{
-	io_close(inner(f));
-	free(f);
-}
-
-static const struct io_methods slow_methods = {
-	.pread = slow_pread, .pwrite = slow_pwrite, .pwritev = slow_pwritev, .sync = slow_sync,
-	.size = slow_size,
-	.truncate = slow_truncate, .allocate = slow_allocate, .map = slow_map,
-	.unmap = slow_unmap, .lock = slow_lock, .close = slow_close,
-};
-
-struct slow_env {
-	struct io_env base;
-	struct io_env *in;
-};
-
-static int slow_open(struct io_env *env, const char *path, int flags, mode_t mode,
-		     struct io_file **out)
-{
-	struct slow_file *f = calloc(1, sizeof(*f));
-	int rc;
-
-	if (!f)
-		return -ENOMEM;
-	rc = io_open(((struct slow_env *)env)->in, path, flags, mode, &f->in);
-	if (rc < 0) {
-		free(f);
-		return rc;
-	}
-	f->base.m = &slow_methods;
-	*out = &f->base;
-	return 0;
-}
-
-static int slow_unlink(struct io_env *env, const char *path)
-{
-	struct io_env *in = ((struct slow_env *)env)->in;
-
-	return in->unlink(in, path);
 }
 
 /* Group commit under power cuts: 8 threads append and wal_wait_durable; cut at the kth sync;
@@ -1645,7 +1544,9 @@ START_TEST(crash_group_commit)
 		for (uint64_t k = 1;; k += 1 + k / 4, runs++) {
 			static struct cg_arg args[CG_THREADS];
 			struct io_fault *m = machine(seed0 + k);
-			struct slow_env slow = { { slow_open, slow_unlink }, io_fault_env(m) };
+			struct tu_wrap_env slow;
+			tu_wrap_init(&slow, io_fault_env(m));
+			slow.after_sync = slow_after_sync;
 			struct wal *w = wopen_ok(&slow.base, LOGF, true);
 			pthread_t t[CG_THREADS];
 			pthread_barrier_t go;

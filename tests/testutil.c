@@ -598,6 +598,120 @@ void tu_env_fini(struct tu_env *e)
 	}
 }
 
+/* ---- a forwarding io_env (tu_wrap_env) ---- */
+
+struct wrap_file {
+	struct io_file base;
+	struct io_file *in;
+	const struct tu_wrap_env *env;
+};
+
+static struct io_file *wr_in(struct io_file *f)
+{
+	return ((struct wrap_file *)f)->in;
+}
+
+static ssize_t wr_pread(struct io_file *f, void *b, size_t n, uint64_t off)
+{
+	return io_pread(wr_in(f), b, n, off);
+}
+
+static ssize_t wr_pwrite(struct io_file *f, const void *b, size_t n, uint64_t off)
+{
+	return io_pwrite(wr_in(f), b, n, off);
+}
+
+static ssize_t wr_pwritev(struct io_file *f, const struct iovec *iov, int n, uint64_t off)
+{
+	const struct tu_wrap_env *w = ((struct wrap_file *)f)->env;
+	if (w->before_pwritev)
+		w->before_pwritev(iov, n);
+	return io_pwritev(wr_in(f), iov, n, off);
+}
+
+static int wr_sync(struct io_file *f)
+{
+	const struct tu_wrap_env *w = ((struct wrap_file *)f)->env;
+	int rc = io_sync(wr_in(f));
+	if (w->after_sync)
+		w->after_sync();
+	return rc;
+}
+
+static int wr_size(struct io_file *f, uint64_t *sz)
+{
+	return io_size(wr_in(f), sz);
+}
+
+static int wr_truncate(struct io_file *f, uint64_t sz)
+{
+	return io_truncate(wr_in(f), sz);
+}
+
+static int wr_allocate(struct io_file *f, uint64_t off, uint64_t len)
+{
+	return io_allocate(wr_in(f), off, len);
+}
+
+static int wr_map(struct io_file *f, size_t reserve, const void **addr)
+{
+	return io_map(wr_in(f), reserve, addr);
+}
+
+static void wr_unmap(struct io_file *f, const void *addr, size_t reserve)
+{
+	io_unmap(wr_in(f), addr, reserve);
+}
+
+static int wr_lock(struct io_file *f, int mode)
+{
+	return io_lock(wr_in(f), mode);
+}
+
+static void wr_close(struct io_file *f)
+{
+	io_close(wr_in(f));
+	free(f);
+}
+
+static const struct io_methods wrap_methods = {
+	.pread = wr_pread, .pwrite = wr_pwrite, .pwritev = wr_pwritev, .sync = wr_sync,
+	.size = wr_size, .truncate = wr_truncate, .allocate = wr_allocate, .map = wr_map,
+	.unmap = wr_unmap, .lock = wr_lock, .close = wr_close,
+};
+
+static int wrap_open(struct io_env *env, const char *path, int flags, mode_t mode,
+		     struct io_file **out)
+{
+	struct tu_wrap_env *w = (struct tu_wrap_env *)env;
+	struct wrap_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	int rc = io_open(w->in, path, flags, mode, &f->in);
+	if (rc < 0) {
+		free(f);
+		return rc;
+	}
+	f->base.m = &wrap_methods;
+	f->env = w;
+	*out = &f->base;
+	return 0;
+}
+
+static int wrap_unlink(struct io_env *env, const char *path)
+{
+	struct io_env *in = ((struct tu_wrap_env *)env)->in;
+	return in->unlink(in, path);
+}
+
+void tu_wrap_init(struct tu_wrap_env *w, struct io_env *in)
+{
+	memset(w, 0, sizeof(*w));
+	w->base.open = wrap_open;
+	w->base.unlink = wrap_unlink;
+	w->in = in;
+}
+
 struct io_env *tu_env_io(struct tu_env *e)
 {
 	return e->fault ? io_fault_env(e->m) : io_posix_env();

@@ -213,6 +213,21 @@ void tu_env_posix(struct tu_env *e);
 void tu_env_fini(struct tu_env *e);
 /* The io_env to put in store_options.io. */
 struct io_env *tu_env_io(struct tu_env *e);
+
+/*
+ * An io_env that passes every call on to another (`in`), with two hooks for tests that need
+ * a call to misbehave: before_pwritev (may change the buffers before they are written: a
+ * caller racing its own write) and after_sync (runs once a sync returned: a slow disk).  Set
+ * the hooks (NULL: none) after tu_wrap_init; the struct must outlive every file opened
+ * through it.  Thread safe as `in` is.
+ */
+struct tu_wrap_env {
+	struct io_env base;
+	struct io_env *in;
+	void (*before_pwritev)(const struct iovec *iov, int iovcnt);
+	void (*after_sync)(void);
+};
+void tu_wrap_init(struct tu_wrap_env *w, struct io_env *in);
 /* After a power cut (or at any time: pending writes are then dropped), replace the machine
  * with io_fault_reboot(m, seed) and free the old one.  Fault environments only; every store
  * on it must already be closed or abandoned (see tu_store_abandon).  Aborts on failure. */

@@ -1,7 +1,8 @@
 /*
  * wal/log.c — the write-ahead log (wal/log.h): a ring of checksummed records in STORE-wal,
- * appended under a mutex with one pwrite each, made durable by group commit, replayed by
- * wal_recover.  The byte layout is in log.h and man/kvfs.5 "LOG".
+ * appended under a mutex (one pwrite for a contiguous record; a pwritev of the payload's
+ * pieces, then the header, for a gathered one), made durable by group commit, replayed by
+ * wal_recover; the file mapped read-only so that appended payloads can be read in place.  The byte layout is in log.h and man/kvfs.5 "LOG".
  *
  * What it does: create (header, preallocated ring) and open the log; place each record at
  * WAL_HDR_SIZE + lsn % ring_bytes, skipping the rest of a lap with a pad record (or, when
@@ -19,7 +20,7 @@
  * sync; the engine creates the log together with the data file).
  *
  * Locking.  w->mu protects every mutable field except the group commit's (the "protected by"
- * comments below).  Appends hold it across their pwrite, so appends are serialized and `end`
+ * comments below).  Appends hold it across their writes, so appends are serialized and `end`
  * only moves past bytes that are written.  Group commit waiters never take mu: the leader
  * of a flush is the thread that sets `flushing` (compare-and-swap), syncs without mu
  * (appends go on meanwhile), then publishes `durable` under mu and wakes the waiters it made
@@ -1116,6 +1117,14 @@ static lsn_t place(uint64_t ring, lsn_t end, uint64_t padded, bool *pad)
 	return end + rem;
 }
 
+bool wal_mapped(struct wal *w)
+{
+	pthread_mutex_lock(&w->mu);
+	bool m = w->map != NULL;
+	pthread_mutex_unlock(&w->mu);
+	return m;
+}
+
 bool wal_has_room(struct wal *w, uint64_t len)
 {
 	uint64_t padded = round8(WAL_REC_HDR + len);
@@ -1176,11 +1185,22 @@ static int write_record(struct wal *w, const uint8_t *rec, size_t len, uint64_t 
  * between any two of them, and a header followed by a failed write of bytes already there
  * (zeros of a fresh ring under zero padding) made a record valid whose append had failed.
  */
-static int write_record_gather(struct wal *w, const uint8_t *hdr, const struct iovec *body,
-			       int n, size_t len, uint64_t off)
+static int write_record_gather(struct wal *w, uint8_t *hdr, const struct iovec *body, int n,
+			       size_t plen, size_t len, uint64_t off)
 {
 	int rc = write_fullv(w, body, n, len, off + WAL_REC_HDR);
-	return rc < 0 ? rc : write_full(w, hdr, WAL_REC_HDR, off);
+	if (rc < 0)
+		return rc;
+	/* The checksum of the payload as written: read back through the mapping (the page
+	 * cache the pwritev filled), not from the caller's buffers, which a racing caller may
+	 * have changed since (review H21: a record whose checksum did not hold ended the
+	 * replay there after a kill, and the stale scan then erased the synced records after
+	 * it).  Without a mapping, from the buffers, which must then not change (log.h). */
+	bool mapped = w->map && off + WAL_REC_HDR + plen <= w->map_len;
+	struct iovec wr = { mapped ? (void *)(w->map + off + WAL_REC_HDR) : NULL, plen };
+	st64(hdr + R_CHECKSUM, record_checksumv(hdr, mapped ? &wr : body, mapped ? 1 : n - 1,
+						w->salt));
+	return write_full(w, hdr, WAL_REC_HDR, off);
 }
 
 /* Is a record of `len` bytes of payload refused by a ring of `ring` bytes (-EFBIG)? */
@@ -1273,12 +1293,13 @@ static int append(struct wal *w, unsigned type, uint8_t *rec, uint8_t *hdr,
 	st32(hdr + R_SIZE, (uint32_t)(WAL_REC_HDR + len));
 	st32(hdr + R_TYPE, type);
 	st64(hdr + R_LSN, lsn);
-	st64(hdr + R_CHECKSUM, record_checksumv(hdr, iov, iovcnt, w->salt));
-	if (rec)
+	if (rec) {
+		st64(hdr + R_CHECKSUM, record_checksumv(hdr, iov, iovcnt, w->salt));
 		rc = write_record(w, rec, (size_t)padded, file_off(w, lsn));
-	else
-		rc = write_record_gather(w, hdr, body, iovcnt + 1, (size_t)(padded - WAL_REC_HDR),
-					 file_off(w, lsn));
+	} else {
+		rc = write_record_gather(w, hdr, body, iovcnt + 1, (size_t)len,
+					 (size_t)(padded - WAL_REC_HDR), file_off(w, lsn));
+	}
 	if (rc < 0) {
 		fail_locked(w, rc, "writing a record");
 		goto out;

@@ -169,14 +169,20 @@ int wal_append_mapped(struct wal *w, unsigned type, uint8_t *rec, uint64_t len, 
 /*
  * wal_append of a payload in pieces, iov[0..iovcnt), written from where they lie (no copy):
  * the payload and padding in one pwritev, then the header, built in hdr (WAL_REC_HDR bytes of
- * the caller's), so that a failed or killed write leaves the whole record or none of it.
- * iov's buffers must not change during the call (the checksum and the write read them).
- * *end and *mapped (each may be NULL) as wal_append_mapped: *mapped is the payload's bytes,
- * contiguous, in the log's mapping.  Errors as wal_append (-EINVAL also for hdr NULL;
+ * the caller's), so that a failed or killed write of the payload leaves no valid record.  On
+ * a mapped log the checksum is taken from the payload as written (read back through the
+ * mapping), so buffers changed by a racing caller during the call make a record of whatever
+ * bytes the write took, never one that fails its checksum; on a log without a mapping
+ * (wal_mapped false) it is taken from iov, whose buffers must then not change during the
+ * call.  *end and *mapped (each may be NULL) as wal_append_mapped: *mapped is the payload's
+ * bytes, contiguous, in the log's mapping.  Errors as wal_append (-EINVAL also for hdr NULL;
  * -ENOMEM for more than 7 buffers when no memory is left to list them with the padding).
  */
 int wal_append_gather(struct wal *w, unsigned type, uint8_t *hdr, const struct iovec *iov,
 		      int iovcnt, lsn_t *end, const void **mapped);
+
+/* Is the log's file mapped (wal_append_mapped hands out pointers)?  Never fails. */
+bool wal_mapped(struct wal *w);
 
 /*
  * Would an append of a record of `len` bytes of payload find room in the ring now, without
