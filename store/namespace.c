@@ -2220,8 +2220,15 @@ static ssize_t write_locked(struct kvfs *fs, struct engine_batch *b, uint64_t in
 					return r;
 				exists = r == 0;
 			}
-			memcpy(block + in_blk, buf + done, n);
-			if ((r = engine_batch_put(b, T_DATA, k, 16, block, BLOCK)) < 0)
+			if (n == BLOCK && !(blk == 0 && have_b0)) {
+				/* a whole block of the caller's, which outlives the commit
+				 * below: logged from where it lies (engine_batch_put_ref) */
+				r = engine_batch_put_ref(b, T_DATA, k, 16, buf + done, BLOCK);
+			} else {
+				memcpy(block + in_blk, buf + done, n);
+				r = engine_batch_put(b, T_DATA, k, 16, block, BLOCK);
+			}
+			if (r < 0)
 				return r;
 			if (!exists)
 				in.blocks++;
