@@ -408,9 +408,8 @@ static int batch_apply(struct overlay *ov, uint32_t nops, const uint8_t *buf, si
 	return ops_decode(nops, buf, len, ref ? overlay_ref_op : overlay_op, ov);
 }
 
-int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes)
+int engine_batch_reserve(struct engine_batch *b, size_t bytes)
 {
-	(void)e;
 	size_t need = BATCH_HEAD + b->blen + bytes + BATCH_TAIL;
 	if (need < bytes)
 		return -ENOMEM;

@@ -109,9 +109,9 @@ void engine_batch_clear(struct engine_batch *b);
  * a batch that holds ops already, so that reserving op by op stays linear); 2 MiB or more of
  * it is advised onto huge pages (engine.c "Huge pages").  The batch keeps its buffer across
  * commits and clears ("Values stay in the log"), so a batch reused for big commits reserves
- * once.  `e` is not used (kept for the callers' sake).  0, or -ENOMEM (b unchanged).
+ * once.  0, or -ENOMEM (b unchanged).
  */
-int engine_batch_reserve(struct engine *e, struct engine_batch *b, size_t bytes);
+int engine_batch_reserve(struct engine_batch *b, size_t bytes);
 
 /* A heap buffer of `size` bytes aligned on ENGINE_HUGE_PAGE and advised to be backed by
  * transparent huge pages (engine.c "Huge pages"), for big buffers (a kvfs_batch's chunks), so

@@ -2924,7 +2924,7 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 	 * kvfs_batch reserved its whole record already) */
 	size_t piece = len < PUT_ATOMIC_MAX ? len : PUT_ATOMIC_MAX;
 	if (!fs->batching)
-		(void)engine_batch_reserve(fs->e, b, PUT_RESERVE(piece));
+		(void)engine_batch_reserve(b, PUT_RESERVE(piece));
 	uint8_t block[BLOCK];
 	for (size_t off = 0; off < len; off += BLOCK) {
 		size_t n = len - off < BLOCK ? len - off : BLOCK;
@@ -2945,7 +2945,7 @@ static int put_file_b(struct kvfs *fs, struct engine_batch *b, uint64_t dir, con
 				return r;
 			engine_batch_clear(b);
 			piece = len - off - n < PUT_ATOMIC_MAX ? len - off - n : PUT_ATOMIC_MAX;
-			(void)engine_batch_reserve(fs->e, b, PUT_RESERVE(piece));
+			(void)engine_batch_reserve(b, PUT_RESERVE(piece));
 		}
 	}
 	in.size = len;
@@ -3347,7 +3347,7 @@ int kvfs_batch_commit(struct kvfs *fs, struct kvfs_batch *b)
 	 * go to the log from the values in place: put_file_b): one buffer, not a doubling
 	 * realloc.  Only a hint: a failure here is not one of the commit. */
 	if (r == 0 && b->rec <= KVFS_BATCH_RECORD_MAX)
-		(void)engine_batch_reserve(fs->e, eb, b->rec - b->rec_ref);
+		(void)engine_batch_reserve(eb, b->rec - b->rec_ref);
 	/*
 	 * Parents first, each its own change (as kvfs_put: directories are prefixes).  A put's
 	 * parent is walked first (through the dcache), and created (make_parents) only when

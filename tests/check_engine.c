@@ -1415,7 +1415,7 @@ static void big_rounds(struct engine *e, struct engine_batch *b, int rounds, int
 		for (int i = 0; i < keys(r); i++)
 			rec += 8 + 4 + len(r, i);
 		if (reserve)
-			OK(engine_batch_reserve(e, b, rec));
+			OK(engine_batch_reserve(b, rec));
 		for (int i = 0; i < keys(r); i++) {
 			uint32_t k = (uint32_t)(r * 100 + i);
 			tf_value_fill(v, len(r, i), k);
@@ -1600,7 +1600,7 @@ START_TEST(test_big_batches)
 		size_t rec = 0;
 		for (int i = 0; i < BB_KEYS; i++)
 			rec += 2 * (8 + 4 + bb_len(r, i));
-		OK(engine_batch_reserve(e, b, rec));
+		OK(engine_batch_reserve(b, rec));
 		for (int i = 0; i < BB_KEYS; i++) {
 			uint32_t k = (uint32_t)(r * 100 + i);
 			tf_value_fill(v, bb_len(r, i), k);
@@ -1878,7 +1878,7 @@ START_TEST(test_reserve_keeps_ops)
 		OK(engine_batch_del(b, 1, k2, strlen(k2)));
 		bputs(b, 2, k1, "x");
 		size_t big = round == 1 ? BIG * (sizeof(v) + 16) : (3u << 20);
-		OK(engine_batch_reserve(e, b, big));
+		OK(engine_batch_reserve(b, big));
 		for (uint32_t i = 0; (i + 1) * (sizeof(v) + 16) <= big; i++) {
 			uint32_t k = (uint32_t)round * 1000 + i;
 			tf_value_fill(v, sizeof(v), k);

@@ -255,7 +255,9 @@ static uint64_t new_salt(uint64_t old)
 }
 
 /* Checksum of a record: XXH3-64 of header bytes 0..15 followed by the payload, seed salt. */
-uint64_t wal_record_checksum(const uint8_t *hdr, const void *payload, size_t len, uint64_t salt)
+/* wal_record_checksum of a payload in pieces, iov[0..iovcnt). */
+static uint64_t record_checksumv(const uint8_t *hdr, const struct iovec *iov, int iovcnt,
+				 uint64_t salt)
 {
 	XXH3_state_t st;
 
@@ -264,24 +266,16 @@ uint64_t wal_record_checksum(const uint8_t *hdr, const void *payload, size_t len
 	memset(&st, 0, sizeof(st));
 	XXH3_64bits_reset_withSeed(&st, salt);
 	XXH3_64bits_update(&st, hdr, 16);
-	if (len)
-		XXH3_64bits_update(&st, payload, len);
-	return XXH3_64bits_digest(&st);
-}
-
-/* wal_record_checksum of a payload in pieces, iov[0..iovcnt). */
-static uint64_t record_checksumv(const uint8_t *hdr, const struct iovec *iov, int iovcnt,
-				 uint64_t salt)
-{
-	XXH3_state_t st;
-
-	memset(&st, 0, sizeof(st)); /* as wal_record_checksum */
-	XXH3_64bits_reset_withSeed(&st, salt);
-	XXH3_64bits_update(&st, hdr, 16);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			XXH3_64bits_update(&st, iov[i].iov_base, iov[i].iov_len);
 	return XXH3_64bits_digest(&st);
+}
+
+uint64_t wal_record_checksum(const uint8_t *hdr, const void *payload, size_t len, uint64_t salt)
+{
+	struct iovec iov = { (void *)payload, len };
+	return record_checksumv(hdr, &iov, 1, salt);
 }
 
 /* Fill a record header (24 bytes) for a record of `size` bytes (header + payload). */
