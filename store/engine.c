@@ -62,7 +62,10 @@
  * tombstones in place of their puts, then applies it as usual; the first success ends the
  * state.  That checkpoint commits twice (ck_second_commit), so that the pages its deletions
  * freed are reusable by the next one.  While short of space the checkpoint thread retries when
- * woken and once per interval; close leaves the log as it is (the next open replays it).  What
+ * woken and once per interval; close leaves the log as it is (the next open replays it).  A
+ * commit whose record the ring has no room for (only a checkpoint can make room) gets -ENOSPC
+ * too, once a checkpoint asked for after it failed so (wait_room), whatever the batch: it
+ * would wait for ever, holding commit_lock.  What
  * this cannot do: deleting files that a checkpoint had already written needs a commit of their
  * deletion, which needs a few new pages of its own (copies of the changed tree pages): with
  * not even those left in the file or on the disk, room has to come from outside the store.
@@ -173,6 +176,9 @@ struct engine {
 	pthread_cond_t ck_done;  /* backpressure waits here */
 	bool ck_request;         /* protected by ck_lock */
 	bool stopping;           /* protected by ck_lock */
+	uint64_t ck_rounds;      /* protected by ck_lock: the thread's wake-ups that asked for a
+				    checkpoint, each counted (and ck_done broadcast) after its
+				    ck_run returned (wait_room) */
 	pthread_t thread;
 	bool has_thread;
 
@@ -732,6 +738,10 @@ static void *ck_thread(void *arg)
 			last = now_ms();
 		}
 		pthread_mutex_lock(&e->ck_lock);
+		if (go) {
+			e->ck_rounds++;
+			pthread_cond_broadcast(&e->ck_done);
+		}
 	}
 	pthread_mutex_unlock(&e->ck_lock);
 	return NULL;
@@ -777,6 +787,42 @@ static void backpressure(struct engine *e)
 		pthread_cond_timedwait(&e->ck_done, &e->ck_lock, &until);
 	}
 	pthread_mutex_unlock(&e->ck_lock);
+}
+
+/*
+ * Before an append (caller holds commit_lock, so no other append takes room meanwhile): wait
+ * until the log's ring has room for a record of `len` payload bytes, asking the checkpoint
+ * thread for the checkpoints that release it.  ck_due need not have asked: a log under half
+ * full and under ckpt_overlay_bytes may still lack room for a big record pushed to the next
+ * lap past a pad (check_engine test_big_batch_stream).  0 when there is room; -EIO when the
+ * engine failed; -ENOSPC when a checkpoint that ran after the request left the engine short
+ * of space and the ring still full (INV-E3): only a checkpoint can make room, and none can
+ * succeed on this disk, so waiting on in the log (wal_append's wait) would hold commit_lock
+ * for ever, and the unlink that could make room would wait behind it (review H20;
+ * check_engine test_nospc_ring_full).  Nothing is logged then.
+ */
+static int wait_room(struct engine *e, uint64_t len)
+{
+	int r = 0;
+	pthread_mutex_lock(&e->ck_lock);
+	while (!e->stopping && !wal_has_room(e->wal, len)) {
+		if (atomic_load(&e->failed)) {
+			r = -EIO;
+			break;
+		}
+		uint64_t seen = e->ck_rounds;
+		e->ck_request = true;
+		pthread_cond_signal(&e->ck_wake);
+		while (e->ck_rounds == seen && !e->stopping && !atomic_load(&e->failed))
+			pthread_cond_wait(&e->ck_done, &e->ck_lock);
+		if (e->ck_rounds != seen && atomic_load(&e->nospc) &&
+		    !wal_has_room(e->wal, len)) {
+			r = -ENOSPC;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->ck_lock);
+	return r;
 }
 
 /* Log a batch with values by reference: the pieces of its record, the buffer's bytes between
@@ -857,12 +903,13 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 		pthread_mutex_unlock(&e->commit_lock);
 		return -EIO;
 	}
-	/* A record the ring has no room for waits for a checkpoint to release some: make sure
-	 * one comes.  ck_due need not say so: a log under half full and under
-	 * ckpt_overlay_bytes may still lack room for a big record pushed to the next lap past a
-	 * pad (check_engine test_big_batch_stream). */
-	if (e->has_thread && !wal_has_room(e->wal, 4 + (uint64_t)b->len))
-		ck_kick(e);
+	if (e->has_thread) {
+		int wr = wait_room(e, 4 + (uint64_t)b->len);
+		if (wr < 0) {
+			pthread_mutex_unlock(&e->commit_lock);
+			return wr;
+		}
+	}
 	lsn_t end;
 	const void *mapped = NULL;
 	/* Values by reference go from where they lie on a mapped log; without a mapping the
@@ -1676,6 +1723,7 @@ int engine_stat(struct engine *e, struct engine_stat *out)
 	out->n_commits = atomic_load(&e->n_commits);
 	out->n_backpressure = atomic_load(&e->n_backpressure);
 	out->n_iter_tombstones = atomic_load(&e->n_iter_tombstones);
+	out->short_of_space = atomic_load(&e->nospc);
 	return 0;
 }
 

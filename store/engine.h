@@ -199,6 +199,8 @@ struct engine_stat {
 	uint64_t n_iter_tombstones; /* deletions (overlay tombstones) iterators stepped over
 				       without returning them: work a scan pays for deletes
 				       not yet checkpointed */
+	bool short_of_space;      /* a checkpoint failed with -ENOSPC and none succeeded
+				     since: commits that add data get -ENOSPC (engine.c INV-E3) */
 };
 int engine_stat(struct engine *e, struct engine_stat *out);
 

@@ -1787,6 +1787,106 @@ START_TEST(test_no_thread_ring_full)
 END_TEST
 
 /*
+ * A full ring on a full disk (INV-E3, engine.c wait_room; review H20): a commit whose record
+ * the ring has no room for asks for a checkpoint, and when that checkpoint fails with -ENOSPC
+ * the commit gets -ENOSPC, logging nothing, where it waited for room for ever (holding
+ * commit_lock: every later commit, the unlink that could make room too, hung behind it; this
+ * test then ends by its timeout).  The ring (16 MiB, so that a checkpoint needs more than the
+ * data file's free tail, pager.c "Growth") is laid out so that the record does not fit while
+ * the log is under half full (no checkpoint was due): 0.3 of it released, 0.45 in use at
+ * 0.3-0.75, and a record of 0.4 that must skip to the next lap.  Once the disk has room again
+ * a checkpoint succeeds and the same commit goes through; after a reopen every committed
+ * value is there and nothing refused is.
+ */
+#define NF_RING (16u << 20)
+#define NF_N 8 /* keys a batch: values under ENGINE_MAX_VALUE */
+
+/* Commit one batch of NF_N keys base + i, values of `bytes` / NF_N bytes each: want. */
+static void nf_put(struct engine *e, struct engine_batch *b, uint32_t base, size_t bytes,
+		   int want)
+{
+	static uint8_t v[ENGINE_MAX_VALUE];
+	engine_batch_clear(b);
+	for (uint32_t i = 0; i < NF_N; i++) {
+		uint32_t k = base + i;
+		tf_value_fill(v, bytes / NF_N, k);
+		bput(b, 0, &k, sizeof(k), v, bytes / NF_N);
+	}
+	EXPECT(engine_commit(e, b, NULL), want);
+}
+
+/* The keys of nf_put(base, bytes) read back (present) or are all missing. */
+static void nf_get(struct engine *e, uint32_t base, size_t bytes, bool present)
+{
+	static uint8_t v[ENGINE_MAX_VALUE];
+	for (uint32_t i = 0; i < NF_N; i++) {
+		uint32_t k = base + i;
+		size_t got = 0;
+		int rc = engine_get(e, 0, &k, sizeof(k), v, sizeof(v), &got);
+		if (!present) {
+			EXPECT(rc, -ENOENT);
+			continue;
+		}
+		OK(rc);
+		TU_ASSERT(got == bytes / NF_N && tf_value_check(v, got, k), "key %u: %zu bytes "
+			  "(want %zu) or wrong bytes", k, got, bytes / NF_N);
+	}
+}
+
+START_TEST(test_nospc_ring_full)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine_batch *b = engine_batch_new();
+	const size_t v30 = NF_RING / 10 * 3, v45 = NF_RING / 100 * 45, v40 = NF_RING / 10 * 4;
+
+	TU_ASSERT(b != NULL, "%s", "out of memory");
+	tu_env_fault(&env, 37);
+	opts_init(&o, &env, STORE_CREATE);
+	o.log_ring_bytes = NF_RING;
+	o.ckpt_overlay_bytes = 256u << 20; /* no checkpoint by size: only at the ring's half */
+	o.ckpt_interval_ms = 600000;
+	struct engine *e = eopen_ok(&env, &o);
+	nf_put(e, b, 100, v30, 0);
+	OK(engine_checkpoint(e));
+	nf_put(e, b, 200, v45, 0);
+	struct engine_stat s = estat(e);
+	TU_ASSERT(s.log_bytes < NF_RING / 2 && s.n_checkpoints == 1, "log %" PRIu64 " bytes, %"
+		  PRIu64 " checkpoints: a checkpoint was due", s.log_bytes, s.n_checkpoints);
+
+	io_fault_set_space_limit(env.m, io_fault_space_used(env.m)); /* the disk is full */
+	nf_put(e, b, 300, v40, -ENOSPC);
+	TU_ASSERT(estat(e).short_of_space, "%s", "the engine is not short of space");
+	nf_get(e, 100, v30, true);
+	nf_get(e, 200, v45, true);
+	nf_get(e, 300, v40, false);
+	/* a delete is still admitted, and its small record fits the rest of the lap */
+	engine_batch_clear(b);
+	OK(engine_batch_del(b, 0, &(uint32_t){100}, sizeof(uint32_t)));
+	commit_ok(e, b);
+	get_missing(e, 0, &(uint32_t){100}, sizeof(uint32_t));
+	nf_put(e, b, 300, v40, -ENOSPC); /* the retry the delete asked for failed too */
+
+	io_fault_set_space_limit(env.m, 0); /* room again */
+	OK(engine_checkpoint(e));
+	TU_ASSERT(!estat(e).short_of_space, "%s", "short of space after a checkpoint with room");
+	nf_put(e, b, 300, v40, 0);
+	engine_batch_clear(b);
+	for (uint32_t i = 0; i < NF_N; i++)
+		OK(engine_batch_del(b, 0, &(uint32_t){100 + i}, sizeof(uint32_t)));
+	commit_ok(e, b);
+	eclose_ok(e);
+	e = eopen_ok(&env, &o);
+	nf_get(e, 100, v30, false);
+	nf_get(e, 200, v45, true);
+	nf_get(e, 300, v40, true);
+	eclose_ok(e);
+	engine_batch_free(b);
+	tu_env_fini(&env);
+}
+END_TEST
+
+/*
  * engine_batch_put_ref: a value by reference is read at commit, not at the put (changed in
  * between, the commit logs the change), and not after (changed after, nothing committed
  * changes: the overlay reads the log); one under EXT_MIN (1 KiB) is copied at the put.  Mixed
@@ -3684,6 +3784,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_put_ref_race);
 	tcase_add_test(tc, test_no_thread_ring_full);
 	tcase_add_test(tc, test_big_batch_stream);
+	tcase_add_test(tc, test_nospc_ring_full);
 	tcase_add_test(tc, test_reserve_keeps_ops);
 	suite_add_tcase(s, tc);
 
