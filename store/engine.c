@@ -3,9 +3,10 @@
  * checkpoints, recovery.  See engine.h for the contract.
  *
  * Locks (in this order when nested):
- *   ck_run_lock  one checkpoint at a time (the thread, engine_checkpoint, close);
  *   commit_lock  one commit at a time, so that log order == overlay order (a frozen overlay is
  *                always a prefix of the log: INV-E1);
+ *   ck_run_lock  one checkpoint at a time (the thread, engine_checkpoint, close, and a commit
+ *                of an engine without the thread that finds the log full: wait_room);
  *   ov_lock      (rwlock) the active/frozen pointers and the active overlay's contents;
  *                readers hold it shared across a whole lookup, so a checkpoint cannot drop the
  *                frozen overlay between a reader's look at it and its look at the tree (INV-E2);
@@ -792,7 +793,7 @@ static void backpressure(struct engine *e)
 /*
  * Before an append (caller holds commit_lock, so no other append takes room meanwhile): wait
  * until the log's ring has room for a record of `len` payload bytes, asking the checkpoint
- * thread for the checkpoints that release it.  ck_due need not have asked: a log under half
+ * thread for the checkpoints that release it (without the thread: running one).  ck_due need not have asked: a log under half
  * full and under ckpt_overlay_bytes may still lack room for a big record pushed to the next
  * lap past a pad (check_engine test_big_batch_stream).  0 when there is room; -EIO when the
  * engine failed; -ENOSPC when a checkpoint that ran after the request left the engine short
@@ -803,6 +804,14 @@ static void backpressure(struct engine *e)
  */
 static int wait_room(struct engine *e, uint64_t len)
 {
+	if (!e->has_thread) {
+		/* Nobody else would release the log (kvfs-check -y commits its repairs so: review
+		 * H20): checkpoint here, which empties it.  Under commit_lock, so that no other
+		 * commit takes the room between this look and the append (review H21).  Its error
+		 * (-ENOSPC on a full disk) is the commit's. */
+		int cr = wal_has_room(e->wal, len) ? 0 : ck_run(e);
+		return cr < 0 ? cr : 0;
+	}
 	int r = 0;
 	pthread_mutex_lock(&e->ck_lock);
 	while (!e->stopping && !wal_has_room(e->wal, len)) {
@@ -889,26 +898,16 @@ int engine_commit(struct engine *e, struct engine_batch *b, uint64_t *lsn)
 	if (nospc && (b->ndel == 0 || b->put_bytes > NOSPC_PUT_BYTES))
 		return -ENOSPC; /* INV-E3: nothing logged, nothing changed */
 	backpressure(e);
-	/* Without a checkpoint thread nobody would release the log while this append waited for
-	 * room in it (kvfs-check -y commits its repairs so: review H20): checkpoint here, before
-	 * commit_lock (ck_run takes it after ck_run_lock).  Its error is the commit's. */
-	if (!e->has_thread && !wal_has_room(e->wal, 4 + (uint64_t)b->len)) {
-		int cr = ck_run(e);
-		if (cr < 0)
-			return cr;
-	}
 	st32(b->buf + WAL_REC_HDR, b->nops); /* the record's payload: op count, then the ops */
 	pthread_mutex_lock(&e->commit_lock);
 	if (atomic_load(&e->failed)) {
 		pthread_mutex_unlock(&e->commit_lock);
 		return -EIO;
 	}
-	if (e->has_thread) {
-		int wr = wait_room(e, 4 + (uint64_t)b->len);
-		if (wr < 0) {
-			pthread_mutex_unlock(&e->commit_lock);
-			return wr;
-		}
+	int wr = wait_room(e, 4 + (uint64_t)b->len);
+	if (wr < 0) {
+		pthread_mutex_unlock(&e->commit_lock);
+		return wr;
 	}
 	lsn_t end;
 	const void *mapped = NULL;

@@ -1786,6 +1786,62 @@ START_TEST(test_no_thread_ring_full)
 }
 END_TEST
 
+/* Two threads commit to an engine without a checkpoint thread, each commit that finds no room
+ * checkpointing inline (under commit_lock: engine.c wait_room), while the other's batches
+ * arrive; every value reads back, and after a reopen.  Thread t commits rounds
+ * [40 t, 40 t + 40) of test_no_thread_ring_full's batches.  (The race review H21 found, a
+ * look at the room before commit_lock, left the last commit of a run waiting for ever only
+ * when the other thread's append took the room in between and it had nothing more to commit:
+ * 12 runs of this test with the old code did not meet it.) */
+struct nt_writer {
+	struct engine *e;
+	int first;
+	_Atomic int bad;
+};
+
+static void *nt_write(void *arg)
+{
+	struct nt_writer *w = arg;
+	struct engine_batch *b = engine_batch_new();
+	static _Thread_local uint8_t v[64u << 10];
+	for (int r = w->first; b && r < w->first + 40; r++) {
+		engine_batch_clear(b);
+		for (int i = 0; i < nt_keys(r); i++) {
+			uint32_t k = (uint32_t)(r * 100 + i);
+			tf_value_fill(v, nt_len(r, i), k);
+			if (engine_batch_put(b, 0, &k, sizeof(k), v, nt_len(r, i)) < 0)
+				atomic_store(&w->bad, -ENOMEM);
+		}
+		int rc = engine_commit(w->e, b, NULL);
+		if (rc < 0)
+			atomic_store(&w->bad, rc);
+	}
+	if (!b)
+		atomic_store(&w->bad, -ENOMEM);
+	engine_batch_free(b);
+	return NULL;
+}
+
+START_TEST(test_no_thread_two_writers)
+{
+	struct tu_env env;
+	struct engine_options o;
+	struct engine_batch *b = engine_batch_new();
+	struct engine *e = big_open(&env, &o, 38, 1u << 20, 1u << 20, true);
+	struct nt_writer w[2] = { { .e = e, .first = 0 }, { .e = e, .first = 40 } };
+	pthread_t th[2];
+	for (int t = 0; t < 2; t++)
+		TU_ASSERT(pthread_create(&th[t], NULL, nt_write, &w[t]) == 0, "%s",
+			  "pthread_create");
+	for (int t = 0; t < 2; t++) {
+		pthread_join(th[t], NULL);
+		TU_ASSERT(atomic_load(&w[t].bad) == 0, "writer %d: engine_commit = %d", t,
+			  atomic_load(&w[t].bad));
+	}
+	big_rounds_end(e, &env, &o, b, 80, nt_keys, nt_len);
+}
+END_TEST
+
 /*
  * A full ring on a full disk (INV-E3, engine.c wait_room; review H20): a commit whose record
  * the ring has no room for asks for a checkpoint, and when that checkpoint fails with -ENOSPC
@@ -3783,6 +3839,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, test_put_ref);
 	tcase_add_test(tc, test_put_ref_race);
 	tcase_add_test(tc, test_no_thread_ring_full);
+	tcase_add_test(tc, test_no_thread_two_writers);
 	tcase_add_test(tc, test_big_batch_stream);
 	tcase_add_test(tc, test_nospc_ring_full);
 	tcase_add_test(tc, test_reserve_keeps_ops);
