@@ -1694,15 +1694,19 @@ START_TEST(test_values_in_log)
 END_TEST
 
 /* tu_wrap_env's before_pwritev for test_put_ref_race, when armed: scribbles over the buffers
- * of 4 KiB or more of every pwritev before they are written, as a caller changing a value put
- * by reference while its commit writes it. */
+ * of every pwritev that lie in the caller's value (scribble_val: not the log's own, such as
+ * its zeros ahead of a record, log.c "Written ring") before they are written, as a caller
+ * changing a value put by reference while its commit writes it. */
 static _Atomic bool scribble_armed;
+static uint8_t scribble_val[64u << 10];
 
 static void scribble(const struct iovec *iov, int n)
 {
-	for (int i = 0; atomic_load(&scribble_armed) && i < n; i++)
-		if (iov[i].iov_len >= 4096)
-			memset(iov[i].iov_base, 'M', 64);
+	for (int i = 0; atomic_load(&scribble_armed) && i < n; i++) {
+		uint8_t *p = iov[i].iov_base;
+		if (p >= scribble_val && p + iov[i].iov_len <= scribble_val + sizeof(scribble_val))
+			memset(p, 'M', 64);
+	}
 }
 
 /*
@@ -1716,7 +1720,8 @@ START_TEST(test_put_ref_race)
 {
 	struct tu_env env;
 	struct engine_options o;
-	static uint8_t v[64u << 10], want[64u << 10];
+	uint8_t *v = scribble_val;
+	static uint8_t want[64u << 10];
 
 	tu_env_fault(&env, 37);
 	struct tu_wrap_env sc;
@@ -1727,12 +1732,12 @@ START_TEST(test_put_ref_race)
 	o.no_checkpoint_thread = true;
 	struct engine *e = eopen_ok(&env, &o);
 	struct engine_batch *b = engine_batch_new();
-	memset(v, 'a', sizeof(v));
-	OK(engine_batch_put_ref(b, 0, "big", 3, v, sizeof(v)));
+	memset(v, 'a', sizeof(scribble_val));
+	OK(engine_batch_put_ref(b, 0, "big", 3, v, sizeof(scribble_val)));
 	atomic_store(&scribble_armed, true);
 	commit_ok(e, b);
 	atomic_store(&scribble_armed, false);
-	memcpy(want, v, sizeof(v)); /* as written: scribbled */
+	memcpy(want, v, sizeof(want)); /* as written: scribbled */
 	TU_ASSERT(want[0] == 'M', "%s", "the scribbler did not run");
 	get_expect(e, 0, "big", 3, want, sizeof(want), SIZE_MAX);
 	engine_batch_clear(b);

@@ -1163,6 +1163,20 @@ START_TEST(log_header)
 	w = wopen_ok(io_fault_env(m), LOGF, false);
 	TU_ASSERT_EQ(io_fault_file_size(m, LOGF), HDR + RING, "%s", "allocated again");
 	TU_ASSERT_EQ(recover_ok(w, 0, &got), end, "%s", "the record is kept");
+	/* appends after it: only the chunks wholly past the cut file's end count as allocated
+	 * here (log.c "Written ring"), so no zeros land on the record */
+	for (int i = 0; i < 3; i++) {
+		lsn_t e2;
+		struct iovec iov = { (void *)"after", 5 };
+		TU_ASSERT_EQ(wal_append(w, 1, &iov, 1, &e2), 0, "%s", "append after the record");
+	}
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	io_fault_power_cut(m);
+	wal_close(w);
+	m = reboot(m, 102);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	recover_ok(w, 0, &got);
+	TU_ASSERT_EQ(got.n, 4, "%s", "the record and the three after it");
 	wal_close(w);
 	io_fault_free(m);
 	io_fault_free(m0);
@@ -2516,6 +2530,87 @@ START_TEST(core_resize)
 }
 END_TEST
 
+/*
+ * Written ring (log.c): an append that reaches a 256 KiB chunk of the ring that this handle
+ * allocated and has not written writes zeros over the whole chunk first, once; a record that
+ * covers a chunk wholly writes it itself; nothing is zeroed in later laps, in a ring opened
+ * as it was (not allocated by the handle), or in the part of a grown ring that was there
+ * before.  Every record reads back after a power cut (zeros only where no record is).
+ */
+#define ZC (256u << 10)
+static uint64_t zeroed(struct wal *w)
+{
+	struct wal_stat st;
+	wal_stat(w, &st);
+	return st.bytes_zeroed;
+}
+
+START_TEST(core_written_ring)
+{
+	uint64_t seed = tu_seed("KVFS_SEED", DEFAULT_SEED + 34);
+	struct io_fault *m = machine(seed);
+	struct recs app = { 0 }, got = { 0 };
+	struct wal *w = wopen_ok(io_fault_env(m), LOGF, true); /* RING: 4 chunks */
+	uint8_t *big = malloc(RING / 2);
+	static uint8_t buf[100];
+	lsn_t e;
+
+	TU_ASSERT(big != NULL, "%s", "out of memory");
+	tu_seed_begin("KVFS_SEED", seed);
+	TU_ASSERT_EQ(wal_recover(w, 0, collect, &got, &e), 0, "%s", "recover a new log");
+	TU_ASSERT_EQ(zeroed(w), 0, "%s", "before any append");
+	append_ok(w, &app, &e, 1, buf, sizeof(buf));
+	TU_ASSERT_EQ(zeroed(w), ZC, "%s", "the first append: chunk 0");
+	while (e + 128 <= ZC)
+		append_ok(w, &app, &e, 1, buf, sizeof(buf));
+	TU_ASSERT_EQ(zeroed(w), ZC, "%s", "appends inside chunk 0");
+	append_ok(w, &app, &e, 1, buf, sizeof(buf));
+	TU_ASSERT_EQ(zeroed(w), 2 * ZC, "%s", "an append into chunk 1");
+	while (e + 128 <= 2 * ZC)
+		append_ok(w, &app, &e, 1, buf, sizeof(buf));
+	/* from inside chunk 1 over all of chunk 2 into chunk 3: 1 and 3 zeroed, 2 written */
+	size_t len = (size_t)(3 * ZC - e) + 1000 - WAL_REC_HDR;
+	tf_value_fill(big, len, 7);
+	append_ok(w, &app, &e, 2, big, len);
+	TU_ASSERT_EQ(zeroed(w), 3 * ZC, "%s", "a record over chunk 2 (3 zeroed)");
+	/* later laps: nothing more */
+	for (int i = 0; i < 200; i++) {
+		append_ok(w, &app, &e, 1, buf, sizeof(buf));
+		tf_value_fill(big, 20000, (uint64_t)i);
+		append_ok(w, &app, &e, 3, big, 20000);
+		wal_release(w, app.v[app.n - 2].lsn);
+	}
+	TU_ASSERT(e > 2 * RING, "%s", "two laps");
+	TU_ASSERT_EQ(zeroed(w), 3 * ZC, "%s", "later laps");
+	TU_ASSERT_EQ(wal_sync(w), 0, "%s", "sync");
+	lsn_t released = app.v[app.n - 2].lsn;
+	io_fault_power_cut(m);
+	wal_close(w);
+	m = reboot(m, seed + 1);
+	w = wopen_ok(io_fault_env(m), LOGF, false);
+	TU_ASSERT_EQ(recover_ok(w, released, &got), e, "%s", "end after the cut");
+	TU_ASSERT_EQ(got.n, app.n - first_at(&app, released), "%s", "every record");
+	append_ok(w, &app, &e, 1, buf, sizeof(buf));
+	TU_ASSERT_EQ(zeroed(w), 0, "%s", "a ring opened as it was");
+	wal_release(w, e);
+	/* grown: each new chunk (4..15) is zeroed when the appends of a lap first reach it (the
+	 * one the log's end lands in at its first), the old ones not */
+	TU_ASSERT_EQ(wal_resize(w, 4 * RING), 0, "%s", "grow");
+	lsn_t e0 = e;
+	while (e < e0 + 4 * RING) {
+		append_ring_ok(w, 4 * RING, &app, &e, 1, buf, sizeof(buf));
+		wal_release(w, e);
+	}
+	TU_ASSERT_EQ(zeroed(w), 12 * (uint64_t)ZC, "%s", "a lap of the grown ring");
+	wal_close(w);
+	io_fault_free(m);
+	free(big);
+	recs_free(&app);
+	recs_free(&got);
+	tu_seed_end();
+}
+END_TEST
+
 /* A file longer than its ring (what a crash in a resize leaves): inspection says so and finds
  * the log sound; a read-only open leaves it; a writable open trims it. */
 START_TEST(log_long_file)
@@ -2763,6 +2858,7 @@ static Suite *wal_suite(void)
 	tcase_add_test(core, core_limits);
 	tcase_add_test(core, core_reset);
 	tcase_add_test(core, core_resize);
+	tcase_add_test(core, core_written_ring);
 
 	tcase_add_test(log, log_torn_tail);
 	tcase_add_test(log, log_stale_lap);

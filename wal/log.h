@@ -221,6 +221,8 @@ struct wal_stat {
 	uint64_t n_syncs;     /* fdatasync calls (open, recover and reset included) */
 	uint64_t n_waits;     /* wal_wait_durable calls that did not find their LSN durable */
 	uint64_t n_full_waits; /* appends that waited for room */
+	uint64_t bytes_zeroed; /* zeros written ahead of appends into chunks of the ring this
+				  handle allocated and had not written (log.c "Written ring") */
 };
 void wal_stat(struct wal *w, struct wal_stat *out);
 
