@@ -2835,6 +2835,177 @@ START_TEST(fault_resize)
 }
 END_TEST
 
+/* ---- model: random operations against a list of the live records ------------------------- */
+
+/*
+ * A random mix against a model of the log (written with review H22 of the "Written ring"
+ * zeros, log.c): appends of 0-300 bytes, 1-40 KB and up to half the ring (more than a zero
+ * chunk), releases, resets and resizes of the emptied log to random sizes of 1-3 MiB (LSNs
+ * going on, the log's end landing anywhere in the new ring), and power cuts after a sync,
+ * after which the file is sometimes cut short past the live records (wal_open allocates the
+ * ring again) before the reopen and recovery.  After every step each live record is read
+ * from the file image (header and payload); after every cut every synced record must be
+ * recovered and every recovered one must be what was appended there.  It fails when zeros
+ * land on a live record: with a chunk's bit never cleared (at step 1), with every chunk
+ * marked at a re-allocation (at step 25).
+ */
+#define MODEL_RING_ROUNDS 12
+#define MODEL_RING_STEPS 2500
+
+struct mrec {
+	lsn_t lsn, end;
+	size_t len;
+	uint64_t tag;
+};
+
+struct mring {
+	struct tu_rng r;
+	struct io_fault *m;
+	struct wal *w;
+	uint64_t ring, tag;
+	struct mrec *v; /* every record appended, oldest first; the live ones from `released` */
+	size_t n, cap;
+	lsn_t end, released;
+};
+
+static uint8_t mr_buf[3u << 20], mr_chk[3u << 20];
+
+/* Every live record of the model reads back from the file image. */
+static void mr_check_live(const struct mring *mr, const char *what, int step)
+{
+	for (size_t i = 0; i < mr->n; i++) {
+		const struct mrec *c = &mr->v[i];
+		uint8_t h[WAL_REC_HDR];
+		uint64_t off = HDR + c->lsn % mr->ring;
+		if (c->lsn < mr->released)
+			continue;
+		TU_ASSERT_EQ(io_fault_peek(mr->m, LOGF, off, h, WAL_REC_HDR), 0, "%s", "peek");
+		TU_ASSERT(ld64(h + 8) == c->lsn /* the header's lsn field */ && ld32(h) == WAL_REC_HDR + c->len,
+			  "%s, step %d: live record %zu (lsn %" PRIu64 ", %zu bytes): header damaged",
+			  what, step, i, c->lsn, c->len);
+		TU_ASSERT_EQ(io_fault_peek(mr->m, LOGF, off + WAL_REC_HDR, mr_chk, c->len), 0, "%s",
+			     "peek");
+		TU_ASSERT(tf_value_check(mr_chk, c->len, c->tag), "%s, step %d: live record %zu "
+			  "(lsn %" PRIu64 "): payload damaged", what, step, i, c->lsn);
+	}
+}
+
+static void mr_append(struct mring *mr, int step)
+{
+	unsigned k = (unsigned)tu_rng_below(&mr->r, 100);
+	size_t len = k < 65 ? tu_rng_below(&mr->r, 300)
+		   : k < 90 ? tu_rng_range(&mr->r, 1000, 40000)
+			    : tu_rng_below(&mr->r, mr->ring / 2 - 32);
+	lsn_t rec_end, lsn = model_place(mr->ring, mr->end, len, &rec_end), got_end = 0;
+	for (size_t i = 0; rec_end - mr->released > mr->ring;) { /* room: release (INV-2) */
+		while (i < mr->n && mr->v[i].lsn < mr->released)
+			i++;
+		mr->released = i < mr->n ? mr->v[i].end : mr->end;
+		wal_release(mr->w, mr->released);
+	}
+	tf_value_fill(mr_buf, len, ++mr->tag);
+	TU_ASSERT_EQ(append_split(mr->w, 1, mr_buf, len, &got_end), 0, "append of %zu", len);
+	TU_ASSERT_EQ(got_end, rec_end, "%s", "placement");
+	if (mr->n == mr->cap) {
+		mr->cap = mr->cap ? 2 * mr->cap : 1024;
+		mr->v = realloc(mr->v, mr->cap * sizeof(*mr->v));
+		TU_ASSERT(mr->v != NULL, "%s", "out of memory");
+	}
+	mr->v[mr->n++] = (struct mrec){ lsn, rec_end, len, mr->tag };
+	mr->end = rec_end;
+	mr_check_live(mr, "after an append", step);
+}
+
+/* Sync, cut the power, maybe cut the file short past the live records, reopen, recover. */
+static void mr_cut(struct mring *mr, int round, int step)
+{
+	TU_ASSERT_EQ(wal_sync(mr->w), 0, "%s", "sync");
+	lsn_t synced = mr->end;
+	io_fault_power_cut(mr->m);
+	wal_close(mr->w);
+	mr->m = reboot(mr->m, tu_rng_next(&mr->r));
+	if (tu_rng_chance(&mr->r, 1, 2) && mr->end % mr->ring != 0 &&
+	    mr->released / mr->ring == (mr->end - 1) / mr->ring) {
+		uint64_t lo = (HDR + mr->end % mr->ring + 4095) & ~(uint64_t)4095;
+		uint64_t cut = lo + 4096 * tu_rng_below(&mr->r, (HDR + mr->ring - lo) / 4096 + 1);
+		if (cut < HDR + mr->ring) {
+			struct io_file *f;
+			TU_ASSERT_EQ(io_open(io_fault_env(mr->m), LOGF, 0, 0644, &f), 0, "%s", "open");
+			TU_ASSERT_EQ(io_truncate(f, cut), 0, "%s", "truncate");
+			TU_ASSERT_EQ(io_sync(f), 0, "%s", "sync");
+			io_close(f);
+		}
+	}
+	mr->w = NULL;
+	TU_ASSERT_EQ(wopen(io_fault_env(mr->m), LOGF, false, false, 0, &mr->w), 0, "%s", "reopen");
+	struct recs got = { 0 };
+	lsn_t e = recover_ok(mr->w, mr->released, &got);
+	size_t first = 0, durable;
+	while (first < mr->n && mr->v[first].lsn < mr->released)
+		first++;
+	for (durable = first; durable < mr->n && mr->v[durable].end <= synced;)
+		durable++;
+	TU_ASSERT(got.n >= durable - first, "round %d, step %d: %zu records recovered, %zu were "
+		  "durable", round, step, got.n, durable - first);
+	for (size_t i = 0; i < got.n; i++) {
+		const struct mrec *c = &mr->v[first + i];
+		TU_ASSERT(first + i < mr->n && got.v[i].lsn == c->lsn && got.v[i].len == c->len &&
+			  tf_value_check(got.v[i].data, got.v[i].len, c->tag), "round %d, step %d: "
+			  "recovered record %zu is not the one appended there", round, step, i);
+	}
+	mr->n = first + got.n;
+	mr->end = e;
+	recs_free(&got);
+	mr_check_live(mr, "after a recovery", step);
+}
+
+START_TEST(model_ring)
+{
+	uint64_t seed0 = tu_seed("KVFS_SEED", DEFAULT_SEED + 40);
+
+	tu_seed_begin("KVFS_SEED", seed0);
+	for (int round = 0; round < MODEL_RING_ROUNDS; round++) {
+		struct mring mr = { .ring = RING, .tag = (seed0 + (uint64_t)round) << 20 };
+		struct recs none = { 0 };
+		lsn_t e;
+		tu_rng_init(&mr.r, seed0 + (uint64_t)round);
+		mr.m = machine(seed0 + (uint64_t)round);
+		mr.w = wopen_ok(io_fault_env(mr.m), LOGF, true);
+		TU_ASSERT_EQ(wal_recover(mr.w, 0, collect, &none, &e), 0, "%s", "recover a new log");
+		for (int step = 0; step < MODEL_RING_STEPS; step++) {
+			unsigned op = (unsigned)tu_rng_below(&mr.r, 100);
+			if (op < 75) {
+				mr_append(&mr, step);
+			} else if (op < 85) { /* release a random prefix of the live records */
+				size_t i = 0;
+				while (i < mr.n && mr.v[i].lsn < mr.released)
+					i++;
+				size_t j = i + tu_rng_below(&mr.r, mr.n - i + 1);
+				mr.released = j < mr.n ? mr.v[j].lsn : mr.end;
+				wal_release(mr.w, mr.released);
+			} else if (op < 92) { /* empty the log, then reset or resize it */
+				uint64_t nr = tu_rng_chance(&mr.r, 1, 3)
+						      ? mr.ring
+						      : RING + 4096 * tu_rng_below(&mr.r, (2u << 20) / 4096);
+				mr.released = mr.end;
+				wal_release(mr.w, mr.end);
+				TU_ASSERT_EQ(nr == mr.ring ? wal_reset(mr.w) : wal_resize(mr.w, nr), 0,
+					     "reset or resize to %" PRIu64, nr);
+				mr.ring = nr;
+				mr_check_live(&mr, "after a resize", step);
+			} else if (op < 96) {
+				mr_cut(&mr, round, step);
+			}
+		}
+		wal_close(mr.w);
+		io_fault_free(mr.m);
+		free(mr.v);
+		recs_free(&none);
+	}
+	tu_seed_end();
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------------- */
 
 static Suite *wal_suite(void)
@@ -2887,6 +3058,10 @@ static Suite *wal_suite(void)
 	tcase_add_test(inspect, inspect_header);
 
 	suite_add_tcase(s, core);
+	TCase *model = tcase_create("model");
+	tcase_set_timeout(model, 300);
+	tcase_add_test(model, model_ring);
+	suite_add_tcase(s, model);
 	suite_add_tcase(s, log);
 	suite_add_tcase(s, crash);
 	suite_add_tcase(s, fault);

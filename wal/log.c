@@ -77,7 +77,10 @@
  * allocation, and the bytes of it behind the append are free: an append enters a chunk at
  * its start, or after a jump of the log's end, to a lap's start or at a reset, past nothing
  * live), so a crash that keeps or loses any of its zeros changes no record; a failed zero
- * write fails the log as any failed write does (INV-4).  Measured (kvfs-bench syncwrite on a
+ * write fails the log as any failed write does (INV-4).  Only chunks wholly inside what was
+ * allocated are marked: a chunk across the old end of a grown ring, or of a file cut short,
+ * goes on converting block by block (review H22: a cost, at most 256 KiB a growth; the
+ * engine's automatic rings are whole MiB).  Measured (kvfs-bench syncwrite on a
  * new store's 36 MiB ring, 3 alternating runs, durable puts/s before -> after): 100-byte
  * puts, 1 thread 10.2-10.7 k -> 10.8-11.2 k, 16 threads 38.2-41.7 k -> 42.4-45.9 k; 4 KiB
  * puts, 1 thread 5.8-6.6 k -> 9.0-10.3 k, 16 threads 24.7-27.4 k -> 28.7-29.3 k.
