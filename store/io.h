@@ -58,6 +58,12 @@ struct io_methods {
 	ssize_t (*pwritev)(struct io_file *f, const struct iovec *iov, int iovcnt, uint64_t off);
 	/* Make every completed write (and the file size) durable: fdatasync(2).  0 or -errno. */
 	int (*sync)(struct io_file *f);
+	/* Start writing [off, off+len) back to the disk without waiting for it
+	 * (sync_file_range(2), SYNC_FILE_RANGE_WRITE): a hint, so that the next sync finds less
+	 * to write and the disk works while the caller goes on.  Makes nothing durable, and
+	 * leaves any write error to the sync that follows.  0 or -errno (callers may ignore
+	 * it).  Models without a page cache (io_fault) do nothing. */
+	int (*writeback)(struct io_file *f, uint64_t off, uint64_t len);
 	/* Current file size in bytes through *size.  0 or -errno. */
 	int (*size)(struct io_file *f, uint64_t *size);
 	/* Set the file size (ftruncate(2)).  0 or -errno. */
@@ -101,6 +107,8 @@ static inline ssize_t io_pread(struct io_file *f, void *b, size_t n, uint64_t of
 static inline ssize_t io_pwrite(struct io_file *f, const void *b, size_t n, uint64_t off)
 { return f->m->pwrite(f, b, n, off); }
 static inline int io_sync(struct io_file *f) { return f->m->sync(f); }
+static inline int io_writeback(struct io_file *f, uint64_t off, uint64_t len)
+{ return f->m->writeback(f, off, len); }
 /* For the implementations of pwritev: the sum of iov's lengths, or -EINVAL (iovcnt < 0, iov
  * NULL with buffers, or a sum over SSIZE_MAX). */
 static inline ssize_t io_iov_total(const struct iovec *iov, int iovcnt)

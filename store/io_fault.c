@@ -24,7 +24,8 @@
  * pending.
  *
  * Call counting and failures (io_fault_fail_at): a pwrite, sync, truncate or allocate made on
- * a live machine is counted before anything else is checked, whether or not it then fails
+ * a live machine (not a writeback, a hint that does nothing here) is counted before anything
+ * else is checked, whether or not it then fails
  * (-EBADF, -EFBIG, ...).  Argument errors are reported before an injected failure, as a kernel
  * rejects bad arguments before it reaches the disk.  Calls on a dead machine return -EIO
  * uncounted.  A sync is counted in both io_fault_calls and io_fault_syncs; when it is the sync
@@ -768,6 +769,26 @@ static int fault_allocate(struct io_file *f, uint64_t off, uint64_t len)
 	return size_op(f, OP_ALLOCATE, off, len);
 }
 
+/* writeback (store/io.h): a hint with nothing to do where the page cache is the pending list;
+ * not counted (a failure cannot be injected into it: the sync after it reports any). */
+static int fault_writeback(struct io_file *f, uint64_t off, uint64_t len)
+{
+	struct fault_file *h = ff(f);
+	int rc = 0;
+
+	lock_m(h->m);
+	if (h->m->dead)
+		rc = -EIO;
+	else if (h->flags & IO_OPEN_RDONLY)
+		rc = -EBADF;
+	else if (off > (uint64_t)INT64_MAX)
+		rc = -EINVAL; /* as io_posix */
+	else if (len > (uint64_t)INT64_MAX - off)
+		rc = -EFBIG;
+	unlock_m(h->m);
+	return rc;
+}
+
 static int fault_map(struct io_file *f, size_t reserve, const void **addr)
 {
 	struct fault_file *h = ff(f);
@@ -852,6 +873,7 @@ static const struct io_methods fault_methods = {
 	.pwrite = fault_pwrite,
 	.pwritev = fault_pwritev,
 	.sync = fault_sync,
+	.writeback = fault_writeback,
 	.size = fault_size,
 	.truncate = fault_truncate,
 	.allocate = fault_allocate,

@@ -1,6 +1,7 @@
 /*
  * store/io_posix.c — the POSIX io_env: the one place in kvfs that calls open, pread, pwrite,
- * fdatasync, fallocate, ftruncate, mmap, flock, fstat and unlink on a real descriptor.
+ * fdatasync, sync_file_range, fallocate, ftruncate, mmap, flock, fstat and unlink on a real
+ * descriptor.
  *
  * What it does: translates each io_methods call (store/io.h) into the system call it stands
  * for, hiding the two ways a system call can do less than asked without failing:
@@ -19,7 +20,7 @@
  *   INV-1  Every return is 0, a byte count, or a negative errno; errno is never the answer.
  *   INV-2  Every descriptor is opened with O_CLOEXEC, so a fork+exec elsewhere in the process
  *          (FUSE's mount helper, a test harness) never inherits the store's file or its lock.
- *   INV-3  A file opened IO_OPEN_RDONLY refuses pwrite/truncate/allocate with -EBADF before
+ *   INV-3  A file opened IO_OPEN_RDONLY refuses pwrite/truncate/allocate/writeback with -EBADF before
  *          any system call, so both io_envs answer alike (Linux's ftruncate would say EINVAL).
  *   INV-4  allocate() never changes a byte that is already in the file: its fallback (for file
  *          systems without fallocate(2)) writes zeros only past the current end of file.
@@ -308,11 +309,26 @@ static void posix_close(struct io_file *f)
 	free(f);
 }
 
+static int posix_writeback(struct io_file *f, uint64_t off, uint64_t len)
+{
+	if (pf(f)->flags & IO_OPEN_RDONLY)
+		return -EBADF; /* INV-3 */
+	int rc = check_range(off, len);
+	if (rc < 0)
+		return rc;
+	while (sync_file_range(pf(f)->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
 static const struct io_methods posix_methods = {
 	.pread = posix_pread,
 	.pwrite = posix_pwrite,
 	.pwritev = posix_pwritev,
 	.sync = posix_sync,
+	.writeback = posix_writeback,
 	.size = posix_size,
 	.truncate = posix_truncate,
 	.allocate = posix_allocate,

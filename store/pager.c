@@ -21,6 +21,16 @@
  * live pages for good, so it is kept small: at 1/8 (up to 64 MiB) the soak's data file stayed
  * 1.29 x its live data, at 1/32 1.19 x (tools/soak.sh, 240 s); the price is more fallocate
  * calls while a store grows (one per 1/32 of its size).
+ *
+ * Writeback.  After every PAGER_WRITEBACK bytes of pages written, the pager asks the kernel to
+ * start writing them back (io_writeback: sync_file_range(2) WRITE, no wait), so that the disk
+ * works while a checkpoint goes on copying, and the commit's fdatasync finds little left to
+ * write.  Without it a checkpoint copied everything, then waited for the disk to take it all,
+ * and writers waited for the log it releases (a fill left both cores idle 60 % of the time):
+ * kvfs-bench fillrandom, 3 alternating runs, 4 KiB values 214-226 k puts/s without, 282-293 k
+ * with (LMDB 205-267 k); 64 KiB values 16.9-17.8 k without, 20.6-22.1 k with (LMDB 17-29 k);
+ * 100-byte values unchanged.  A hint: its error is ignored
+ * (the sync reports any write error), and it makes nothing durable.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +41,7 @@
 #include "store/store_int.h"
 
 #define PAGER_MIN_RESERVE (16ull << 30)
+#define PAGER_WRITEBACK (2ull << 20)
 
 int pager_init(struct store *st, struct io_file *file, uint64_t file_size)
 {
@@ -270,8 +281,18 @@ int pager_write(struct store *st, pgno_t pgno, const void *buf, size_t n)
 	ssize_t r = io_pwrite(st->pager.file, buf, n * STORE_PAGE_SIZE, pgno * STORE_PAGE_SIZE);
 	if (r < 0)
 		return store_fail(st, (int)r);
-	uint64_t end = (pgno + n) * STORE_PAGE_SIZE;
-	if (end > st->pager.file_size)
-		st->pager.file_size = end;
+	struct pager *pg = &st->pager;
+	uint64_t off = pgno * STORE_PAGE_SIZE, end = off + n * STORE_PAGE_SIZE;
+	if (end > pg->file_size)
+		pg->file_size = end;
+	if (pg->wb_bytes == 0 || off < pg->wb_lo)
+		pg->wb_lo = off;
+	if (pg->wb_bytes == 0 || end > pg->wb_hi)
+		pg->wb_hi = end;
+	pg->wb_bytes += end - off;
+	if (pg->wb_bytes >= PAGER_WRITEBACK) {
+		(void)io_writeback(pg->file, pg->wb_lo, pg->wb_hi - pg->wb_lo); /* a hint */
+		pg->wb_bytes = 0;
+	}
 	return 0;
 }

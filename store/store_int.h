@@ -47,6 +47,9 @@ struct pager {
 	struct io_file *file;
 	_Atomic(struct mapping *) map;
 	uint64_t file_size; /* writer: bytes, as last set by us */
+	/* writer: what pager_write wrote since its last writeback hint, in bytes, and the span
+	 * of file offsets [wb_lo, wb_hi) it lies in ("Writeback" in pager.c) */
+	uint64_t wb_bytes, wb_lo, wb_hi;
 	/* One bit per page: the page's checksum and structure were verified (or the page was
 	 * written by this process).  Pages are immutable while reachable, so a bit stays true
 	 * until the page is freed and reused, when the writer clears it. */

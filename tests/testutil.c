@@ -653,6 +653,11 @@ static int wr_allocate(struct io_file *f, uint64_t off, uint64_t len)
 	return io_allocate(wr_in(f), off, len);
 }
 
+static int wr_writeback(struct io_file *f, uint64_t off, uint64_t len)
+{
+	return io_writeback(wr_in(f), off, len);
+}
+
 static int wr_map(struct io_file *f, size_t reserve, const void **addr)
 {
 	return io_map(wr_in(f), reserve, addr);
@@ -676,7 +681,7 @@ static void wr_close(struct io_file *f)
 
 static const struct io_methods wrap_methods = {
 	.pread = wr_pread, .pwrite = wr_pwrite, .pwritev = wr_pwritev, .sync = wr_sync,
-	.size = wr_size, .truncate = wr_truncate, .allocate = wr_allocate, .map = wr_map,
+	.writeback = wr_writeback, .size = wr_size, .truncate = wr_truncate, .allocate = wr_allocate, .map = wr_map,
 	.unmap = wr_unmap, .lock = wr_lock, .close = wr_close,
 };
 
