@@ -791,11 +791,12 @@ static void backpressure(struct engine *e)
 }
 
 /*
- * Before an append (caller holds commit_lock, so no other append takes room meanwhile): wait
- * until the log's ring has room for a record of `len` payload bytes, asking the checkpoint
- * thread for the checkpoints that release it (without the thread: running one).  ck_due need not have asked: a log under half
- * full and under ckpt_overlay_bytes may still lack room for a big record pushed to the next
- * lap past a pad (check_engine test_big_batch_stream).  0 when there is room; -EIO when the
+ * Before an append (caller holds commit_lock, so no other append takes room meanwhile, and
+ * room found stays): wait until the log's ring has room for a record of `len` payload bytes,
+ * asking the checkpoint thread for the checkpoints that release it (without the thread:
+ * running one).  ck_due need not have asked: a log under half full and under
+ * ckpt_overlay_bytes may still lack room for a big record pushed to the next lap past a pad
+ * (check_engine test_big_batch_stream).  0 when there is room; -EIO when the
  * engine failed; -ENOSPC when a checkpoint that ran after the request left the engine short
  * of space and the ring still full (INV-E3): only a checkpoint can make room, and none can
  * succeed on this disk, so waiting on in the log (wal_append's wait) would hold commit_lock
@@ -804,12 +805,14 @@ static void backpressure(struct engine *e)
  */
 static int wait_room(struct engine *e, uint64_t len)
 {
+	if (wal_has_room(e->wal, len))
+		return 0; /* the common case: no ck_lock on the commit path */
 	if (!e->has_thread) {
 		/* Nobody else would release the log (kvfs-check -y commits its repairs so: review
 		 * H20): checkpoint here, which empties it.  Under commit_lock, so that no other
 		 * commit takes the room between this look and the append (review H21).  Its error
 		 * (-ENOSPC on a full disk) is the commit's. */
-		int cr = wal_has_room(e->wal, len) ? 0 : ck_run(e);
+		int cr = ck_run(e);
 		return cr < 0 ? cr : 0;
 	}
 	int r = 0;

@@ -20,8 +20,9 @@
  *   INV-1  Every return is 0, a byte count, or a negative errno; errno is never the answer.
  *   INV-2  Every descriptor is opened with O_CLOEXEC, so a fork+exec elsewhere in the process
  *          (FUSE's mount helper, a test harness) never inherits the store's file or its lock.
- *   INV-3  A file opened IO_OPEN_RDONLY refuses pwrite/truncate/allocate/writeback with -EBADF before
- *          any system call, so both io_envs answer alike (Linux's ftruncate would say EINVAL).
+ *   INV-3  A file opened IO_OPEN_RDONLY refuses pwrite/truncate/allocate/writeback with
+ *          -EBADF before any system call, so both io_envs answer alike (Linux's ftruncate
+ *          would say EINVAL).
  *   INV-4  allocate() never changes a byte that is already in the file: its fallback (for file
  *          systems without fallocate(2)) writes zeros only past the current end of file.
  *

@@ -681,7 +681,8 @@ static void wr_close(struct io_file *f)
 
 static const struct io_methods wrap_methods = {
 	.pread = wr_pread, .pwrite = wr_pwrite, .pwritev = wr_pwritev, .sync = wr_sync,
-	.writeback = wr_writeback, .size = wr_size, .truncate = wr_truncate, .allocate = wr_allocate, .map = wr_map,
+	.writeback = wr_writeback, .size = wr_size, .truncate = wr_truncate,
+	.allocate = wr_allocate, .map = wr_map,
 	.unmap = wr_unmap, .lock = wr_lock, .close = wr_close,
 };
 

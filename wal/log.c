@@ -1290,8 +1290,8 @@ static const uint8_t zero_pad[8];
  * written now: with zeros, when the write covers only part of it, or by the write itself when
  * it covers all of it.  Every write into the ring comes here first (but the stale scan's
  * erasures at open, which find nothing to erase in a chunk allocated by that open: it reads
- * as zeros), so a chunk whose bit is set holds nothing written since its allocation.  0 or the write's -errno (the caller fails
- * the log, as for any write: INV-4).
+ * as zeros), so a chunk whose bit is set holds nothing written since its allocation.  0 or
+ * the write's -errno (the caller fails the log, as for any write: INV-4).
  */
 static int zero_ahead(struct wal *w, uint64_t off, uint64_t len)
 {
