@@ -122,13 +122,13 @@ touch "$T/stop"
 wait "$rpid" || true
 echo "    ran $(( $(date +%s) - t0 )) s"
 check_eq "every writer finished" 0 "$bad"
-errs=$(cat "$T"/err.* | head -n 5)
+errs=$(cat "$T"/err.* | sed -n 1,5p)
 check_eq "no operation of a writer failed (each is on its own names)" "" "$errs"
 
 check "unmount" fs_umount "$M"
 if [ -x "$BUILD/kvfs-check" ]; then
 	rc=0; out=$(timeout -k 5 120 "$BUILD/kvfs-check" -n "$S" 2>&1) || rc=$?
-	[ "$rc" -eq 0 ] || printf '%s\n' "$out" | head -n 20 | sed 's/^/    /'
+	[ "$rc" -eq 0 ] || printf '%s\n' "$out" | fs_indent 20
 	check_eq "kvfs-check -n: the store is clean" 0 "$rc"
 else
 	echo "    (no $BUILD/kvfs-check: the store is not verified offline; the checks below still run)"

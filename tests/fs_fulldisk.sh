@@ -85,7 +85,7 @@ check "at least 20 MiB went in before ENOSPC ($n files)" test "$n" -ge 80
 checkall() { # what
 	local j ok=0
 	for j in 1 2 3; do
-		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE | head -n 10 ||
+		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE | fs_indent 10 ||
 			true
 		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE \
 			>/dev/null || ok=1
@@ -98,13 +98,13 @@ check "a new file on the full mount gets ENOSPC" \
 check "unmount of the full store (the daemon exits)" fs_umount "$M"
 out=$("$CHECKER" -n "$S" 2>&1) && rc=0 || rc=$?
 check_eq "kvfs-check -n on the full store exits 0" 0 "$rc"
-[ "$rc" -eq 0 ] || printf '%s\n' "$out" | head -n 20 | sed 's/^/    /'
+[ "$rc" -eq 0 ] || printf '%s\n' "$out" | fs_indent 20
 mount_or_die -o checkpoint_mib=2 -o checkpoint_ms=500
 checkall "after the unmount and the next mount"
 check "the full mount still refuses new data with ENOSPC" \
 	bash -c "! head -c 100000 /dev/zero 2>$T/err >'$M/new' && grep -q 'No space left' $T/err"
 # a hole punched to make room, both ends inside blocks (two edge blocks rewritten zeroed)
-f1=$(find "$M/w1" -type f | sort | head -n 1)
+f1=$(find "$M/w1" -type f | sort | sed -n 1p)
 check "a hole punch with unaligned ends works on the full mount" \
 	fallocate -p -o 100 -l 200000 "$f1"
 check "the punched range reads as zeros" python3 -c "import sys
@@ -112,7 +112,7 @@ d = open(sys.argv[1], 'rb').read()
 sys.exit(0 if len(d) == $FILE and d[100:200100] == bytes(200000) else 1)" "$f1"
 rm_all() { # the first few errors only
 	rm -rf "$@" 2>"$T/err" && return 0
-	head -n 5 "$T/err" | sed 's/^/    /'
+	fs_indent 5 <"$T/err"
 	return 1
 }
 check "rm -rf of the writers' files works on the full mount" rm_all "$M/w1" "$M/w2" "$M/w3"

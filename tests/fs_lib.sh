@@ -11,6 +11,7 @@
 #   fs_kill9 MNT            # kill -9 the daemon, umount -l the dead mount
 #   fs_kill9_daemon MNT     # kill -9 the daemon only (the dead mount stays: ENOTCONN)
 #   fs_sanitized BUILD_DIR  # is it an ASan build (KVFS_SANITIZE=ON)?
+#   ... | fs_indent N       # the first N lines, indented (no SIGPIPE: it reads all its input)
 #   check "what" CMD...     # PASS if CMD exits 0;  check_eq "what" EXPECTED ACTUAL
 #   fs_summary              # prints "N passed, M failed"; exits 0 or 1
 #
@@ -26,6 +27,11 @@ declare -A FS_PID=()   # mountpoint -> daemon pid
 FS_T=${FS_T:-20}       # seconds allowed for one mount, unmount or daemon exit
 
 fs_log() { printf '%s\n' "$*"; }
+
+# fs_indent N: the first N lines of standard input, indented by four spaces.  It reads all of
+# its input: `| head -n N` exits early, and under `set -o pipefail` the writer's SIGPIPE (exit
+# 141) would stop the script.
+fs_indent() { sed -n "1,${1}s/^/    /p"; }
 
 check() { # check "message" CMD [ARGS...]
 	local msg=$1; shift
@@ -71,7 +77,7 @@ fs_is_mounted() { # MNT: is MNT a mount point right now? (paths here contain no 
 fs_regex() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'; }
 
 fs_pid_of() { # STORE MNT: the daemon serving STORE at MNT ("kvfs ... STORE MNT")
-	pgrep -f -- "kvfs( .*)? $(fs_regex "$1") $(fs_regex "$2")\$" | head -n 1
+	pgrep -f -- "kvfs( .*)? $(fs_regex "$1") $(fs_regex "$2")\$" | sed -n 1p
 }
 
 fs_wait_gone() { # PID [SECONDS]: 0 once PID has exited

@@ -343,7 +343,7 @@ if fs_mount "$T/ln.kvfs" "$T/ln"; then
 	ln_moves=0
 	for f in "$AUX"/ln.[1-4]; do [ -f "$f" ] && ln_moves=$((ln_moves + $(cat "$f"))); done
 	echo "    $ln_moves moves in $LSECS s"
-	cat "$AUX"/ln.err.* | head -n 4 | sed 's/^/    /'
+	cat "$AUX"/ln.err.* | fs_indent 4
 	check_eq "hard links beside readers: writers that failed (ln, mv, rm, or the links at the end)" \
 		0 "$ln_bad"
 	check "unmount" fs_umount "$L"
