@@ -5,10 +5,11 @@ compares a subtree with the model the journal replays to (tests/fs_torture.sh us
   fs_load.py load ROOT JOURNAL SEED MAXOPS [SECONDS]
       Run up to MAXOPS random operations (for at most SECONDS, default 60) in the existing,
       empty directory ROOT: create, write at offset, append, truncate, rename (of files and of
-      directories, also over an existing file), link, unlink, mkdir, rmdir, fsync.  Every
+      directories, also over an existing file), link, unlink, unlink of a file held open
+      (then written through its descriptor and closed), mkdir, rmdir, fsync.  Every
       operation is chosen valid for the model (so on a healthy mount it succeeds) and is one
-      system call that changes the store (one FUSE request: writes are at most 16 KiB), so its
-      effect is wholly present or wholly absent after a crash.  Before the call a line
+      system call that changes what the model sees (one FUSE request: writes are at most 16
+      KiB), so its effect is wholly present or wholly absent after a crash.  Before the call a line
       "I SEQ OP ARGS" is appended to JOURNAL (outside the mount), after it returned "D SEQ"
       (for an fsync that is the fsync's marker).  The first failing call ends the run with
       "E SEQ ERRNAME": the daemon was killed (ENOTCONN, ECONNABORTED).  The journal is
@@ -134,7 +135,7 @@ class Model:
             ino = self._file(src)
             self._need_new(dst)
             self.files[dst] = ino
-        elif op == "unlink":
+        elif op in ("unlink", "unlink_open"):
             (p,) = args
             self._file(p)
             self.drop_name(p)
@@ -198,6 +199,12 @@ def pick_op(m, rng, seq):
     if w < 0.70:
         return "link", [rng.choice(files), new()]
     if w < 0.80:
+        # a third of them on a file held open, whose only name it is: the daemon keeps the
+        # inode as an orphan until the release, and a kill in between leaves it for the next
+        # open to purge (the fd's writes after the unlink reach no name the model knows)
+        only = [f for f in files if sum(1 for i in m.files.values() if i == m.files[f]) == 1]
+        if only and rng.random() < 0.33:
+            return "unlink_open", [rng.choice(only)]
         return "unlink", [rng.choice(files)]
     if w < 0.87:
         return "mkdir", [new()]
@@ -231,6 +238,13 @@ def do_op(root, seed, seq, op, args):
         os.link(P(args[0]), P(args[1]))
     elif op == "unlink":
         os.unlink(P(args[0]))
+    elif op == "unlink_open":
+        fd = os.open(P(args[0]), os.O_RDWR)
+        try:
+            os.unlink(P(args[0]))
+            os.pwrite(fd, content(seed, seq, 4096), 0)  # into the orphan
+        finally:
+            os.close(fd)
     elif op == "mkdir":
         os.mkdir(P(args[0]))
     elif op == "rmdir":
