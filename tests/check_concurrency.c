@@ -657,12 +657,12 @@ static void *writer_main(void *p)
 			 * pins them.  A short reader descheduled on a loaded machine (CI runs
 			 * suites side by side) pins them for as long as it sleeps: the file then
 			 * grows for a reason this phase does not test.  So a commit waits (up to
-			 * 2 s) while a snapshot is older than 50 ms, or more than 8 commits old: a
+			 * 10 s) while a snapshot is older than 50 ms, or more than 8 commits old: a
 			 * fast writer commits hundreds of times within 50 ms (one CI run failed
 			 * with the time bound alone, suites and a profiler side by side on 2
 			 * cores), and the pages those commits free stay pinned meanwhile. */
 			struct store_stat ss;
-			for (int w = 0; w < 2000 && store_stat(sh->st, &ss) == 0 &&
+			for (int w = 0; w < 10000 && store_stat(sh->st, &ss) == 0 &&
 					(ss.oldest_reader_age_ns > 50000000 ||
 					 (ss.oldest_reader && ss.oldest_reader + 8 < ss.txnid));
 			     w++)

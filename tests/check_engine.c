@@ -89,9 +89,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -3373,13 +3371,11 @@ START_TEST(test_groupcommit)
 {
 	struct tu_env env;
 	struct engine_options o;
-	struct statfs sfs;
 	uint64_t calls[2], flushes[2];
 	double secs[2];
 
 	tu_env_posix(&env);
-	bool ramfs = statfs(env.dir, &sfs) == 0 &&
-		     (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+	bool ramfs = tu_dir_in_memory(env.dir);
 	opts_init(&o, &env, STORE_CREATE);
 	struct engine *e = eopen_ok(&env, &o);
 	for (unsigned phase = 0; phase < 2; phase++) {

@@ -1962,8 +1962,10 @@ START_TEST(groupcommit_threads)
 		GC_COMMITS, GC_THREADS * GC_COMMITS, syncs,
 		(double)(GC_THREADS * GC_COMMITS) / (double)(syncs ? syncs : 1), s.n_waits,
 		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-	TU_ASSERT(syncs <= GC_THREADS * GC_COMMITS / 2, "%" PRIu64 " syncs for %d commits", syncs,
-		  GC_THREADS * GC_COMMITS);
+	/* free-running after one barrier: on tmpfs a flush costs nothing, and threads that never
+	 * wait for one rarely share it (check_engine groupcommit says the same) */
+	TU_ASSERT(tu_dir_in_memory(dir) || syncs <= GC_THREADS * GC_COMMITS / 2,
+		  "%" PRIu64 " syncs for %d commits", syncs, GC_THREADS * GC_COMMITS);
 	TU_ASSERT(s.durable == s.end && s.n_appends == GC_THREADS * GC_COMMITS, "%s", "stat");
 	wal_close(w);
 

@@ -5,13 +5,14 @@
 #   fs_init "$1"            # BUILD_DIR: sets KVFS=BUILD_DIR/kvfs, installs the cleanup trap,
 #                           # exits 77 (skipped) when FUSE is absent or mounting is not permitted
 #   fs_tmpdir T             # T := a fresh directory, removed at exit (after unmounting under it)
-#   fs_mount STORE MNT [kvfs options...]    # background daemon; waits for /proc/mounts
+#   fs_mount STORE MNT [kvfs options...]    # background daemon; waits until it serves
 #   fs_mount_debug STORE MNT LOG [options...]  # the same with -d, every request logged to LOG
 #   fs_umount MNT           # umount, then wait for the daemon to checkpoint and exit
 #   fs_kill9 MNT            # kill -9 the daemon, umount -l the dead mount
 #   fs_kill9_daemon MNT     # kill -9 the daemon only (the dead mount stays: ENOTCONN)
 #   fs_sanitized BUILD_DIR  # is it an ASan build (KVFS_SANITIZE=ON)?
 #   ... | fs_indent N       # the first N lines, indented (no SIGPIPE: it reads all its input)
+#   fs_poll SECONDS CMD...  # CMD every 0.2 s until it succeeds; 1 after SECONDS
 #   check "what" CMD...     # PASS if CMD exits 0;  check_eq "what" EXPECTED ACTUAL
 #   fs_summary              # prints "N passed, M failed"; exits 0 or 1
 #
@@ -32,6 +33,17 @@ fs_log() { printf '%s\n' "$*"; }
 # its input: `| head -n N` exits early, and under `set -o pipefail` the writer's SIGPIPE (exit
 # 141) would stop the script.
 fs_indent() { sed -n "1,${1}s/^/    /p"; }
+
+# fs_poll SECONDS CMD...: run CMD every 0.2 s until it succeeds (0) or SECONDS have passed (1).
+# For what the daemon does in the background (a checkpoint thread's retry), in place of a
+# fixed sleep that a slow machine can outrun.
+fs_poll() {
+	local end=$((SECONDS + $1)); shift
+	until "$@"; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
 
 check() { # check "message" CMD [ARGS...]
 	local msg=$1; shift
@@ -96,8 +108,8 @@ fs_wait_gone() { # PID [SECONDS]: 0 once PID has exited
 }
 
 # fs_mount STORE MNT [OPTIONS...]: start the daemon (background mode) and wait until MNT is in
-# /proc/mounts (10 s at most).  Returns the daemon's status when it fails; its stderr is in
-# $FS_MOUNT_ERR (also printed).
+# /proc/mounts (10 s at most) and the daemon answers a statfs (FS_T s at most).  Returns the
+# daemon's status when it fails; its stderr is in $FS_MOUNT_ERR (also printed).
 FS_MOUNT_ERR=
 fs_mount() {
 	local store=$1 mnt=$2; shift 2
@@ -125,6 +137,12 @@ fs_mount() {
 		return 1
 	fi
 	FS_PID[$mnt]=$pid
+	# The daemon mounts, then opens the store (fs/kvfs.c main: libfuse forks it): a statfs
+	# is answered once it serves requests, so the store's files are as the open left them.
+	if ! timeout -k 5 "$FS_T" stat -f "$mnt" >/dev/null; then
+		fs_log "    the daemon at $mnt does not answer statfs within $FS_T s"
+		return 1
+	fi
 	return 0
 }
 

@@ -61,7 +61,10 @@ install_missing() { # [apt-get option...] -- package...: install those not insta
 	while [ "$1" != -- ]; do opts+=("$1"); shift; done
 	shift
 	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+		case $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) in
+		*" ok installed") ;;
+		*) missing+=("$p") ;;
+		esac
 	done
 	[ ${#missing[@]} -gt 0 ] || return 0
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -70,8 +73,10 @@ install_missing() { # [apt-get option...] -- package...: install those not insta
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${opts[@]}" "${missing[@]}"
 }
 
+# python3 (the mount tests' load and checks) and procps (pgrep) are in Debian's standard
+# images, not in its minimal ones
 install_missing -- cmake gcc make pkg-config libfuse3-dev fuse3 check libxxhash-dev liblmdb-dev \
-	libsqlite3-dev groff-base
+	libsqlite3-dev groff-base python3 procps
 
 jobs=$(nproc 2>/dev/null || echo 2)
 targets=

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 
 /* ---- 1. Seeds ------------------------------------------------------------------------ */
 
@@ -545,6 +547,13 @@ int tu_tmpdir(char *buf, size_t buflen)
 	if (!mkdtemp(buf))
 		return -errno;
 	return 0;
+}
+
+bool tu_dir_in_memory(const char *dir)
+{
+	struct statfs sfs;
+	return statfs(dir, &sfs) == 0 &&
+	       (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

@@ -194,6 +194,9 @@ char *tu_fmt_bytes(char *buf, size_t buflen, const void *p, size_t n, size_t max
 int tu_tmpdir(char *buf, size_t buflen);
 /* Remove `path` and everything under it (like rm -rf); missing is fine.  0 or -errno. */
 int tu_rmtree(const char *path);
+/* Is `dir` on tmpfs or ramfs, where fdatasync costs nothing?  Group-commit ratios are not
+ * asserted there: threads that never wait for a flush rarely overlap.  false on any error. */
+bool tu_dir_in_memory(const char *dir);
 
 /* Where stores live for one test: an in-memory io_fault machine, or a temp directory on the
  * POSIX environment.  `path` is the data file's path in either. */

@@ -14,7 +14,10 @@ sudo=""
 pkgs=(cmake gcc make pkg-config libfuse3-dev fuse3 libxxhash-dev)
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  case $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) in
+  *" ok installed") ;;
+  *) missing+=("$p") ;;
+  esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

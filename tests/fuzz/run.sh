@@ -139,16 +139,19 @@ wait || true
 status=0
 printf '%-6s %10s %8s %8s %8s %8s %8s %s\n' harness execs cov ft rss_mb slowest crashes \
 	"($secs s each, $par at a time, $((SECONDS - t0)) s in all)"
+# last_stat NAME LOG: the last value of libFuzzer's -print_final_stats line stat::NAME, or
+# nothing (a harness killed before its final stats: still reported, never a stop of this script)
+last_stat() { grep -o "stat::$1: *[0-9]*" "$2" | grep -o '[0-9]*$' | tail -n 1 || true; }
 for h in "${harnesses[@]}"; do
 	log="$work/$h.log"
 	art="$work/artifacts/$h"
 	rc=$(cat "$work/$h.rc" 2>/dev/null || echo '?')
-	execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-	final=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1)
+	execs=$(last_stat number_of_executed_units "$log")
+	final=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
 	cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$final")
 	ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$final")
-	rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-	slow=$(grep -o 'stat::slowest_unit_time_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+	rss=$(last_stat peak_rss_mb "$log")
+	slow=$(last_stat slowest_unit_time_sec "$log")
 	found=$(find "$art" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' \
 		-o -name 'timeout-*' -o -name 'oom-*' \) | sort)
 	crashes=$(grep -c . <<<"$found" || true)
