@@ -100,12 +100,11 @@ fs_log "    $n files of $FILE bytes fsynced before the disk was full ($(disk_fre
 check "at least 20 MiB went in before ENOSPC ($n files)" test "$n" -ge 80
 
 checkall() { # what
-	local j ok=0
-	for j in 1 2 3; do
-		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE | fs_indent 10 ||
-			true
-		python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) $FILE \
-			>/dev/null || ok=1
+	local j ok=0 out
+	for j in 1 2 3; do # one run each: the first 10 lines of what it finds, and its status
+		out=$(python3 "$LOAD" checkfill "$M/w$j" "$T/list$j" $((SEED * 10 + j)) \
+			"$FILE" 2>&1) || ok=1
+		[ -z "$out" ] || printf '%s\n' "$out" | fs_indent 10
 	done
 	check "every fsynced file reads back: $1" test "$ok" -eq 0
 }
